@@ -1,0 +1,109 @@
+// The wire format (PROTOCOL.md): pure functions and a frame decoder over
+// buffers, no sockets. A frame is a 2-byte big-endian header length, a JSON
+// header, and `content-length` bytes of content.
+//
+// Frames and JSON are written the way COMET's Python peers write them
+// (`json.dumps(..., ensure_ascii=False)`: ", " and ": " separators, raw
+// UTF-8), so our requests and responses are byte-identical to COMET's.
+#pragma once
+
+#include <comet/errors.hpp>
+
+#include <boost/json/value.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace comet {
+
+inline constexpr std::size_t proto_header_size = 2;
+inline constexpr std::size_t max_json_header_size = 0xFFFF;
+inline constexpr std::string_view json_content_type = "text/json";
+
+struct frame_header {
+  std::string byteorder = "little";
+  std::string content_type{json_content_type};
+  std::string content_encoding = "utf-8";
+  std::size_t content_length = 0;
+  // PROTOCOL.md Part 2 extensions; absent unless set.
+  bool keep_alive = false;
+  std::optional<std::uint64_t> request_id;
+
+  bool is_json() const noexcept { return content_type == json_content_type; }
+};
+
+// Serializes `v` as Python's json.dumps(v, ensure_ascii=False) would.
+std::string to_json_text(const boost::json::value& v);
+void append_json_text(std::string& out, const boost::json::value& v);
+
+// Appends a whole frame; the header's content_length is taken from `content`.
+void append_frame(std::string& out, const frame_header& header, std::string_view content);
+std::string encode_frame(const frame_header& header, std::string_view content);
+
+// Incremental decoder: feed it the bytes received so far (starting at a frame
+// boundary) and it says whether a whole frame is there. It remembers the
+// parsed JSON header between calls, so a large content is not re-parsed.
+class frame_decoder {
+ public:
+  enum class status {
+    need_more,  // `bytes_needed` says how many bytes the frame needs in all, when known
+    complete,   // `header`, `content` and `frame_size` are set
+    too_large,  // header parsed; content_length exceeds the limit (no content read)
+    malformed,  // `error` says why; the stream cannot be resynchronised
+  };
+
+  explicit frame_decoder(std::size_t max_content_length) noexcept
+      : max_content_length_(max_content_length) {}
+
+  status decode(std::string_view buffered);
+
+  // Forget the current frame; call after consuming `frame_size()` bytes.
+  void reset() noexcept;
+
+  const frame_header& header() const noexcept { return header_; }
+  std::string_view content() const noexcept { return content_; }
+  std::size_t frame_size() const noexcept { return frame_size_; }
+  std::size_t bytes_needed() const noexcept { return bytes_needed_; }
+  const std::string& error() const noexcept { return error_; }
+
+ private:
+  std::size_t max_content_length_;
+  bool have_header_ = false;
+  std::size_t header_size_ = 0;
+  frame_header header_;
+  std::string_view content_;
+  std::size_t frame_size_ = 0;
+  std::size_t bytes_needed_ = proto_header_size;
+  std::string error_;
+};
+
+// Parses a JSON header; returns an error message instead of throwing.
+std::optional<frame_header> parse_frame_header(std::string_view json, std::string& error);
+
+// Request content: {"action": "...", "value": ...}
+struct request_message {
+  std::string action;
+  boost::json::value value;
+};
+std::string encode_request(std::string_view action, const boost::json::value& value);
+// Returns nullopt and a message for content that is not JSON, not an object,
+// or has no string "action". A missing "value" reads as null.
+std::optional<request_message> decode_request(std::string_view content, std::string& error);
+
+// Response content: {"result": ...} or, for failures,
+// {"result": "Error: <message>", "error": {"code": "...", "message": "..."}}
+struct response_message {
+  boost::json::value result;
+  std::optional<errc> error;  // set for an error response
+  std::string error_code;     // its wire spelling
+  std::string error_message;
+};
+std::string encode_response(const boost::json::value& result);
+std::string encode_error_response(errc code, std::string_view message);
+// Throws comet::error(errc::protocol_error) for content that is not a response.
+response_message decode_response(std::string_view content);
+
+}  // namespace comet

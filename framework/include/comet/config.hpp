@@ -1,0 +1,70 @@
+// Configuration: the host to listen on, the named clients to send to, and the
+// framework's settings. Plain structs with defaults that code can fill by
+// hand; load_config / parse_config read them from TOML, mirroring COMET's
+// `Socket_connection` block:
+//
+//   [Socket_connection.Host]
+//   IP = "127.0.0.1"
+//   Port = 65432
+//
+//   [Socket_connection.Client.Telegram]
+//   IP = "127.0.0.4"
+//   Port = 65432
+//
+//   [comet]                      # optional; every key has a default
+//   io_threads = 2
+//   connect_timeout = 5.0        # seconds
+//   request_timeout = 30.0       # seconds
+//   shutdown_timeout = 5.0       # seconds
+//   max_content_length = 16777216  # bytes
+//
+// Other top-level tables are ignored, so the block can live inside a larger
+// application config.
+#pragma once
+
+#include <comet/endpoint.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace comet {
+
+struct settings {
+  // Threads of the io_pool a service creates (ignored when embedding).
+  std::size_t io_threads = 2;
+  // Time allowed to establish a TCP connection to a peer.
+  std::chrono::milliseconds connect_timeout{5000};
+  // Time allowed for a whole request: connect, write, and read the answer.
+  std::chrono::milliseconds request_timeout{30000};
+  // Time a stopping host gives in-flight requests before closing them.
+  std::chrono::milliseconds shutdown_timeout{5000};
+  // Largest content a host accepts or a client reads, in bytes.
+  std::size_t max_content_length = 16 * 1024 * 1024;
+
+  friend bool operator==(const settings&, const settings&) = default;
+};
+
+struct config {
+  endpoint host{"127.0.0.1", 65432};
+  std::map<std::string, endpoint, std::less<>> clients;
+  settings framework;
+  // Where it came from ("config/app.toml", "<embedded default config>"), for messages.
+  std::string source;
+};
+
+// Reads a TOML file. Throws config_error naming the file, line and key.
+config load_config(const std::filesystem::path& file);
+
+// Parses TOML text; `source_name` is used in error messages.
+config parse_config(std::string_view toml_text, std::string_view source_name);
+
+// The config compiled in from config/default.toml.
+config default_config();
+std::string_view default_config_text() noexcept;
+
+}  // namespace comet

@@ -1,0 +1,74 @@
+// The error model of comet-net.
+//
+// Every expected failure has a code in `comet::errc`, carried in a
+// `std::error_code` of `comet::error_category()`. Operations that can fail
+// throw `comet::error`, whose `code()` a caller compares against `errc`
+// values and whose `what()` is a full sentence saying what failed and what to
+// do. The first group of codes are the ones a host answers on the wire
+// (PROTOCOL.md, Part 2); the second group is detected locally by a client.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace comet {
+
+enum class errc {
+  // Answered by a host in a response's "error" object.
+  bad_request = 1,
+  no_handler,
+  handler_failed,
+  timeout,
+  too_large,
+  unauthorized,
+  shutting_down,
+  remote_error,  // an error response whose code this version does not know
+
+  // Detected by this side.
+  peer_offline = 100,  // connection refused / unreachable
+  connect_timeout,
+  request_timeout,
+  connection_closed,  // peer closed before answering
+  protocol_error,     // peer sent something that is not a valid frame
+  unknown_client,     // no client of that name in the config
+  would_deadlock,     // send_sync called on a thread of the pool that must run it
+  bind_failed,        // a host could not listen on its address
+};
+
+const std::error_category& error_category() noexcept;
+
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), error_category()};
+}
+
+// The wire spelling of a host-side code ("no_handler"), empty for local codes.
+std::string_view wire_name(errc e) noexcept;
+
+// Parses a wire code; unknown spellings map to errc::remote_error.
+errc errc_from_wire(std::string_view code) noexcept;
+
+// The exception every comet-net operation throws for an expected failure.
+class error : public std::runtime_error {
+ public:
+  error(errc code, const std::string& message)
+      : std::runtime_error(message), code_(make_error_code(code)) {}
+
+  const std::error_code& code() const noexcept { return code_; }
+
+ private:
+  std::error_code code_;
+};
+
+// A config that cannot be used. The message names the source, line and key.
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace comet
+
+template <>
+struct std::is_error_code_enum<comet::errc> : std::true_type {};

@@ -1,0 +1,167 @@
+// Action handlers and the router that picks them.
+//
+// A handler gets the request's action, its value and a small context, and
+// returns an answer. Both plain functions and coroutines work:
+//
+//   json::value f(const std::string& action, const json::value& value);
+//   json::value f(const std::string& action, const json::value& value, const request_context&);
+//   asio::awaitable<json::value> f(...);          // may co_await sends, timers...
+//   std::optional<json::value> / awaitable<std::optional<json::value>>
+//
+// Any return type convertible to json::value (or via boost::json::value_from)
+// works too; `void` means "no answer".
+//
+// Two ways to register, as in COMET and beyond:
+//  - add_action_handler(fn): the chain. Every request goes to each chain
+//    handler in registration order; the first one that answers wins. A
+//    handler declines with std::nullopt or a JSON null (COMET's `None`). A
+//    handler that throws is logged and skipped. If none answers the
+//    response is `no_handler`, or `handler_failed` when one of them threw.
+//  - on("TelegramBot", fn): routed. The handler for that action alone, tried
+//    before the chain; its answer is final, null included. If it throws the
+//    response is `handler_failed` with the exception's message.
+#pragma once
+
+#include <comet/endpoint.hpp>
+#include <comet/errors.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/value.hpp>
+#include <boost/json/value_from.hpp>
+
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace comet {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+struct request_context {
+  endpoint peer;                            // who sent the request
+  std::optional<std::uint64_t> request_id;  // PROTOCOL.md "request-id", when tagged
+  asio::any_io_executor executor;           // the executor the connection runs on
+};
+
+// What a handler produced: an answer, or nullopt when it declined.
+using handler_result = std::optional<json::value>;
+
+// A response's content as it goes on the wire, and its error code if it
+// reports a failure.
+struct encoded_response {
+  std::string content;
+  std::optional<errc> error;
+};
+
+// An error response with that code and message.
+encoded_response error_response(errc code, std::string_view message);
+
+// The type-erased form every handler is stored as. The arguments outlive the
+// returned awaitable as long as it is awaited at once.
+using handler_function = std::function<asio::awaitable<handler_result>(
+    const std::string& action, const json::value& value, const request_context& context)>;
+
+namespace detail {
+
+template <class T>
+struct is_awaitable : std::false_type {};
+template <class T, class E>
+struct is_awaitable<asio::awaitable<T, E>> : std::true_type {};
+
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+
+template <class T>
+handler_result to_handler_result(T&& answer) {
+  using U = std::remove_cvref_t<T>;
+  if constexpr (is_optional<U>::value) {
+    if (!answer) return std::nullopt;
+    return to_handler_result(std::move(*answer));
+  } else if constexpr (std::is_constructible_v<json::value, U&&>) {
+    return json::value(std::forward<T>(answer));
+  } else {
+    return json::value_from(std::forward<T>(answer));
+  }
+}
+
+template <class F>
+decltype(auto) invoke_handler(F& f, const std::string& action, const json::value& value,
+                              const request_context& context) {
+  if constexpr (std::is_invocable_v<F&, const std::string&, const json::value&,
+                                    const request_context&>)
+    return f(action, value, context);
+  else {
+    static_assert(std::is_invocable_v<F&, const std::string&, const json::value&>,
+                  "a handler takes (action, value) or (action, value, request_context)");
+    return f(action, value);
+  }
+}
+
+template <class F>
+handler_function make_handler(F&& f) {
+  using Fn = std::decay_t<F>;
+  if constexpr (std::is_same_v<Fn, handler_function>) {
+    return std::forward<F>(f);
+  } else {
+    return [fn = Fn(std::forward<F>(f))](const std::string& action, const json::value& value,
+                                         const request_context& context) mutable
+           -> asio::awaitable<handler_result> {
+      using R = decltype(invoke_handler(fn, action, value, context));
+      if constexpr (is_awaitable<std::remove_cvref_t<R>>::value) {
+        using T = typename std::remove_cvref_t<R>::value_type;
+        if constexpr (std::is_void_v<T>) {
+          co_await invoke_handler(fn, action, value, context);
+          co_return std::nullopt;
+        } else {
+          co_return to_handler_result(co_await invoke_handler(fn, action, value, context));
+        }
+      } else if constexpr (std::is_void_v<R>) {
+        invoke_handler(fn, action, value, context);
+        co_return std::nullopt;
+      } else {
+        co_return to_handler_result(invoke_handler(fn, action, value, context));
+      }
+    };
+  }
+}
+
+}  // namespace detail
+
+// Holds the routed and chained handlers of one host and runs a request
+// through them. Register handlers before the host starts serving.
+class action_router {
+ public:
+  template <class F>
+  void add_action_handler(F&& f) {
+    chain_.push_back(detail::make_handler(std::forward<F>(f)));
+  }
+
+  template <class F>
+  void on(std::string action, F&& f) {
+    routes_.insert_or_assign(std::move(action), detail::make_handler(std::forward<F>(f)));
+  }
+
+  bool empty() const noexcept { return chain_.empty() && routes_.empty(); }
+
+  // Runs the request and returns the encoded response content: the answer,
+  // or an error response (no_handler, handler_failed). Never throws for a
+  // handler's failure.
+  asio::awaitable<encoded_response> dispatch(const std::string& action, const json::value& value,
+                                        const request_context& context) const;
+
+ private:
+  std::vector<handler_function> chain_;
+  std::map<std::string, handler_function, std::less<>> routes_;
+};
+
+}  // namespace comet

@@ -1,0 +1,89 @@
+// A host: listens on one endpoint and answers requests with its handlers.
+//
+// Each accepted connection is a coroutine on the executor given at
+// construction; the host never starts threads. By default a connection
+// carries one request and is closed after the response, as COMET does; a
+// request with "keep-alive": true keeps it open for more (PROTOCOL.md Part 2).
+//
+//   comet::io_pool pool{2};
+//   comet::host host{pool.get_executor(), cfg};
+//   host.on("echo", [](auto&, const json::value& v) { return v; });
+//   host.start();
+//   ...
+//   host.stop();  // graceful: stop accepting, finish in-flight requests
+#pragma once
+
+#include <comet/config.hpp>
+#include <comet/endpoint.hpp>
+#include <comet/handlers.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace comet {
+
+struct host_options {
+  endpoint listen{"127.0.0.1", 65432};
+  std::size_t max_content_length = settings{}.max_content_length;
+  // How long stop() lets in-flight requests run before closing them.
+  std::chrono::milliseconds shutdown_timeout = settings{}.shutdown_timeout;
+
+  static host_options from_config(const config& cfg);
+};
+
+struct host_stats {
+  std::chrono::steady_clock::duration uptime{};
+  std::uint64_t requests_served = 0;  // responses written, errors included
+  std::uint64_t error_responses = 0;
+  std::uint64_t connections_accepted = 0;
+  std::uint64_t connections_open = 0;
+};
+
+class host {
+ public:
+  host(asio::any_io_executor executor, host_options options);
+  host(asio::any_io_executor executor, const config& cfg);
+  host(const host&) = delete;
+  host& operator=(const host&) = delete;
+  // Closes the listener and every connection at once; prefer stop() first.
+  ~host();
+
+  // See action_router for the semantics. Register before start().
+  template <class F>
+  void add_action_handler(F&& f) {
+    router().add_action_handler(std::forward<F>(f));
+  }
+  template <class F>
+  void on(std::string action, F&& f) {
+    router().on(std::move(action), std::forward<F>(f));
+  }
+
+  // Binds, listens and starts accepting. Returns the bound endpoint (port 0
+  // picks a free port). Throws comet::error(errc::bind_failed) with the reason.
+  endpoint start();
+  endpoint local_endpoint() const;
+  bool running() const noexcept;
+
+  // Graceful stop, from any thread, returning at once: stop accepting; let
+  // requests in flight finish and be answered; close idle connections; after
+  // shutdown_timeout close whatever is left.
+  void stop();
+
+  // stop(), then wait until every connection is closed.
+  asio::awaitable<void> async_stop();
+
+  host_stats stats() const;
+
+  struct impl;
+
+ private:
+  action_router& router();
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace comet

@@ -1,0 +1,233 @@
+#include <comet/client.hpp>
+
+#include <comet/codec.hpp>
+#include <comet/errors.hpp>
+#include <comet/log.hpp>
+
+#include "spawn.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/object.hpp>
+
+#include <stdexcept>
+
+namespace comet {
+namespace {
+
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// The socket and its watchdog for one request. Both live on one strand, so
+// the watchdog can close the socket without racing the coroutine.
+struct exchange_state {
+  explicit exchange_state(const asio::any_io_executor& ex) : socket(ex), watchdog(ex) {}
+  enum class phase { connecting, requesting };
+  tcp::socket socket;
+  asio::steady_timer watchdog;
+  phase current = phase::connecting;
+  std::optional<phase> timed_out;
+};
+
+void arm(const std::shared_ptr<exchange_state>& st, std::chrono::steady_clock::time_point deadline) {
+  st->watchdog.expires_at(deadline);
+  st->watchdog.async_wait([st, phase = st->current](boost::system::error_code ec) {
+    if (ec || st->current != phase) return;
+    st->timed_out = phase;
+    boost::system::error_code ignored;
+    st->socket.close(ignored);
+  });
+}
+
+// True when blocking this thread could starve the executor that must run
+// the work: the thread is running the io_context behind `ex`.
+bool runs_on_this_thread(const asio::any_io_executor& ex) {
+  using io_executor = asio::io_context::executor_type;
+  if (auto* e = ex.target<io_executor>()) return e->running_in_this_thread();
+  if (auto* s = ex.target<asio::strand<io_executor>>())
+    return s->get_inner_executor().running_in_this_thread();
+  if (auto* s = ex.target<asio::strand<asio::any_io_executor>>())
+    return runs_on_this_thread(s->get_inner_executor());
+  return false;
+}
+
+}  // namespace
+
+struct client::impl {
+  asio::any_io_executor executor;
+  endpoint peer;
+  client_options options;
+  tcp::endpoint target;
+
+  std::string describe() const {
+    return options.name.empty() ? peer.to_string() : options.name + " at " + peer.to_string();
+  }
+
+  asio::awaitable<json::value> exchange(std::string frame) const;
+};
+
+asio::awaitable<json::value> client::impl::exchange(std::string frame) const {
+  const auto started = std::chrono::steady_clock::now();
+  auto st = std::make_shared<exchange_state>(co_await asio::this_coro::executor);
+
+  arm(st, started + std::min(options.connect_timeout, options.request_timeout));
+  auto [connect_ec] = co_await st->socket.async_connect(target, use_tuple);
+  if (st->timed_out)
+    throw error(errc::connect_timeout,
+                "cannot connect to " + describe() + ": no answer within " +
+                    std::to_string(std::min(options.connect_timeout, options.request_timeout).count()) +
+                    " ms; is the host up and reachable?");
+  if (connect_ec)
+    throw error(errc::peer_offline, "cannot connect to " + describe() + ": " +
+                                        connect_ec.message() + "; is the host running?");
+  st->current = exchange_state::phase::requesting;
+  arm(st, started + options.request_timeout);
+  boost::system::error_code ignored;
+  st->socket.set_option(tcp::no_delay(true), ignored);
+
+  auto transport_error = [&](const boost::system::error_code& ec, std::string_view doing) {
+    if (st->timed_out)
+      return error(errc::request_timeout, describe() + " did not answer within " +
+                                              std::to_string(options.request_timeout.count()) +
+                                              " ms");
+    if (ec == asio::error::eof)
+      return error(errc::connection_closed,
+                   describe() + " closed the connection before answering");
+    return error(errc::connection_closed,
+                 "lost the connection to " + describe() + " while " + std::string(doing) + ": " +
+                     ec.message());
+  };
+
+  if (auto [ec, n] = co_await asio::async_write(st->socket, asio::buffer(frame), use_tuple); ec)
+    throw transport_error(ec, "sending the request");
+
+  frame_decoder decoder(options.max_content_length);
+  std::string buffer(4096, '\0');
+  std::size_t filled = 0;
+  for (;;) {
+    const auto status = decoder.decode({buffer.data(), filled});
+    if (status == frame_decoder::status::complete) break;
+    if (status == frame_decoder::status::malformed)
+      throw error(errc::protocol_error, describe() + " sent a malformed frame: " + decoder.error());
+    if (status == frame_decoder::status::too_large)
+      throw error(errc::protocol_error, describe() + " sent a response over the limit: " +
+                                            decoder.error());
+    if (buffer.size() < decoder.bytes_needed())
+      buffer.resize(std::max(decoder.bytes_needed(), 2 * buffer.size()));
+    else if (filled == buffer.size())
+      buffer.resize(2 * buffer.size());
+    auto [ec, n] = co_await st->socket.async_read_some(
+        asio::buffer(buffer.data() + filled, buffer.size() - filled), use_tuple);
+    if (ec) throw transport_error(ec, "reading the answer");
+    filled += n;
+  }
+  st->current = exchange_state::phase::connecting;  // disarms the watchdog
+  st->watchdog.cancel();
+  st->socket.close(ignored);
+
+  if (!decoder.header().is_json())
+    throw error(errc::protocol_error, describe() + " answered with content-type '" +
+                                          decoder.header().content_type + "', not text/json");
+  response_message response = decode_response(decoder.content());
+  if (response.error)
+    throw error(*response.error,
+                describe() + " answered " + response.error_code + ": " + response.error_message);
+  co_return std::move(response.result);
+}
+
+client_options client_options::from_config(const config& cfg, std::string name) {
+  client_options o;
+  o.name = std::move(name);
+  o.connect_timeout = cfg.framework.connect_timeout;
+  o.request_timeout = cfg.framework.request_timeout;
+  o.max_content_length = cfg.framework.max_content_length;
+  return o;
+}
+
+client::client(asio::any_io_executor executor, endpoint peer, client_options options) {
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(peer.ip, ec);
+  if (ec)
+    throw std::invalid_argument("comet::client: '" + peer.ip +
+                                "' is not an IP address (IPv4 or IPv6 literal expected)");
+  tcp::endpoint target(address, peer.port);
+  impl_ = std::make_shared<const impl>(
+      impl{std::move(executor), std::move(peer), std::move(options), target});
+}
+
+asio::awaitable<json::value> client::send(std::string action, json::value value) const {
+  auto self = impl_;
+  std::string frame = encode_frame(frame_header{}, encode_request(action, value));
+  co_return co_await asio::co_spawn(asio::make_strand(self->executor),
+                                    self->exchange(std::move(frame)), asio::use_awaitable);
+}
+
+json::value client::send_sync(std::string action, json::value value) const {
+  if (runs_on_this_thread(impl_->executor))
+    throw error(errc::would_deadlock,
+                "send_sync to " + impl_->describe() +
+                    " was called on a thread of the executor that must run it, which would "
+                    "deadlock; in a coroutine or handler use `co_await client.send(...)`, or "
+                    "`post(...)` to send in the background");
+  auto answer = asio::co_spawn(impl_->executor, send(std::move(action), std::move(value)),
+                               asio::use_future);
+  return answer.get();
+}
+
+namespace {
+asio::awaitable<void> send_in_background(client c, std::string action, json::value value) {
+  try {
+    co_await c.send(action, std::move(value));
+  } catch (const error& e) {
+    log(log_level::warn, "background send of action '" + action + "' failed: " + e.what());
+  }
+}
+}  // namespace
+
+void client::post(std::string action, json::value value) const {
+  asio::co_spawn(impl_->executor, send_in_background(*this, std::move(action), std::move(value)),
+                 detail::log_failure("background send"));
+}
+
+const endpoint& client::peer() const noexcept { return impl_->peer; }
+const std::string& client::name() const noexcept { return impl_->options.name; }
+const asio::any_io_executor& client::get_executor() const noexcept { return impl_->executor; }
+
+client_set::client_set(asio::any_io_executor executor, const config& cfg) : source_(cfg.source) {
+  for (const auto& [name, peer] : cfg.clients)
+    clients_.emplace(name, client(executor, peer, client_options::from_config(cfg, name)));
+}
+
+bool client_set::contains(std::string_view name) const { return clients_.contains(name); }
+
+const client& client_set::operator[](std::string_view name) const {
+  if (auto it = clients_.find(name); it != clients_.end()) return it->second;
+  std::string known;
+  for (const auto& [n, c] : clients_) known += (known.empty() ? "" : ", ") + n;
+  throw error(errc::unknown_client,
+              "no client named '" + std::string(name) + "' in " +
+                  (source_.empty() ? std::string("the config") : source_) + " (" +
+                  (known.empty() ? std::string("no clients configured") : "configured: " + known) +
+                  "); add [Socket_connection.Client." + std::string(name) + "] with IP and Port");
+}
+
+std::optional<json::value> send_tcp_message(const client& target, std::string action,
+                                             json::value message, bool no_thread) {
+  if (!no_thread) {
+    target.post(std::move(action), std::move(message));
+    return std::nullopt;
+  }
+  json::object response;
+  response["result"] = target.send_sync(std::move(action), std::move(message));
+  return json::value(std::move(response));
+}
+
+}  // namespace comet

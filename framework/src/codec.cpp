@@ -1,0 +1,258 @@
+#include <comet/codec.hpp>
+
+#include "json_text.hpp"
+
+#include <boost/json.hpp>
+
+#include <charconv>
+
+namespace comet {
+namespace {
+
+namespace json = boost::json;
+
+// Deep enough for real payloads, shallow enough that parsing never
+// threatens the stack.
+constexpr std::size_t max_json_depth = 64;
+
+// Parses bounded-depth JSON; on failure returns nullopt and Boost.JSON's reason.
+std::optional<json::value> parse_json(std::string_view text, std::string& reason) {
+  json::parse_options options;
+  options.max_depth = max_json_depth;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec, {}, options);
+  if (ec) {
+    reason = ec.message();
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<std::uint64_t> as_unsigned(const json::value& v) {
+  if (v.is_uint64()) return v.get_uint64();
+  if (v.is_int64() && v.get_int64() >= 0) return static_cast<std::uint64_t>(v.get_int64());
+  return std::nullopt;
+}
+
+void append_unsigned(std::string& out, std::uint64_t n) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, n);
+  out.append(buf, r.ptr);
+}
+
+}  // namespace
+
+void append_frame(std::string& out, const frame_header& h, std::string_view content) {
+  const std::size_t start = out.size();
+  out.append(proto_header_size, '\0');
+  out += "{\"byteorder\": ";
+  detail::append_json_string(out, h.byteorder);
+  out += ", \"content-type\": ";
+  detail::append_json_string(out, h.content_type);
+  out += ", \"content-encoding\": ";
+  detail::append_json_string(out, h.content_encoding);
+  out += ", \"content-length\": ";
+  append_unsigned(out, content.size());
+  if (h.keep_alive) out += ", \"keep-alive\": true";
+  if (h.request_id) {
+    out += ", \"request-id\": ";
+    append_unsigned(out, *h.request_id);
+  }
+  out += '}';
+  const std::size_t header_size = out.size() - start - proto_header_size;
+  if (header_size > max_json_header_size)
+    throw error(errc::protocol_error, "frame header of " + std::to_string(header_size) +
+                                          " bytes exceeds the 16-bit length field");
+  out[start] = static_cast<char>((header_size >> 8) & 0xFF);
+  out[start + 1] = static_cast<char>(header_size & 0xFF);
+  out += content;
+}
+
+std::string encode_frame(const frame_header& header, std::string_view content) {
+  std::string out;
+  out.reserve(proto_header_size + 128 + content.size());
+  append_frame(out, header, content);
+  return out;
+}
+
+std::optional<frame_header> parse_frame_header(std::string_view text, std::string& error) {
+  std::string reason;
+  auto parsed = parse_json(text, reason);
+  if (!parsed) {
+    error = "JSON header is not valid JSON (" + reason + ")";
+    return std::nullopt;
+  }
+  json::value& v = *parsed;
+  if (!v.is_object()) {
+    error = "JSON header is not an object";
+    return std::nullopt;
+  }
+  const json::object& o = v.get_object();
+  frame_header h;
+  auto string_key = [&](std::string_view key, std::string& target) {
+    const json::value* field = o.if_contains(key);
+    if (!field) {
+      error = "JSON header has no \"" + std::string(key) + "\"";
+      return false;
+    }
+    if (!field->is_string()) {
+      error = "JSON header \"" + std::string(key) + "\" is not a string";
+      return false;
+    }
+    target = field->get_string();
+    return true;
+  };
+  if (!string_key("byteorder", h.byteorder) || !string_key("content-type", h.content_type) ||
+      !string_key("content-encoding", h.content_encoding))
+    return std::nullopt;
+
+  const json::value* length = o.if_contains("content-length");
+  if (!length) {
+    error = "JSON header has no \"content-length\"";
+    return std::nullopt;
+  }
+  auto n = as_unsigned(*length);
+  if (!n) {
+    error = "JSON header \"content-length\" is not a non-negative integer";
+    return std::nullopt;
+  }
+  h.content_length = static_cast<std::size_t>(*n);
+
+  if (const json::value* keep = o.if_contains("keep-alive")) {
+    if (!keep->is_bool()) {
+      error = "JSON header \"keep-alive\" is not a boolean";
+      return std::nullopt;
+    }
+    h.keep_alive = keep->get_bool();
+  }
+  if (const json::value* id = o.if_contains("request-id")) {
+    auto rid = as_unsigned(*id);
+    if (!rid) {
+      error = "JSON header \"request-id\" is not a non-negative integer";
+      return std::nullopt;
+    }
+    h.request_id = *rid;
+  }
+  return h;
+}
+
+frame_decoder::status frame_decoder::decode(std::string_view buffered) {
+  if (!have_header_) {
+    if (buffered.size() < proto_header_size) {
+      bytes_needed_ = proto_header_size;
+      return status::need_more;
+    }
+    header_size_ = (static_cast<std::size_t>(static_cast<unsigned char>(buffered[0])) << 8) |
+                   static_cast<unsigned char>(buffered[1]);
+    if (header_size_ == 0) {
+      error_ = "JSON header length is 0";
+      return status::malformed;
+    }
+    if (buffered.size() < proto_header_size + header_size_) {
+      bytes_needed_ = proto_header_size + header_size_;
+      return status::need_more;
+    }
+    auto h = parse_frame_header(buffered.substr(proto_header_size, header_size_), error_);
+    if (!h) return status::malformed;
+    header_ = std::move(*h);
+    have_header_ = true;
+  }
+  if (header_.content_length > max_content_length_) {
+    error_ = "content-length " + std::to_string(header_.content_length) + " exceeds the limit of " +
+             std::to_string(max_content_length_) + " bytes";
+    return status::too_large;
+  }
+  const std::size_t total = proto_header_size + header_size_ + header_.content_length;
+  if (buffered.size() < total) {
+    bytes_needed_ = total;
+    return status::need_more;
+  }
+  content_ = buffered.substr(proto_header_size + header_size_, header_.content_length);
+  frame_size_ = total;
+  return status::complete;
+}
+
+void frame_decoder::reset() noexcept {
+  have_header_ = false;
+  header_size_ = 0;
+  content_ = {};
+  frame_size_ = 0;
+  bytes_needed_ = proto_header_size;
+  error_.clear();
+}
+
+std::string encode_request(std::string_view action, const json::value& value) {
+  std::string out = "{\"action\": ";
+  detail::append_json_string(out, action);
+  out += ", \"value\": ";
+  append_json_text(out, value);
+  out += '}';
+  return out;
+}
+
+std::optional<request_message> decode_request(std::string_view content, std::string& error) {
+  std::string reason;
+  auto parsed = parse_json(content, reason);
+  if (!parsed) {
+    error = "content is not valid JSON (" + reason + ")";
+    return std::nullopt;
+  }
+  json::value& v = *parsed;
+  if (!v.is_object()) {
+    error = "content is not a JSON object";
+    return std::nullopt;
+  }
+  json::object& o = v.get_object();
+  json::value* action = o.if_contains("action");
+  if (!action || !action->is_string()) {
+    error = action ? "\"action\" is not a string" : "content has no \"action\"";
+    return std::nullopt;
+  }
+  request_message m;
+  m.action = action->get_string();
+  if (json::value* value = o.if_contains("value")) m.value = std::move(*value);
+  return m;
+}
+
+std::string encode_response(const json::value& result) {
+  std::string out = "{\"result\": ";
+  append_json_text(out, result);
+  out += '}';
+  return out;
+}
+
+std::string encode_error_response(errc code, std::string_view message) {
+  std::string out = "{\"result\": ";
+  detail::append_json_string(out, "Error: " + std::string(message));
+  out += ", \"error\": {\"code\": ";
+  detail::append_json_string(out, wire_name(code));
+  out += ", \"message\": ";
+  detail::append_json_string(out, message);
+  out += "}}";
+  return out;
+}
+
+response_message decode_response(std::string_view content) {
+  std::string reason;
+  auto parsed = parse_json(content, reason);
+  if (!parsed) throw error(errc::protocol_error, "response content is not valid JSON (" + reason + ")");
+  json::value& v = *parsed;
+  if (!v.is_object()) throw error(errc::protocol_error, "response content is not a JSON object");
+  json::object& o = v.get_object();
+  json::value* result = o.if_contains("result");
+  if (!result) throw error(errc::protocol_error, "response content has no \"result\"");
+  response_message m;
+  m.result = std::move(*result);
+  if (const json::value* err = o.if_contains("error"); err && err->is_object()) {
+    const json::object& e = err->get_object();
+    const json::value* code = e.if_contains("code");
+    const json::value* message = e.if_contains("message");
+    m.error_code = code && code->is_string() ? std::string(code->get_string()) : "remote_error";
+    m.error = errc_from_wire(m.error_code);
+    m.error_message = message && message->is_string() ? std::string(message->get_string())
+                                                      : to_json_text(m.result);
+  }
+  return m;
+}
+
+}  // namespace comet

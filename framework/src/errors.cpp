@@ -1,0 +1,65 @@
+#include <comet/errors.hpp>
+
+#include <array>
+#include <utility>
+
+namespace comet {
+namespace {
+
+constexpr std::array<std::pair<errc, std::string_view>, 7> wire_codes{{
+    {errc::bad_request, "bad_request"},
+    {errc::no_handler, "no_handler"},
+    {errc::handler_failed, "handler_failed"},
+    {errc::timeout, "timeout"},
+    {errc::too_large, "too_large"},
+    {errc::unauthorized, "unauthorized"},
+    {errc::shutting_down, "shutting_down"},
+}};
+
+class comet_category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "comet"; }
+
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::bad_request: return "the host could not read the request";
+      case errc::no_handler: return "no handler answered the action";
+      case errc::handler_failed: return "the handler failed";
+      case errc::timeout: return "the handler ran past its deadline";
+      case errc::too_large: return "the message is larger than the limit";
+      case errc::unauthorized: return "the request was not authorized";
+      case errc::shutting_down: return "the host is shutting down";
+      case errc::remote_error: return "the host answered with an error";
+      case errc::peer_offline: return "the peer is offline";
+      case errc::connect_timeout: return "connecting to the peer timed out";
+      case errc::request_timeout: return "the request timed out";
+      case errc::connection_closed: return "the peer closed the connection before answering";
+      case errc::protocol_error: return "the peer broke the protocol";
+      case errc::unknown_client: return "no client of that name";
+      case errc::would_deadlock: return "the call would deadlock";
+      case errc::bind_failed: return "cannot listen on the address";
+    }
+    return "unknown comet error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& error_category() noexcept {
+  static const comet_category category;
+  return category;
+}
+
+std::string_view wire_name(errc e) noexcept {
+  for (const auto& [code, name] : wire_codes)
+    if (code == e) return name;
+  return {};
+}
+
+errc errc_from_wire(std::string_view code) noexcept {
+  for (const auto& [value, name] : wire_codes)
+    if (name == code) return value;
+  return errc::remote_error;
+}
+
+}  // namespace comet

@@ -1,0 +1,127 @@
+// comet-host: runs a host from a config, with the built-in actions `echo`
+// (answers the value unchanged) and `status` (uptime and counters).
+#include <comet/comet.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/program_options.hpp>
+
+#include <csignal>
+#include <iostream>
+
+namespace po = boost::program_options;
+namespace json = boost::json;
+
+namespace {
+
+const char* usage = R"(Usage: comet-host [options]
+
+Runs a comet-net host: COMET's TCP/JSON protocol, with the built-in actions
+`echo` (answers the value unchanged) and `status` (uptime, requests served,
+connections open). SIGINT or SIGTERM stops it gracefully.
+
+Options)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description options(usage);
+  options.add_options()
+      ("help,h", "show this help and exit")
+      ("version", "show the version and exit")
+      ("config,c", po::value<std::string>(), "TOML config file (default: the embedded config/default.toml)")
+      ("host", po::value<std::string>(), "IP address to listen on (overrides the config)")
+      ("port,p", po::value<int>(), "port to listen on; 0 picks a free one (overrides the config)")
+      ("threads,t", po::value<int>(), "io threads (overrides the config's io_threads)")
+      ("log-level", po::value<std::string>()->default_value("info"),
+       "trace, debug, info, warn, error or off");
+  po::variables_map args;
+  try {
+    po::store(po::parse_command_line(argc, argv, options), args);
+    po::notify(args);
+  } catch (const po::error& e) {
+    std::cerr << "comet-host: " << e.what() << "; see --help\n";
+    return 2;
+  }
+  if (args.count("help")) {
+    std::cout << options << '\n';
+    return 0;
+  }
+  if (args.count("version")) {
+    std::cout << "comet-host " << comet::version << '\n';
+    return 0;
+  }
+
+  auto level = comet::parse_log_level(args["log-level"].as<std::string>());
+  if (!level) {
+    std::cerr << "comet-host: unknown --log-level '" << args["log-level"].as<std::string>()
+              << "'; use trace, debug, info, warn, error or off\n";
+    return 2;
+  }
+  comet::set_log_level(*level);
+
+  comet::config cfg;
+  try {
+    cfg = args.count("config") ? comet::load_config(args["config"].as<std::string>())
+                               : comet::default_config();
+  } catch (const comet::config_error& e) {
+    std::cerr << "comet-host: " << e.what() << '\n';
+    return 2;
+  }
+  if (args.count("host")) cfg.host.ip = args["host"].as<std::string>();
+  if (args.count("port")) {
+    const int port = args["port"].as<int>();
+    if (port < 0 || port > 65535) {
+      std::cerr << "comet-host: --port " << port << " is out of range; use 0 to 65535\n";
+      return 2;
+    }
+    cfg.host.port = static_cast<std::uint16_t>(port);
+  }
+  if (args.count("threads")) {
+    const int threads = args["threads"].as<int>();
+    if (threads < 1 || threads > 256) {
+      std::cerr << "comet-host: --threads " << threads << " is out of range; use 1 to 256\n";
+      return 2;
+    }
+    cfg.framework.io_threads = static_cast<std::size_t>(threads);
+  }
+
+  comet::io_pool pool(cfg.framework.io_threads);
+  comet::host host(pool.get_executor(), cfg);
+  host.on("echo", [](const std::string&, const json::value& value) { return value; });
+  host.on("status", [&host](const std::string&, const json::value&) {
+    const auto s = host.stats();
+    return json::value{
+        {"uptime_seconds", std::chrono::duration<double>(s.uptime).count()},
+        {"requests_served", s.requests_served},
+        {"error_responses", s.error_responses},
+        {"connections_open", s.connections_open},
+        {"connections_accepted", s.connections_accepted},
+        {"version", comet::version},
+    };
+  });
+
+  try {
+    host.start();
+  } catch (const comet::error& e) {
+    std::cerr << "comet-host: " << e.what() << '\n';
+    return 1;
+  }
+
+  boost::asio::signal_set signals(pool.context(), SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int signal) {
+    if (ec) return;
+    comet::log(comet::log_level::info,
+               std::string("received ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
+                   ", stopping (again to stop at once)");
+    signals.async_wait([&](boost::system::error_code ec2, int) {
+      if (!ec2) pool.stop();
+    });
+    boost::asio::co_spawn(pool.get_executor(), host.async_stop(), [&](std::exception_ptr) {
+      signals.cancel();
+      pool.release();
+    });
+  });
+  pool.join();
+  return 0;
+}

@@ -1,0 +1,215 @@
+// The executables end to end: start comet-host on a free port, query it with
+// comet-send, stop it with SIGTERM.
+#include <comet/comet.hpp>
+
+#include "support.hpp"
+
+#include <csignal>
+#include <filesystem>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+extern char** environ;
+
+using namespace comet;
+using namespace comet::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch_dir() {
+  auto dir = fs::temp_directory_path() / ("comet-cli-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+struct process {
+  pid_t pid = -1;
+  fs::path out, err;
+
+  std::string stdout_text() const { return read_file(out.string()); }
+  std::string stderr_text() const { return read_file(err.string()); }
+
+  // Exit status, or -1 after killing a process that overran `limit`.
+  int wait(std::chrono::milliseconds limit = 20s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    while (::waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        return -1;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+};
+
+process start(const std::string& program, std::vector<std::string> args) {
+  static int counter = 0;
+  const auto dir = scratch_dir();
+  process p;
+  p.out = dir / (program + "." + std::to_string(++counter) + ".out");
+  p.err = dir / (program + "." + std::to_string(counter) + ".err");
+  const std::string path = std::string(COMET_BIN_DIR) + "/" + program;
+  args.insert(args.begin(), path);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, p.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, p.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int rc = ::posix_spawn(&p.pid, path.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE(rc == 0);
+  return p;
+}
+
+struct result {
+  int status;
+  std::string out, err;
+};
+
+result run_cli(const std::string& program, std::vector<std::string> args) {
+  auto p = start(program, std::move(args));
+  const int status = p.wait();
+  return {status, p.stdout_text(), p.stderr_text()};
+}
+
+// Starts comet-host on a free port and reads the address it logs.
+struct running_host {
+  running_host() : p(start("comet-host", {"--port", "0", "--threads", "1"})) {
+    const std::string marker = "listening on ";
+    for (int i = 0; i < 1000; ++i) {
+      const std::string log = p.stderr_text();
+      if (auto pos = log.find(marker); pos != std::string::npos) {
+        const auto end = log.find('\n', pos);
+        if (end != std::string::npos) {
+          address = log.substr(pos + marker.size(), end - pos - marker.size());
+          return;
+        }
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    FAIL("comet-host did not log its address: " << p.stderr_text());
+  }
+  ~running_host() {
+    if (!stopped) {
+      ::kill(p.pid, SIGKILL);
+      p.wait();
+    }
+  }
+  int stop() {
+    stopped = true;
+    ::kill(p.pid, SIGTERM);
+    return p.wait();
+  }
+  process p;
+  std::string address;
+  bool stopped = false;
+};
+
+std::size_t line_count(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
+
+}  // namespace
+
+TEST_CASE("comet-send queries a comet-host started on a free port", "[cli]") {
+  running_host h;
+  CHECK_THAT(h.address, Catch::StartsWith("127.0.0.1:"));
+
+  auto echo = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--value",
+                                     R"({"a": [1, "ü"], "b": 2.5})"});
+  CHECK(echo.status == 0);
+  CHECK(echo.out == "{\"a\": [1, \"ü\"], \"b\": 2.5}\n");
+
+  auto status = run_cli("comet-send", {"--to", h.address, "--action", "status"});
+  REQUIRE(status.status == 0);
+  auto s = json::parse(status.out);
+  CHECK(s.at("requests_served").to_number<std::int64_t>() >= 1);
+  CHECK(s.at("connections_open").to_number<std::int64_t>() >= 1);
+  CHECK(s.at("uptime_seconds").to_number<double>() > 0);
+
+  auto unknown = run_cli("comet-send", {"--to", h.address, "--action", "nope"});
+  CHECK(unknown.status == 5);
+  CHECK(line_count(unknown.err) == 1);
+  CHECK_THAT(unknown.err, Catch::Contains("no_handler") && Catch::Contains("'nope'"));
+
+  // A named client from a config file.
+  const auto port = h.address.substr(h.address.rfind(':') + 1);
+  const auto cfg = scratch_dir() / "lab.toml";
+  {
+    std::ofstream out(cfg);
+    out << "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 0\n\n"
+        << "[Socket_connection.Client.Lab]\nIP = \"127.0.0.1\"\nPort = " << port << "\n";
+  }
+  auto named = run_cli("comet-send", {"--config", cfg.string(), "--client", "Lab", "--action",
+                                      "echo", "--value", "\"named\""});
+  CHECK(named.status == 0);
+  CHECK(named.out == "\"named\"\n");
+  auto misspelt = run_cli("comet-send", {"--config", cfg.string(), "--client", "Lob", "--action",
+                                         "echo"});
+  CHECK(misspelt.status == 2);
+  CHECK_THAT(misspelt.err, Catch::Contains("'Lob'") && Catch::Contains("Lab"));
+
+  CHECK(h.stop() == 0);
+  CHECK_THAT(h.p.stderr_text(), Catch::Contains("stopped"));
+}
+
+TEST_CASE("comet-send fails with one clear line and a distinct status", "[cli]") {
+  asio::io_context io;
+  std::uint16_t free_port;
+  {
+    tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    free_port = a.local_endpoint().port();
+  }
+  auto offline = run_cli("comet-send", {"--to", "127.0.0.1:" + std::to_string(free_port),
+                                        "--action", "echo"});
+  CHECK(offline.status == 3);
+  CHECK(line_count(offline.err) == 1);
+  CHECK_THAT(offline.err, Catch::Contains("cannot connect"));
+  CHECK(offline.out.empty());
+
+  // A listener that never answers: the timeout fires.
+  tcp::acceptor silent(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto silent_at = "127.0.0.1:" + std::to_string(silent.local_endpoint().port());
+  auto slow = run_cli("comet-send", {"--to", silent_at, "--action", "echo", "--timeout", "0.3"});
+  CHECK(slow.status == 4);
+  CHECK_THAT(slow.err, Catch::Contains("did not answer"));
+
+  auto bad_json = run_cli("comet-send", {"--to", silent_at, "--action", "echo", "--value", "{oops"});
+  CHECK(bad_json.status == 2);
+  CHECK_THAT(bad_json.err, Catch::Contains("--value is not valid JSON"));
+
+  auto no_target = run_cli("comet-send", {"--action", "echo"});
+  CHECK(no_target.status == 2);
+  auto bad_target = run_cli("comet-send", {"--to", "localhost", "--action", "echo"});
+  CHECK(bad_target.status == 2);
+}
+
+TEST_CASE("the executables explain themselves and reject bad configs", "[cli]") {
+  for (const std::string program : {"comet-host", "comet-send"}) {
+    auto help = run_cli(program, {"--help"});
+    CHECK(help.status == 0);
+    CHECK_THAT(help.out, Catch::Contains("Usage: " + program));
+    auto version = run_cli(program, {"--version"});
+    CHECK(version.status == 0);
+    CHECK(version.out == program + " " + comet::version + "\n");
+    auto unknown = run_cli(program, {"--frobnicate"});
+    CHECK(unknown.status == 2);
+  }
+  const auto bad = scratch_dir() / "bad.toml";
+  {
+    std::ofstream out(bad);
+    out << "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 70000\n";
+  }
+  auto rejected = run_cli("comet-host", {"--config", bad.string()});
+  CHECK(rejected.status == 2);
+  CHECK_THAT(rejected.err, Catch::Contains("bad.toml") && Catch::Contains("Port"));
+  auto missing = run_cli("comet-host", {"--config", (scratch_dir() / "none.toml").string()});
+  CHECK(missing.status == 2);
+}

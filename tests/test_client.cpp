@@ -1,0 +1,215 @@
+#include <comet/client.hpp>
+
+#include "support.hpp"
+
+#include <atomic>
+#include <thread>
+
+using namespace comet;
+using namespace comet::test;
+
+namespace {
+
+// A port on 127.0.0.1 that nothing listens on: bound, then released.
+endpoint closed_port() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return {"127.0.0.1", a.local_endpoint().port()};
+}
+
+template <class F>
+comet::error failure_of(F&& f) {
+  try {
+    f();
+  } catch (const comet::error& e) {
+    return e;
+  }
+  FAIL("expected a comet::error");
+  throw std::logic_error("unreachable");
+}
+
+}  // namespace
+
+TEST_CASE("send_sync blocks a plain thread for the answer", "[integration][client]") {
+  host_fixture f;
+  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  f.start();
+  auto c = f.make_client();
+  CHECK(c.send_sync("echo", "sync") == "sync");
+  std::thread other([&] { CHECK(c.send_sync("echo", 2) == 2); });
+  other.join();
+}
+
+TEST_CASE("send_sync on a pool thread refuses instead of deadlocking", "[integration][client]") {
+  io_pool pool(1);
+  client c(pool.get_executor(), {"127.0.0.1", 9});
+  std::promise<std::error_code> seen;
+  asio::post(pool.get_executor(), [&] {
+    try {
+      c.send_sync("echo", 1);
+      seen.set_value({});
+    } catch (const comet::error& e) {
+      CHECK_THAT(e.what(), Catch::Contains("co_await"));
+      seen.set_value(e.code());
+    }
+  });
+  auto code = seen.get_future();
+  REQUIRE(code.wait_for(10s) == std::future_status::ready);
+  CHECK(code.get() == errc::would_deadlock);
+}
+
+TEST_CASE("post sends in the background and never throws", "[integration][client]") {
+  host_fixture f;
+  std::promise<json::value> received;
+  f.server.on("TelegramBot", [&](const std::string&, const json::value& v) {
+    received.set_value(v);
+    return true;
+  });
+  f.start();
+  auto c = f.make_client();
+  c.post("TelegramBot", json::parse(R"({"123456789": "IV scan done"})"));
+  auto got = received.get_future();
+  REQUIRE(got.wait_for(10s) == std::future_status::ready);
+  CHECK(got.get() == json::parse(R"({"123456789": "IV scan done"})"));
+
+  client offline(f.pool.get_executor(), closed_port());
+  CHECK_NOTHROW(offline.post("TelegramBot", 1));  // logged, not thrown
+}
+
+TEST_CASE("send_tcp_message keeps COMET's shape", "[integration][client]") {
+  host_fixture f;
+  std::promise<void> posted;
+  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  f.server.on("note", [&](const std::string&, const json::value&) {
+    posted.set_value();
+    return 1;
+  });
+  f.start();
+  auto c = f.make_client();
+  auto blocking = send_tcp_message(c, "echo", "hi", /*no_thread=*/true);
+  REQUIRE(blocking);
+  CHECK(*blocking == json::parse(R"({"result": "hi"})"));
+  CHECK_FALSE(send_tcp_message(c, "note", 1));
+  CHECK(posted.get_future().wait_for(10s) == std::future_status::ready);
+}
+
+TEST_CASE("500 concurrent sends on a 2-thread pool are all answered correctly",
+          "[integration][client]") {
+  host_fixture f(2);
+  f.server.on("square", [](const std::string&, const json::value& v) {
+    const auto n = v.as_int64();
+    return json::value{{"n", n}, {"square", n * n}};
+  });
+  f.start();
+  auto c = f.make_client();
+  // All 500 are started before any is awaited, so they are in flight together.
+  std::vector<std::future<json::value>> pending;
+  for (std::int64_t i = 0; i < 500; ++i)
+    pending.push_back(asio::co_spawn(f.pool.get_executor(), c.send("square", i), asio::use_future));
+  std::vector<json::value> answers;
+  for (auto& p : pending) {
+    REQUIRE(p.wait_for(60s) == std::future_status::ready);
+    answers.push_back(p.get());
+  }
+  REQUIRE(answers.size() == 500);
+  for (std::int64_t i = 0; i < 500; ++i) {
+    CHECK(answers[i].at("n") == i);
+    CHECK(answers[i].at("square") == i * i);
+  }
+  CHECK(f.server.stats().requests_served == 500);
+}
+
+TEST_CASE("a coroutine handler relays to a second host", "[integration][client]") {
+  host_fixture telegram;
+  telegram.server.on("TelegramBot", [](const std::string&, const json::value& v) {
+    return "sent: " + std::string(v.at("text").as_string());
+  });
+  telegram.start();
+
+  host_fixture relay;
+  client to_telegram(relay.pool.get_executor(), telegram.at, {.name = "Telegram"});
+  relay.server.on("notify", [&](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
+    auto answer = co_await to_telegram.send("TelegramBot", v);
+    co_return json::value{{"relayed", answer}};
+  });
+  relay.start();
+  auto c = relay.make_client();
+  CHECK(c.send_sync("notify", json::parse(R"({"text": "scan done"})")) ==
+        json::parse(R"({"relayed": "sent: scan done"})"));
+}
+
+TEST_CASE("an offline peer is a peer_offline error naming it", "[integration][client]") {
+  io_pool pool(1);
+  const auto nowhere = closed_port();
+  client c(pool.get_executor(), nowhere, {.name = "Telegram"});
+  auto e = failure_of([&] { c.send_sync("TelegramBot", 1); });
+  CHECK(e.code() == errc::peer_offline);
+  CHECK_THAT(e.what(), Catch::Contains("cannot connect to Telegram at " + nowhere.to_string()) &&
+                           Catch::Contains("refused"));
+}
+
+TEST_CASE("a slow host is a request_timeout error", "[integration][client]") {
+  host_fixture f;
+  f.server.on("slow", [](const std::string&, const json::value&) -> asio::awaitable<json::value> {
+    asio::steady_timer t(co_await asio::this_coro::executor, 2s);
+    co_await t.async_wait(asio::use_awaitable);
+    co_return 1;
+  });
+  f.start();
+  auto c = f.make_client({.request_timeout = 200ms});
+  const auto begun = std::chrono::steady_clock::now();
+  auto e = failure_of([&] { c.send_sync("slow", 1); });
+  CHECK(e.code() == errc::request_timeout);
+  CHECK_THAT(e.what(), Catch::Contains("200 ms"));
+  CHECK(std::chrono::steady_clock::now() - begun < 1500ms);
+}
+
+TEST_CASE("error responses become typed errors with the host's message", "[integration][client]") {
+  host_fixture f;
+  f.server.on("broken", [](const std::string&, const json::value&) -> json::value {
+    throw std::runtime_error("the magnet quenched");
+  });
+  f.start();
+  auto c = f.make_client({.name = "lab"});
+  auto missing = failure_of([&] { c.send_sync("Telegram", 1); });
+  CHECK(missing.code() == errc::no_handler);
+  CHECK_THAT(missing.what(), Catch::Contains("lab at") && Catch::Contains("'Telegram'"));
+  auto broken = failure_of([&] { c.send_sync("broken", 1); });
+  CHECK(broken.code() == errc::handler_failed);
+  CHECK_THAT(broken.what(), Catch::Contains("the magnet quenched"));
+}
+
+TEST_CASE("a host that closes without answering is connection_closed", "[integration][client]") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const endpoint at{"127.0.0.1", acceptor.local_endpoint().port()};
+  std::thread rude([&] {
+    tcp::socket s(io);
+    acceptor.accept(s);
+    std::array<char, 16> buf;
+    boost::system::error_code ec;
+    s.read_some(asio::buffer(buf), ec);
+    s.close();
+  });
+  io_pool pool(1);
+  client c(pool.get_executor(), at);
+  auto e = failure_of([&] { c.send_sync("echo", 1); });
+  rude.join();
+  CHECK(e.code() == errc::connection_closed);
+}
+
+TEST_CASE("named clients come from the config", "[integration][client]") {
+  io_pool pool(1);
+  config cfg;
+  cfg.source = "lab.toml";
+  cfg.clients.emplace("Telegram", endpoint{"127.0.0.4", 65432});
+  cfg.framework.request_timeout = 1234ms;
+  client_set clients(pool.get_executor(), cfg);
+  CHECK(clients["Telegram"].peer() == endpoint{"127.0.0.4", 65432});
+  CHECK(clients["Telegram"].name() == "Telegram");
+  auto e = failure_of([&] { clients["Telegam"]; });
+  CHECK(e.code() == errc::unknown_client);
+  CHECK_THAT(e.what(), Catch::Contains("'Telegam'") && Catch::Contains("lab.toml") &&
+                           Catch::Contains("Telegram"));
+  CHECK_THROWS_AS(client(pool.get_executor(), {"localhost-ish", 1}), std::invalid_argument);
+}

@@ -1,0 +1,206 @@
+#include <comet/codec.hpp>
+
+#include "support.hpp"
+
+using namespace comet;
+using namespace comet::test;
+
+namespace {
+
+// Decodes one whole frame that must be complete. The decoder's content()
+// points into `bytes`, which must outlive it.
+frame_decoder decode_whole(const std::string& bytes) {
+  frame_decoder d(16 * 1024 * 1024);
+  REQUIRE(d.decode(bytes) == frame_decoder::status::complete);
+  REQUIRE(d.frame_size() == bytes.size());
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("every captured COMET request decodes to its action and value", "[unit][codec]") {
+  for (const auto& c : vector_index().as_array()) {
+    const std::string name(c.at("name").as_string());
+    INFO("vector " << name);
+    const std::string bytes = vector_file(std::string(c.at("request_file").as_string()));
+    auto d = decode_whole(bytes);
+    CHECK(d.header().is_json());
+    CHECK(d.header().byteorder == "little");
+    CHECK(d.header().content_encoding == "utf-8");
+    CHECK_FALSE(d.header().keep_alive);
+    CHECK_FALSE(d.header().request_id);
+    std::string why;
+    auto request = decode_request(d.content(), why);
+    REQUIRE(request);
+    CHECK(request->action == c.at("action").as_string());
+    CHECK(request->value == c.at("value"));
+  }
+}
+
+TEST_CASE("every captured COMET response decodes to what COMET's client returned",
+          "[unit][codec]") {
+  for (const auto& c : vector_index().as_array()) {
+    INFO("vector " << c.at("name").as_string());
+    const std::string bytes = vector_file(std::string(c.at("response_file").as_string()));
+    auto d = decode_whole(bytes);
+    auto response = decode_response(d.content());
+    CHECK_FALSE(response.error);
+    CHECK(response.result == c.at("client_returned").at("result"));
+  }
+}
+
+TEST_CASE("our encoder writes COMET's frames byte for byte", "[unit][codec]") {
+  for (const auto& c : vector_index().as_array()) {
+    INFO("vector " << c.at("name").as_string());
+    const std::string action(c.at("action").as_string());
+    CHECK(encode_frame({}, encode_request(action, c.at("value"))) ==
+          vector_file(std::string(c.at("request_file").as_string())));
+    CHECK(encode_frame({}, encode_response(c.at("client_returned").at("result"))) ==
+          vector_file(std::string(c.at("response_file").as_string())));
+  }
+}
+
+TEST_CASE("encode then decode is the identity for headers and content", "[unit][codec]") {
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = 18446744073709551615ull;
+  const std::string content = encode_request("Telegr\"am\n", json::parse(R"({"a":[1,2.5,"µ"]})"));
+  const std::string frame = encode_frame(h, content);
+  auto d = decode_whole(frame);
+  CHECK(d.header().keep_alive);
+  CHECK(d.header().request_id == h.request_id);
+  CHECK(d.header().content_length == content.size());
+  CHECK(d.content() == content);
+  std::string why;
+  auto r = decode_request(d.content(), why);
+  REQUIRE(r);
+  CHECK(r->action == "Telegr\"am\n");
+  CHECK(r->value == json::parse(R"({"a":[1,2.5,"µ"]})"));
+}
+
+TEST_CASE("the decoder waits for whole frames fed a byte at a time", "[unit][codec]") {
+  const std::string a = vector_file("telegram.request.bin");
+  const std::string b = vector_file("unicode.request.bin");
+  const std::string stream = a + b;
+  frame_decoder d(1 << 20);
+  std::size_t consumed = 0;
+  std::vector<std::string> actions;
+  for (std::size_t end = 1; end <= stream.size(); ++end) {
+    std::string_view seen(stream.data() + consumed, end - consumed);
+    auto st = d.decode(seen);
+    REQUIRE(st != frame_decoder::status::malformed);
+    if (st == frame_decoder::status::need_more) {
+      CHECK(d.bytes_needed() > seen.size());
+      continue;
+    }
+    std::string why;
+    actions.push_back(decode_request(d.content(), why)->action);
+    consumed += d.frame_size();
+    d.reset();
+  }
+  CHECK(consumed == stream.size());
+  CHECK(actions == std::vector<std::string>{"TelegramBot", "unicode"});
+}
+
+TEST_CASE("the decoder reports too_large before any content arrives", "[unit][codec]") {
+  std::string frame = encode_frame({}, std::string(1000, 'x'));
+  frame.resize(frame.size() - 1000);  // header only
+  frame_decoder d(999);
+  CHECK(d.decode(frame) == frame_decoder::status::too_large);
+  CHECK(d.header().content_length == 1000);
+  CHECK_THAT(d.error(), Catch::Contains("1000") && Catch::Contains("999"));
+}
+
+TEST_CASE("the decoder rejects malformed headers with a reason", "[unit][codec]") {
+  auto with_header = [](std::string json) {
+    std::string f(2, '\0');
+    f[0] = static_cast<char>(json.size() >> 8);
+    f[1] = static_cast<char>(json.size() & 0xFF);
+    return f + json;
+  };
+  struct bad {
+    std::string header;
+    std::string reason;
+  };
+  const std::vector<bad> cases{
+      {"not json", "not valid JSON"},
+      {"[1,2]", "not an object"},
+      {R"({"content-type":"text/json","content-encoding":"utf-8","content-length":1})",
+       "byteorder"},
+      {R"({"byteorder":"little","content-encoding":"utf-8","content-length":1})", "content-type"},
+      {R"({"byteorder":"little","content-type":"text/json","content-length":1})",
+       "content-encoding"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8"})",
+       "content-length"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":-1})",
+       "non-negative integer"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":1.5})",
+       "non-negative integer"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":"7"})",
+       "non-negative integer"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":1,"keep-alive":1})",
+       "keep-alive"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.header);
+    frame_decoder d(1 << 20);
+    CHECK(d.decode(with_header(c.header)) == frame_decoder::status::malformed);
+    CHECK_THAT(d.error(), Catch::Contains(c.reason));
+  }
+  frame_decoder zero(1 << 20);
+  CHECK(zero.decode(std::string(2, '\0')) == frame_decoder::status::malformed);
+}
+
+TEST_CASE("request content errors are explained", "[unit][codec]") {
+  std::string why;
+  CHECK_FALSE(decode_request("{nope", why));
+  CHECK_THAT(why, Catch::Contains("not valid JSON"));
+  CHECK_FALSE(decode_request("[1]", why));
+  CHECK_THAT(why, Catch::Contains("not a JSON object"));
+  CHECK_FALSE(decode_request(R"({"value": 1})", why));
+  CHECK_THAT(why, Catch::Contains("no \"action\""));
+  CHECK_FALSE(decode_request(R"({"action": 5})", why));
+  CHECK_THAT(why, Catch::Contains("not a string"));
+  CHECK_FALSE(decode_request("{\"action\": \"\xff\xfe\"}", why));
+  CHECK_THAT(why, Catch::Contains("not valid JSON"));
+  const std::string deep = std::string(100, '[') + std::string(100, ']');
+  CHECK_FALSE(decode_request(R"({"action": "a", "value": )" + deep + "}", why));
+  CHECK_THAT(why, Catch::Contains("not valid JSON"));
+  const std::string nested = std::string(30, '[') + std::string(30, ']');
+  CHECK(decode_request(R"({"action": "a", "value": )" + nested + "}", why));
+  auto no_value = decode_request(R"({"action": "a"})", why);
+  REQUIRE(no_value);
+  CHECK(no_value->value.is_null());
+}
+
+TEST_CASE("error responses stay readable for COMET and carry a code", "[unit][codec]") {
+  const std::string content = encode_error_response(errc::no_handler, "no handler answered 'x'");
+  CHECK(content ==
+        R"({"result": "Error: no handler answered 'x'", "error": {"code": "no_handler", "message": "no handler answered 'x'"}})");
+  auto r = decode_response(content);
+  REQUIRE(r.error);
+  CHECK(*r.error == errc::no_handler);
+  CHECK(r.error_message == "no handler answered 'x'");
+  CHECK(r.result == "Error: no handler answered 'x'");
+  CHECK(errc_from_wire("something_new") == errc::remote_error);
+  CHECK_THROWS_AS(decode_response(R"({"answer": 1})"), comet::error);
+  CHECK_THROWS_AS(decode_response("nope"), comet::error);
+}
+
+TEST_CASE("JSON text is spelt as Python's json.dumps spells it", "[unit][codec]") {
+  auto py = [](std::string_view json_text) { return to_json_text(json::parse(json_text)); };
+  CHECK(py(R"({"a":1,"b":[true,false,null],"c":{}})") ==
+        R"({"a": 1, "b": [true, false, null], "c": {}})");
+  CHECK(py("[]") == "[]");
+  CHECK(py("2.5") == "2.5");
+  CHECK(py("1.0") == "1.0");
+  CHECK(py("100.0") == "100.0");
+  CHECK(py("0.0001") == "0.0001");
+  CHECK(py("0.00001") == "1e-05");
+  CHECK(py("1e16") == "1e+16");
+  CHECK(py("123456789012345.6") == "123456789012345.6");
+  CHECK(py("-0.5") == "-0.5");
+  CHECK(py("18446744073709551615") == "18446744073709551615");
+  CHECK(py(R"("tab\tquote\"back\\nl\nctl\u0001 µ")") ==
+        "\"tab\\tquote\\\"back\\\\nl\\nctl\\u0001 µ\"");
+}

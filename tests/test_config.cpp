@@ -1,0 +1,404 @@
+#include <comet/config.hpp>
+
+#include <comet/errors.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+using namespace std::chrono_literals;
+using Catch::Contains;
+using comet::config_error;
+using comet::endpoint;
+using comet::parse_config;
+
+namespace {
+
+comet::config parse(std::string_view text) { return parse_config(text, "app.toml"); }
+
+const std::string host_block = "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 1\n";
+
+// A file under the temp directory with a name no parallel run shares,
+// removed when the test ends however it ends.
+class temp_file {
+ public:
+  explicit temp_file(std::string_view text) {
+    std::random_device random;
+    std::ostringstream name;
+    name << "comet_test_config_" << std::hex << random() << random() << ".toml";
+    path_ = std::filesystem::temp_directory_path() / name.str();
+    std::ofstream(path_, std::ios::binary) << text;
+  }
+  temp_file(const temp_file&) = delete;
+  temp_file& operator=(const temp_file&) = delete;
+  ~temp_file() {
+    std::error_code ignored;
+    std::filesystem::remove(path_, ignored);
+  }
+
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace
+
+TEST_CASE("endpoint::to_string brackets IPv6 addresses", "[unit]") {
+  CHECK(endpoint{"127.0.0.1", 65432}.to_string() == "127.0.0.1:65432");
+  CHECK(endpoint{"::1", 80}.to_string() == "[::1]:80");
+  CHECK(endpoint{"fe80::1:2", 0}.to_string() == "[fe80::1:2]:0");
+}
+
+TEST_CASE("the embedded default config parses", "[unit]") {
+  const comet::config config = comet::default_config();
+  CHECK(config.source == "<embedded default config>");
+  CHECK(config.host == endpoint{"127.0.0.1", 65432});
+  REQUIRE(config.clients.size() == 1);
+  CHECK(config.clients.at("local") == endpoint{"127.0.0.1", 65432});
+  CHECK(config.framework == comet::settings{});
+  CHECK_THAT(std::string(comet::default_config_text()), Contains("[Socket_connection.Host]"));
+}
+
+TEST_CASE("the [comet] defaults documented in default.toml match settings{}", "[unit]") {
+  // Uncommenting the documented table must change nothing.
+  const std::string text(comet::default_config_text());
+  const auto start = text.find("# [comet]");
+  REQUIRE(start != std::string::npos);
+  std::istringstream commented(text.substr(start));
+  std::string uncommented = text.substr(0, start);
+  for (std::string line; std::getline(commented, line);) {
+    REQUIRE(line.rfind("# ", 0) == 0);
+    uncommented += line.substr(2) + '\n';
+  }
+  CHECK(parse_config(uncommented, "uncommented").framework == comet::settings{});
+}
+
+TEST_CASE("a full config with several clients and every setting", "[unit]") {
+  const comet::config config = parse(R"([Socket_connection.Host]
+IP = "0.0.0.0"
+Port = 0
+
+[Socket_connection.Client.Telegram]
+IP = "127.0.0.4"
+Port = 65432
+
+[Socket_connection.Client.Camera]
+IP = "::1"
+Port = 1
+
+[Socket_connection.Client."Lab PC"]
+IP = "192.168.1.20"
+Port = 65535
+
+[comet]
+io_threads = 8
+connect_timeout = 1.5
+request_timeout = 60
+shutdown_timeout = 0.25
+max_content_length = 1024
+)");
+  CHECK(config.source == "app.toml");
+  CHECK(config.host == endpoint{"0.0.0.0", 0});
+  REQUIRE(config.clients.size() == 3);
+  CHECK(config.clients.at("Telegram") == endpoint{"127.0.0.4", 65432});
+  CHECK(config.clients.at("Camera") == endpoint{"::1", 1});
+  CHECK(config.clients.at("Lab PC") == endpoint{"192.168.1.20", 65535});
+  CHECK(config.framework.io_threads == 8);
+  CHECK(config.framework.connect_timeout == 1500ms);
+  CHECK(config.framework.request_timeout == 60s);
+  CHECK(config.framework.shutdown_timeout == 250ms);
+  CHECK(config.framework.max_content_length == 1024);
+}
+
+TEST_CASE("settings keep their defaults when [comet] is absent or partial", "[unit]") {
+  const comet::settings defaults;
+  SECTION("absent, and no clients") {
+    const comet::config config = parse("[Socket_connection.Host]\nIP = \"::\"\nPort = 5000\n");
+    CHECK(config.host == endpoint{"::", 5000});
+    CHECK(config.clients.empty());
+    CHECK(config.framework == defaults);
+  }
+  SECTION("partial") {
+    const comet::config config = parse(host_block + "[comet]\nio_threads = 1\n");
+    CHECK(config.framework.io_threads == 1);
+    CHECK(config.framework.request_timeout == defaults.request_timeout);
+    CHECK(config.framework.max_content_length == defaults.max_content_length);
+  }
+  SECTION("inline tables work like headers") {
+    const comet::config config = parse(
+        "Socket_connection = { Host = { IP = \"127.0.0.1\", Port = 7 }, Client = { a = { IP = "
+        "\"127.0.0.2\", Port = 8 } } }\n");
+    CHECK(config.host == endpoint{"127.0.0.1", 7});
+    CHECK(config.clients.at("a") == endpoint{"127.0.0.2", 8});
+  }
+}
+
+TEST_CASE("other top-level tables and keys are ignored", "[unit]") {
+  const comet::config config = parse(R"(title = "lab"
+[Telegram]
+token = "secret"
+Port = "not ours"
+
+[Socket_connection.Host]
+IP = "127.0.0.1"
+Port = 65432
+
+[Database.nested]
+anything = [1, 2, 3]
+)");
+  CHECK(config.host == endpoint{"127.0.0.1", 65432});
+  CHECK(config.clients.empty());
+}
+
+TEST_CASE("load_config reads a file and names it in errors", "[unit]") {
+  SECTION("a good file") {
+    const temp_file file(
+        "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 4000\n"
+        "[Socket_connection.Client.Telegram]\nIP = \"127.0.0.4\"\nPort = 4001\n");
+    const comet::config config = comet::load_config(file.path());
+    CHECK(config.source == file.path().string());
+    CHECK(config.host == endpoint{"127.0.0.1", 4000});
+    CHECK(config.clients.at("Telegram") == endpoint{"127.0.0.4", 4001});
+  }
+  SECTION("a bad file") {
+    const temp_file file("[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 70000\n");
+    REQUIRE_THROWS_WITH(comet::load_config(file.path()),
+                        Contains(file.path().string() + ":3: Socket_connection.Host.Port: 70000"));
+  }
+  SECTION("a missing file") {
+    const auto missing = std::filesystem::temp_directory_path() / "comet_no_such_config_file.toml";
+    REQUIRE_THROWS_AS(comet::load_config(missing), config_error);
+    REQUIRE_THROWS_WITH(
+        comet::load_config(missing),
+        Contains(missing.string() + ": config file not found") && Contains("check the path"));
+  }
+  SECTION("a directory") {
+    const auto directory = std::filesystem::temp_directory_path();
+    REQUIRE_THROWS_WITH(comet::load_config(directory), Contains("is a directory"));
+  }
+}
+
+TEST_CASE("config errors: syntax and missing blocks", "[unit]") {
+  SECTION("TOML syntax error gives line and column") {
+    REQUIRE_THROWS_AS(parse("[Socket_connection.Host]\nPort = \n"), config_error);
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nPort = \n"),
+        Contains("app.toml:2:8: TOML syntax error: ") && Contains("expected value"));
+  }
+  SECTION("no Socket_connection block") {
+    REQUIRE_THROWS_WITH(
+        parse("[other]\nx = 1\n"),
+        Contains("app.toml: no [Socket_connection] block: add [Socket_connection.Host]"));
+    REQUIRE_THROWS_WITH(parse(""), Contains("app.toml: no [Socket_connection] block"));
+  }
+  SECTION("a misspelt Socket_connection block is pointed out") {
+    REQUIRE_THROWS_WITH(
+        parse("\n[Socket_conection.Host]\nIP = \"127.0.0.1\"\nPort = 1\n"),
+        Contains("found \"Socket_conection\" at line 2; did you mean Socket_connection?"));
+  }
+  SECTION("Socket_connection is not a table") {
+    REQUIRE_THROWS_WITH(
+        parse("x = 1\nSocket_connection = 5\n"),
+        Contains("app.toml:2: Socket_connection: 5 is an integer; make it a table"));
+  }
+  SECTION("missing Host") {
+    REQUIRE_THROWS_WITH(
+        parse("a = 1\n[Socket_connection.Client.A]\nIP = \"127.0.0.1\"\nPort = 1\n"),
+        Contains("app.toml:2: Socket_connection.Host: missing; add a [Socket_connection.Host]"));
+  }
+  SECTION("Host is not a table") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection]\nHost = \"127.0.0.1:65432\"\n"),
+        Contains("app.toml:2: Socket_connection.Host: \"127.0.0.1:65432\" is a string; "
+                 "make it a table"));
+  }
+  SECTION("comet is not a table") {
+    REQUIRE_THROWS_WITH(parse("comet = true\n" + host_block),
+                        Contains("app.toml:1: comet: true is a boolean; make it a table"));
+  }
+}
+
+TEST_CASE("config errors: host IP and Port", "[unit]") {
+  SECTION("missing Port names the table's line") {
+    REQUIRE_THROWS_WITH(
+        parse("# app\n[Socket_connection.Host]\nIP = \"127.0.0.1\"\n"),
+        Contains("app.toml:2: Socket_connection.Host.Port: missing; add Port = 65432"));
+  }
+  SECTION("missing IP") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nPort = 1\n"),
+        Contains("app.toml:1: Socket_connection.Host.IP: missing; add IP = \"127.0.0.1\""));
+  }
+  SECTION("Port out of range") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 70000\n"),
+        Contains("app.toml:3: Socket_connection.Host.Port: 70000 is out of range; use a "
+                 "port between 0 and 65535"));
+    REQUIRE_THROWS_WITH(parse("[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = -1\n"),
+                        Contains("app.toml:3: Socket_connection.Host.Port: -1 is out of range"));
+  }
+  SECTION("Port of the wrong type") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = \"abc\"\n"),
+        Contains("app.toml:3: Socket_connection.Host.Port: \"abc\" is a string; use an "
+                 "integer between 0 and 65535"));
+    REQUIRE_THROWS_WITH(parse("[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 80.5\n"),
+                        Contains("app.toml:3: Socket_connection.Host.Port: 80.5 is a float"));
+  }
+  SECTION("IP of the wrong type") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nIP = 5\nPort = 1\n"),
+        Contains("app.toml:2: Socket_connection.Host.IP: 5 is an integer; write the "
+                 "address as a string"));
+  }
+  SECTION("IP that is not an address") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nIP = \"localhost\"\nPort = 1\n"),
+        Contains("app.toml:2: Socket_connection.Host.IP: \"localhost\" is a string but not "
+                 "an IPv4 or IPv6 address") &&
+            Contains("host names are not resolved"));
+    REQUIRE_THROWS_WITH(parse("[Socket_connection.Host]\nIP = \"256.1.1.1\"\nPort = 1\n"),
+                        Contains("app.toml:2: Socket_connection.Host.IP: \"256.1.1.1\"") &&
+                            Contains("four numbers from 0 to 255"));
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nIP = \"[::1]\"\nPort = 1\n"),
+        Contains("app.toml:2: Socket_connection.Host.IP: ") && Contains("without brackets"));
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nIP = \"\"\nPort = 1\n"),
+        Contains("app.toml:2: Socket_connection.Host.IP: \"\" is a string but not"));
+    // A NUL would cut both inet_pton's view and the message; both must see it.
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nIP = \"127.0.0.1\\u0000x\"\nPort = 1\n"),
+        Contains("app.toml:2: Socket_connection.Host.IP: \"127.0.0.1\\u0000x\" is a "
+                 "string but not"));
+  }
+}
+
+TEST_CASE("config errors: unknown keys", "[unit]") {
+  SECTION("in Socket_connection") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Hosts]\nIP = \"127.0.0.1\"\nPort = 1\n"),
+        Contains("app.toml:1: Socket_connection.Hosts: unknown key; Socket_connection "
+                 "takes only Host and Client (did you mean Host?)"));
+  }
+  SECTION("in Host, before reporting the key it replaces as missing") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nIP = \"127.0.0.1\"\nport = 1\n"),
+        Contains("app.toml:3: Socket_connection.Host.port: unknown key; "
+                 "Socket_connection.Host takes only IP and Port (did you mean Port?)"));
+  }
+  SECTION("in a client, with no close match") {
+    REQUIRE_THROWS_WITH(
+        parse(host_block + "[Socket_connection.Client.Telegram]\nIP = \"127.0.0.4\"\nPort = 2\n"
+                           "timeout = 3\n"),
+        Contains("app.toml:7: Socket_connection.Client.Telegram.timeout: unknown key; "
+                 "Socket_connection.Client.Telegram takes only IP and Port") &&
+            !Contains("did you mean"));
+  }
+  SECTION("in [comet]") {
+    REQUIRE_THROWS_WITH(
+        parse(host_block + "[comet]\nconnect_timout = 3\n"),
+        Contains("app.toml:5: comet.connect_timout: unknown key; comet takes only "
+                 "io_threads, connect_timeout, request_timeout, shutdown_timeout and "
+                 "max_content_length (did you mean connect_timeout?)"));
+  }
+}
+
+TEST_CASE("config errors: clients", "[unit]") {
+  SECTION("IP and Port directly under Client") {
+    REQUIRE_THROWS_WITH(
+        parse(host_block + "[Socket_connection.Client]\nIP = \"127.0.0.4\"\nPort = 65432\n"),
+        Contains("app.toml:5: Socket_connection.Client: give each client a name, e.g. "
+                 "[Socket_connection.Client.Telegram] with IP and Port, not IP/Port "
+                 "directly under Client"));
+  }
+  SECTION("a client entry that is not a table") {
+    REQUIRE_THROWS_WITH(
+        parse(host_block + "[Socket_connection.Client]\nTelegram = \"127.0.0.4:65432\"\n"),
+        Contains(
+            "app.toml:5: Socket_connection.Client.Telegram: \"127.0.0.4:65432\" is "
+            "a string; make it a table: [Socket_connection.Client.Telegram] with IP and Port"));
+  }
+  SECTION("Client that is not a table") {
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection]\nClient = [1, 2]\n" + host_block),
+        Contains("app.toml:2: Socket_connection.Client: the value is an array; make it a "
+                 "table: [Socket_connection.Client.<Name>] with IP and Port per client"));
+  }
+  SECTION("client Port 0") {
+    REQUIRE_THROWS_WITH(
+        parse(host_block + "[Socket_connection.Client.Telegram]\nIP = \"127.0.0.4\"\nPort = 0\n"),
+        Contains("app.toml:6: Socket_connection.Client.Telegram.Port: 0 is not a usable "
+                 "client port") &&
+            Contains("between 1 and 65535"));
+  }
+  SECTION("client missing Port names the client table's line") {
+    REQUIRE_THROWS_WITH(
+        parse(host_block + "\n[Socket_connection.Client.Telegram]\nIP = \"127.0.0.4\"\n"),
+        Contains("app.toml:5: Socket_connection.Client.Telegram.Port: missing"));
+  }
+  SECTION("a client with an empty name") {
+    REQUIRE_THROWS_WITH(
+        parse(host_block + "[Socket_connection.Client.\"\"]\nIP = \"127.0.0.4\"\nPort = 2\n"),
+        Contains("app.toml:4: Socket_connection.Client.\"\": a client needs a non-empty name"));
+  }
+  SECTION("client names that are not bare keys are quoted in the path") {
+    REQUIRE_THROWS_WITH(
+        parse(host_block + "[Socket_connection.Client.\"Lab PC\"]\nIP = 1\nPort = 2\n"),
+        Contains("app.toml:5: Socket_connection.Client.\"Lab PC\".IP: 1 is an integer"));
+  }
+}
+
+TEST_CASE("config errors: [comet] settings", "[unit]") {
+  const std::string comet_block = host_block + "[comet]\n";
+  const auto at_line_5 = [](std::string_view key) {
+    return "app.toml:5: comet." + std::string(key) + ": ";
+  };
+  SECTION("io_threads") {
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "io_threads = 0\n"),
+        Contains(at_line_5("io_threads") + "0 is out of range; use a whole number of "
+                                           "threads from 1 to 256"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "io_threads = 300\n"),
+                        Contains(at_line_5("io_threads") + "300"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "io_threads = \"2\"\n"),
+                        Contains(at_line_5("io_threads") + "\"2\" is a string"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "io_threads = 2.0\n"),
+                        Contains(at_line_5("io_threads") + "2.0 is a float"));
+  }
+  SECTION("timeouts") {
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "connect_timeout = 0\n"),
+        Contains(at_line_5("connect_timeout") + "0 is out of range; use a number of "
+                                                "seconds from 0.001 to 86400"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "request_timeout = -1.5\n"),
+                        Contains(at_line_5("request_timeout") + "-1.5 is out of range"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "shutdown_timeout = 100000\n"),
+                        Contains(at_line_5("shutdown_timeout") + "100000 is out of range"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "shutdown_timeout = nan\n"),
+                        Contains(at_line_5("shutdown_timeout") + "nan is out of range"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "connect_timeout = 0.0001\n"),
+                        Contains(at_line_5("connect_timeout") + "0.0001 is out of range"));
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "connect_timeout = \"5s\"\n"),
+        Contains(at_line_5("connect_timeout") + "\"5s\" is a string; use a number of "
+                                                "seconds") &&
+            Contains("connect_timeout = 5.0"));
+  }
+  SECTION("max_content_length") {
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "max_content_length = 0\n"),
+        Contains(at_line_5("max_content_length") + "0 is out of range; use a whole "
+                                                   "number of bytes from 1 to 4294967296"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "max_content_length = 4294967297\n"),
+                        Contains(at_line_5("max_content_length") + "4294967297 is out of range"));
+    CHECK(parse(comet_block + "max_content_length = 4294967296\n").framework.max_content_length ==
+          4294967296u);
+  }
+}

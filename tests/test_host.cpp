@@ -1,0 +1,253 @@
+#include <comet/host.hpp>
+
+#include "support.hpp"
+
+#include <atomic>
+#include <thread>
+
+using namespace comet;
+using namespace comet::test;
+
+namespace {
+
+void add_echo(host& h) {
+  h.on("echo", [](const std::string&, const json::value& v) { return v; });
+}
+
+response_message answer_of(const std::string& frame) { return decode_response(split(frame).content); }
+
+}  // namespace
+
+TEST_CASE("host and client round-trip strings, objects, unicode and 1 MiB", "[integration][host]") {
+  host_fixture f;
+  add_echo(f.server);
+  f.start();
+  auto c = f.make_client();
+
+  std::string big(1 << 20, 'x');
+  for (std::size_t i = 0; i < big.size(); i += 97) big[i] = static_cast<char>('a' + i % 26);
+  const std::vector<json::value> values{
+      "just a string",
+      json::parse(R"({"i": 1, "text": "hello", "list": [1, 2.5, true, null]})"),
+      json::parse(R"({"name": "Jürgen", "unit": "µA", "emoji": "✓ 🚀"})"),
+      json::value(big),
+      nullptr,
+      json::parse("[]"),
+  };
+  for (const auto& v : values) {
+    auto answer = run(f.pool.get_executor(), [&]() { return c.send("echo", v); });
+    CHECK(answer == v);
+  }
+}
+
+TEST_CASE("the host closes after one response unless the request asks for keep-alive",
+          "[integration][host]") {
+  host_fixture f;
+  add_echo(f.server);
+  const auto at = f.start();
+
+  raw_peer once(at);
+  once.write(request_frame("echo", 1));
+  auto reply = split(once.read_frame());
+  CHECK_FALSE(reply.header.contains("keep-alive"));
+  CHECK(once.closed_by_peer());
+
+  raw_peer kept(at);
+  for (int i = 0; i < 3; ++i) {
+    frame_header h;
+    h.keep_alive = true;
+    h.request_id = 100 + i;
+    kept.write(encode_frame(h, encode_request("echo", i)));
+    auto r = split(kept.read_frame());
+    CHECK(r.header.at("keep-alive") == true);
+    CHECK(r.header.at("request-id") == 100 + i);
+    CHECK(decode_response(r.content).result == i);
+  }
+  // Pipelined: three requests written at once are answered in order.
+  std::string burst;
+  for (int i = 0; i < 3; ++i) burst += request_frame("echo", i * 10, /*keep_alive=*/true);
+  kept.write(burst);
+  for (int i = 0; i < 3; ++i) CHECK(answer_of(kept.read_frame()).result == i * 10);
+  kept.write(request_frame("echo", "last"));  // no keep-alive: the host closes after it
+  CHECK(answer_of(kept.read_frame()).result == "last");
+  CHECK(kept.closed_by_peer());
+}
+
+TEST_CASE("bad requests get bad_request and the host lives on", "[integration][host]") {
+  host_fixture f;
+  add_echo(f.server);
+  const auto at = f.start();
+
+  struct bad {
+    std::string content;
+    std::string reason;
+  };
+  const std::vector<bad> cases{
+      {"this is not json", "not valid JSON"},
+      {"[1, 2]", "not a JSON object"},
+      {R"({"value": 1})", "no \"action\""},
+      {R"({"action": 7, "value": 1})", "not a string"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.content);
+    raw_peer p(at);
+    p.write(encode_frame({}, c.content));
+    auto r = answer_of(p.read_frame());
+    REQUIRE(r.error);
+    CHECK(*r.error == errc::bad_request);
+    CHECK_THAT(r.error_message, Catch::Contains(c.reason));
+  }
+
+  frame_header binary;
+  binary.content_type = "binary/custom-client-binary-type";
+  binary.content_encoding = "binary";
+  raw_peer p(at);
+  p.write(encode_frame(binary, std::string("\x00\x01\x02", 3)));
+  auto r = answer_of(p.read_frame());
+  REQUIRE(r.error);
+  CHECK(*r.error == errc::bad_request);
+  CHECK_THAT(r.error_message, Catch::Contains("binary/custom-client-binary-type"));
+
+  auto c = f.make_client();
+  CHECK(run(f.pool.get_executor(), [&] { return c.send("echo", "still here"); }) == "still here");
+}
+
+TEST_CASE("a malformed frame closes only that connection, without an answer",
+          "[integration][host]") {
+  host_fixture f;
+  add_echo(f.server);
+  const auto at = f.start();
+
+  raw_peer bystander(at);  // an open connection that must survive
+  bystander.write(request_frame("echo", "partial").substr(0, 10));
+
+  for (std::string garbage : {std::string("\x00\x05hello", 7), std::string("\x00\x00", 2),
+                              std::string("\x00\x02{}", 4)}) {
+    raw_peer p(at);
+    p.write(garbage);
+    CHECK(p.read_to_eof().empty());
+  }
+  {
+    raw_peer truncated(at);  // header says 100 bytes of content; EOF after 3
+    std::string frame = encode_frame({}, std::string(100, 'x')).substr(0, 80);
+    truncated.write(frame);
+    truncated.socket().shutdown(tcp::socket::shutdown_send);
+    CHECK(truncated.read_to_eof().empty());
+  }
+  bystander.write(request_frame("echo", "partial").substr(10));
+  CHECK(answer_of(bystander.read_frame()).result == "partial");
+}
+
+TEST_CASE("content over the limit gets too_large before it is sent", "[integration][host]") {
+  host_options o = host_fixture::loopback();
+  o.max_content_length = 1000;
+  host_fixture f(2, o);
+  add_echo(f.server);
+  const auto at = f.start();
+
+  raw_peer p(at);
+  std::string frame = encode_frame({}, encode_request("echo", json::string(5000, 'x')));
+  const auto header_size = frame.size() - encode_request("echo", json::string(5000, 'x')).size();
+  p.write(frame.substr(0, header_size));  // the header alone: the answer must not wait for content
+  auto r = split(p.read_frame());
+  auto response = decode_response(r.content);
+  REQUIRE(response.error);
+  CHECK(*response.error == errc::too_large);
+  CHECK(p.closed_by_peer());
+
+  auto c = f.make_client();
+  CHECK(run(f.pool.get_executor(), [&] { return c.send("echo", json::string(900, 'y')); }) ==
+        json::value(json::string(900, 'y')));
+}
+
+TEST_CASE("graceful stop answers the request in flight, then refuses new ones",
+          "[integration][host]") {
+  host_fixture f;
+  std::promise<void> entered;
+  f.server.on("slow", [&](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
+    entered.set_value();
+    asio::steady_timer t(co_await asio::this_coro::executor, 300ms);
+    co_await t.async_wait(asio::use_awaitable);
+    co_return v;
+  });
+  const auto at = f.start();
+  auto c = f.make_client();
+
+  auto in_flight = asio::co_spawn(f.pool.get_executor(), c.send("slow", "done"), asio::use_future);
+  entered.get_future().wait();
+  raw_peer idle(at);  // connected, sent nothing: closed by the stop
+  auto stopped = asio::co_spawn(f.pool.get_executor(), f.server.async_stop(), asio::use_future);
+
+  REQUIRE(in_flight.wait_for(10s) == std::future_status::ready);
+  CHECK(in_flight.get() == "done");
+  REQUIRE(stopped.wait_for(10s) == std::future_status::ready);
+  stopped.get();
+  CHECK(idle.closed_by_peer());
+  CHECK_FALSE(f.server.running());
+  CHECK(f.server.stats().connections_open == 0);
+  try {
+    run(f.pool.get_executor(), [&] { return c.send("slow", 1); });
+    FAIL("a stopped host answered");
+  } catch (const comet::error& e) {
+    CHECK(e.code() == errc::peer_offline);
+  }
+}
+
+TEST_CASE("stop closes connections whose handlers overrun the shutdown timeout",
+          "[integration][host]") {
+  host_options o = host_fixture::loopback();
+  o.shutdown_timeout = 200ms;
+  host_fixture f(2, o);
+  std::promise<void> entered;
+  f.server.on("stuck", [&](const std::string&, const json::value&) -> asio::awaitable<json::value> {
+    entered.set_value();
+    asio::steady_timer t(co_await asio::this_coro::executor, 3s);
+    co_await t.async_wait(asio::use_awaitable);
+    co_return 1;
+  });
+  const auto at = f.start();
+  raw_peer p(at);
+  p.write(request_frame("stuck", 1));
+  entered.get_future().wait();
+  const auto begun = std::chrono::steady_clock::now();
+  f.server.stop();
+  CHECK(p.read_to_eof().empty());
+  CHECK(std::chrono::steady_clock::now() - begun < 2s);
+}
+
+TEST_CASE("a second host on a busy port fails with a clear message", "[integration][host]") {
+  host_fixture f;
+  const auto at = f.start();
+  host_options o;
+  o.listen = at;
+  host second(f.pool.get_executor(), o);
+  try {
+    second.start();
+    FAIL("bound a busy port");
+  } catch (const comet::error& e) {
+    CHECK(e.code() == errc::bind_failed);
+    CHECK_THAT(e.what(), Catch::Contains(at.to_string()) && Catch::Contains("in use"));
+  }
+  host_options bad;
+  bad.listen = {"not-an-ip", 0};
+  host third(f.pool.get_executor(), bad);
+  CHECK_THROWS_WITH(third.start(), Catch::Contains("not an IP address"));
+}
+
+TEST_CASE("stats count requests, errors and connections", "[integration][host]") {
+  host_fixture f;
+  add_echo(f.server);
+  const auto at = f.start();
+  auto c = f.make_client();
+  run(f.pool.get_executor(), [&] { return c.send("echo", 1); });
+  CHECK_THROWS_AS(run(f.pool.get_executor(), [&] { return c.send("missing", 1); }), comet::error);
+  raw_peer open(at);
+  for (int i = 0; i < 100 && f.server.stats().connections_open != 1; ++i)
+    std::this_thread::sleep_for(10ms);
+  const auto s = f.server.stats();
+  CHECK(s.requests_served == 2);
+  CHECK(s.error_responses == 1);
+  CHECK(s.connections_accepted == 3);
+  CHECK(s.connections_open == 1);
+  CHECK(s.uptime > 0s);
+}
