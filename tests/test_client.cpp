@@ -148,6 +148,30 @@ TEST_CASE("an offline peer is a peer_offline error naming it", "[integration][cl
                            Catch::Contains("refused"));
 }
 
+TEST_CASE("a host that never accepts is a connect_timeout error", "[integration][client]") {
+  // A listener with a full accept queue: Linux drops further SYNs, so the
+  // next connect hangs until the client gives up.
+  asio::io_context io;
+  tcp::acceptor full(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  full.listen(0);
+  const endpoint at{"127.0.0.1", full.local_endpoint().port()};
+  std::vector<tcp::socket> fillers;
+  const auto target = tcp::endpoint(asio::ip::make_address(at.ip), at.port);
+  for (int i = 0; i < 4; ++i) {
+    fillers.emplace_back(io, tcp::v4());
+    fillers.back().native_non_blocking(true);
+    // A raw non-blocking connect: it sends the SYN and returns at once.
+    ::connect(fillers.back().native_handle(), target.data(), target.size());
+  }
+  io_pool pool(1);
+  client c(pool.get_executor(), at, {.name = "stuck", .connect_timeout = 200ms});
+  const auto begun = std::chrono::steady_clock::now();
+  auto e = failure_of([&] { c.send_sync("echo", 1); });
+  CHECK(e.code() == errc::connect_timeout);
+  CHECK_THAT(e.what(), Catch::Contains("cannot connect to stuck at"));
+  CHECK(std::chrono::steady_clock::now() - begun < 1500ms);
+}
+
 TEST_CASE("a slow host is a request_timeout error", "[integration][client]") {
   host_fixture f;
   f.server.on("slow", [](const std::string&, const json::value&) -> asio::awaitable<json::value> {

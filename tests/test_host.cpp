@@ -251,3 +251,32 @@ TEST_CASE("stats count requests, errors and connections", "[integration][host]")
   CHECK(s.connections_open == 1);
   CHECK(s.uptime > 0s);
 }
+
+TEST_CASE("a host and client embed in an io_context the program runs itself",
+          "[integration][host]") {
+  asio::io_context io;  // no comet threads: this test's thread runs everything
+  host_options o = host_fixture::loopback();
+  host h(io.get_executor(), o);
+  h.on("echo", [](const std::string&, const json::value& v) { return v; });
+  const auto at = h.start();
+  client c(io.get_executor(), at);
+
+  json::value answer;
+  int ticks = 0;
+  asio::steady_timer other_work(io, 1ms);  // the program's own async work, beside ours
+  std::function<void(boost::system::error_code)> tick = [&](boost::system::error_code ec) {
+    if (ec || ++ticks == 5) return;
+    other_work.expires_after(1ms);
+    other_work.async_wait(tick);
+  };
+  other_work.async_wait(tick);
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    answer = co_await c.send("echo", "embedded");
+    co_await h.async_stop();
+  }, asio::detached);
+  // run() returns only once the stopped host has left no work behind.
+  io.run_for(20s);
+  CHECK(io.stopped());
+  CHECK(answer == "embedded");
+  CHECK(ticks == 5);
+}
