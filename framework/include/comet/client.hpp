@@ -42,6 +42,14 @@ struct client_options {
   std::chrono::milliseconds connect_timeout = settings{}.connect_timeout;
   std::chrono::milliseconds request_timeout = settings{}.request_timeout;
   std::size_t max_content_length = settings{}.max_content_length;
+  // Reuse connections ("keep-alive", PROTOCOL.md Part 2) and multiplex
+  // concurrent sends on them with request ids. Off by default, as COMET
+  // does; against a host that closes after each response (a COMET host) the
+  // client falls back to a connection per message by itself.
+  bool keep_alive = false;
+  // With keep_alive: connections kept per peer, and requests in flight on each.
+  std::size_t max_connections = 4;
+  std::size_t max_in_flight = 64;
 
   static client_options from_config(const config& cfg, std::string name = {});
 };
