@@ -3,6 +3,7 @@
 #include "support.hpp"
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 using namespace comet;
@@ -279,4 +280,69 @@ TEST_CASE("a host and client embed in an io_context the program runs itself",
   CHECK(io.stopped());
   CHECK(answer == "embedded");
   CHECK(ticks == 5);
+}
+
+TEST_CASE("tagged requests on one connection run concurrently and answer in completion order",
+          "[integration][host]") {
+  host_fixture f;
+  f.server.on("sleep", [](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
+    asio::steady_timer t(co_await asio::this_coro::executor,
+                         std::chrono::milliseconds(v.as_int64()));
+    co_await t.async_wait(asio::use_awaitable);
+    co_return v;
+  });
+  const auto at = f.start();
+  raw_peer p(at);
+  std::string burst;
+  const std::vector<std::int64_t> delays{400, 200, 0};
+  for (std::size_t i = 0; i < delays.size(); ++i) {
+    frame_header h;
+    h.keep_alive = true;
+    h.request_id = i + 1;
+    burst += encode_frame(h, encode_request("sleep", delays[i]));
+  }
+  const auto begun = std::chrono::steady_clock::now();
+  p.write(burst);
+  std::vector<std::uint64_t> order;
+  for (std::size_t i = 0; i < delays.size(); ++i) {
+    auto r = split(p.read_frame());
+    const auto id = r.header.at("request-id").to_number<std::uint64_t>();
+    order.push_back(id);
+    CHECK(decode_response(r.content).result == delays[id - 1]);
+  }
+  // The slow one did not hold up the fast ones, and they overlapped.
+  CHECK(order == std::vector<std::uint64_t>{3, 2, 1});
+  CHECK(std::chrono::steady_clock::now() - begun < 550ms);
+}
+
+TEST_CASE("a connection's tagged requests beyond max_in_flight wait for a slot",
+          "[integration][host]") {
+  host_options o = host_fixture::loopback();
+  o.max_in_flight = 2;
+  host_fixture f(2, o);
+  std::atomic<int> running{0}, peak{0};
+  f.server.on("work", [&](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
+    const int now = ++running;
+    for (int seen = peak; now > seen && !peak.compare_exchange_weak(seen, now);) {
+    }
+    asio::steady_timer t(co_await asio::this_coro::executor, 50ms);
+    co_await t.async_wait(asio::use_awaitable);
+    --running;
+    co_return v;
+  });
+  const auto at = f.start();
+  raw_peer p(at);
+  std::string burst;
+  for (std::uint64_t i = 0; i < 6; ++i) {
+    frame_header h;
+    h.keep_alive = true;
+    h.request_id = i;
+    burst += encode_frame(h, encode_request("work", i));
+  }
+  p.write(burst);
+  std::set<std::uint64_t> answered;
+  for (int i = 0; i < 6; ++i)
+    answered.insert(split(p.read_frame()).header.at("request-id").to_number<std::uint64_t>());
+  CHECK(answered.size() == 6);
+  CHECK(peak == 2);
 }

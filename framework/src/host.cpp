@@ -3,6 +3,7 @@
 #include <comet/codec.hpp>
 #include <comet/log.hpp>
 
+#include "host_impl.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -22,111 +23,71 @@
 
 namespace comet {
 namespace {
-
-using tcp = asio::ip::tcp;
-using strand_type = asio::strand<asio::any_io_executor>;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+}
 
-constexpr std::size_t initial_read_size = 4096;
+host::impl::impl(asio::any_io_executor ex, host_options opts)
+    : executor(std::move(ex)),
+      options(std::move(opts)),
+      control(asio::make_strand(executor)),
+      acceptor(control),
+      drained(control, asio::steady_timer::time_point::max()),
+      force_close(control) {}
 
-// One accepted socket. Everything but `strand` is touched only on the strand.
-struct connection {
-  explicit connection(tcp::socket s, strand_type st) : socket(std::move(s)), strand(std::move(st)) {}
-  tcp::socket socket;
-  strand_type strand;
-  bool busy = false;  // a request has been read and is not answered yet
-  std::list<std::shared_ptr<connection>>::iterator position;
-};
+void host::impl::close_connections(bool graceful) {
+  std::lock_guard lock(connections_mutex);
+  for (auto& conn : connections)
+    asio::post(conn->strand(), [conn, graceful] {
+      if (graceful)
+        conn->close_gracefully();
+      else
+        conn->close_now();
+    });
+}
 
-}  // namespace
-
-struct host::impl : std::enable_shared_from_this<host::impl> {
-  impl(asio::any_io_executor ex, host_options opts)
-      : executor(std::move(ex)),
-        options(std::move(opts)),
-        control(asio::make_strand(executor)),
-        acceptor(control),
-        drained(control, asio::steady_timer::time_point::max()),
-        force_close(control) {}
-
-  asio::any_io_executor executor;
-  host_options options;
-  action_router router;
-  strand_type control;  // acceptor, timers
-  tcp::acceptor acceptor;
-  asio::steady_timer drained;
-  asio::steady_timer force_close;
-  endpoint bound;
-
-  std::atomic<bool> started{false};
-  std::atomic<bool> accepting{false};
-  std::atomic<bool> stopping{false};
-  std::chrono::steady_clock::time_point start_time{};
-
-  std::atomic<std::uint64_t> requests_served{0};
-  std::atomic<std::uint64_t> error_responses{0};
-  std::atomic<std::uint64_t> connections_accepted{0};
-
-  std::mutex connections_mutex;
-  std::list<std::shared_ptr<connection>> connections;
-
-  asio::awaitable<void> accept_loop();
-  asio::awaitable<void> serve(std::shared_ptr<connection> conn);
-  asio::awaitable<encoded_response> answer(const frame_header& header, std::string_view content,
-                                      const endpoint& peer);
-
-  void close_connections(bool idle_only) {
+void host::impl::forget(host_connection& conn) {
+  bool now_drained = false;
+  {
     std::lock_guard lock(connections_mutex);
-    for (auto& conn : connections)
-      asio::post(conn->strand, [conn, idle_only] {
-        if (idle_only && conn->busy) return;
-        boost::system::error_code ignored;
-        conn->socket.close(ignored);
-      });
+    if (!conn.listed) return;
+    conn.listed = false;
+    connections.erase(conn.position);
+    now_drained = connections.empty();
   }
+  if (now_drained && stopping) notify_if_drained();
+}
 
-  void forget(const std::shared_ptr<connection>& conn) {
-    bool now_drained = false;
-    {
-      std::lock_guard lock(connections_mutex);
-      connections.erase(conn->position);
-      now_drained = connections.empty();
+bool host::impl::is_drained() {
+  std::lock_guard lock(connections_mutex);
+  return connections.empty() && !accepting;
+}
+
+void host::impl::notify_if_drained() {
+  asio::post(control, [self = shared_from_this()] {
+    if (self->is_drained()) {
+      self->drained.cancel();
+      self->force_close.cancel();
     }
-    if (now_drained && stopping) notify_if_drained();
-  }
+  });
+}
 
-  bool is_drained() {
-    std::lock_guard lock(connections_mutex);
-    return connections.empty() && !accepting;
-  }
-
-  void notify_if_drained() {
-    asio::post(control, [self = shared_from_this()] {
-      if (self->is_drained()) {
-        self->drained.cancel();
-        self->force_close.cancel();
-      }
+void host::impl::begin_stop() {
+  if (stopping.exchange(true)) return;
+  asio::post(control, [self = shared_from_this()] {
+    boost::system::error_code ignored;
+    self->acceptor.close(ignored);
+    self->close_connections(/*graceful=*/true);
+    self->force_close.expires_after(self->options.shutdown_timeout);
+    self->force_close.async_wait([self](boost::system::error_code ec) {
+      if (ec) return;
+      if (!self->is_drained())
+        log(log_level::warn, "host " + self->bound.to_string() +
+                                 ": shutdown timeout reached, closing connections with "
+                                 "requests still in flight");
+      self->close_connections(/*graceful=*/false);
     });
-  }
-
-  void begin_stop() {
-    if (stopping.exchange(true)) return;
-    asio::post(control, [self = shared_from_this()] {
-      boost::system::error_code ignored;
-      self->acceptor.close(ignored);
-      self->close_connections(/*idle_only=*/true);
-      self->force_close.expires_after(self->options.shutdown_timeout);
-      self->force_close.async_wait([self](boost::system::error_code ec) {
-        if (ec) return;
-        if (!self->is_drained())
-          log(log_level::warn, "host " + self->bound.to_string() +
-                                   ": shutdown timeout reached, closing connections with "
-                                   "requests still in flight");
-        self->close_connections(/*idle_only=*/false);
-      });
-    });
-  }
-};
+  });
+}
 
 asio::awaitable<void> host::impl::accept_loop() {
   auto self = shared_from_this();
@@ -147,113 +108,39 @@ asio::awaitable<void> host::impl::accept_loop() {
     if (stopping) break;
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto conn = std::make_shared<connection>(std::move(socket), strand);
+    auto conn = std::make_shared<host_connection>(std::move(socket), strand, self);
     {
       std::lock_guard lock(connections_mutex);
       connections.push_front(conn);
       conn->position = connections.begin();
+      conn->listed = true;
     }
     ++connections_accepted;
-    asio::co_spawn(conn->strand, serve(conn), detail::log_failure("host connection"));
+    conn->start();
   }
   accepting = false;
   notify_if_drained();
 }
 
-asio::awaitable<encoded_response> host::impl::answer(const frame_header& header,
-                                                std::string_view content, const endpoint& peer) {
+std::variant<request_message, encoded_response> host::impl::prepare(
+    const frame_header& header, std::string_view content) const {
   if (!header.is_json())
-    co_return error_response(
-        errc::bad_request, "content-type '" + header.content_type +
-                               "' is not supported: this host answers text/json requests");
+    return error_response(errc::bad_request,
+                          "content-type '" + header.content_type +
+                              "' is not supported: this host answers text/json requests");
   std::string why;
   auto request = decode_request(content, why);
-  if (!request) co_return error_response(errc::bad_request, why);
+  if (!request) return error_response(errc::bad_request, why);
   if (stopping)
-    co_return error_response(errc::shutting_down, "the host is shutting down; try again later");
-  request_context context{peer, header.request_id, executor};
-  co_return co_await router.dispatch(request->action, request->value, context);
+    return error_response(errc::shutting_down, "the host is shutting down; try again later");
+  return std::move(*request);
 }
 
-asio::awaitable<void> host::impl::serve(std::shared_ptr<connection> conn) {
-  auto self = shared_from_this();
-  tcp::socket& socket = conn->socket;
-  endpoint peer;
-  {
-    boost::system::error_code ec;
-    auto remote = socket.remote_endpoint(ec);
-    if (!ec) peer = endpoint{remote.address().to_string(), remote.port()};
-  }
-
-  std::string buffer;  // bytes [0, filled) are received and not yet consumed
-  std::size_t filled = 0;
-  frame_decoder decoder(options.max_content_length);
-  std::string out;
-
-  for (bool keep_open = true; keep_open;) {
-    auto status = decoder.decode({buffer.data(), filled});
-    while (status == frame_decoder::status::need_more) {
-      if (stopping && filled == 0) break;
-      const std::size_t want =
-          std::min(decoder.bytes_needed(), std::max(filled + initial_read_size, 2 * buffer.size()));
-      if (buffer.size() < want) buffer.resize(std::max(want, filled + initial_read_size));
-      auto [ec, n] = co_await socket.async_read_some(
-          asio::buffer(buffer.data() + filled, buffer.size() - filled), use_tuple);
-      if (ec) {
-        if (filled != 0 && ec != asio::error::operation_aborted)
-          log(log_level::warn, "host: " + peer.to_string() + " closed the connection mid-frame (" +
-                                   ec.message() + "); dropping " + std::to_string(filled) +
-                                   " bytes");
-        break;
-      }
-      filled += n;
-      status = decoder.decode({buffer.data(), filled});
-    }
-
-    if (status == frame_decoder::status::need_more) break;  // closed or stopping
-    if (status == frame_decoder::status::malformed) {
-      log(log_level::warn, "host: malformed frame from " + peer.to_string() + ": " +
-                               decoder.error() + "; closing the connection");
-      break;
-    }
-
-    conn->busy = true;
-    frame_header response_header;
-    response_header.request_id = decoder.header().request_id;
-    encoded_response response;
-    if (status == frame_decoder::status::too_large) {
-      log(log_level::warn, "host: " + peer.to_string() + ": " + decoder.error() +
-                               "; answering too_large and closing");
-      response = error_response(errc::too_large, decoder.error());
-      keep_open = false;
-    } else {
-      keep_open = decoder.header().keep_alive && !stopping;
-      response_header.keep_alive = keep_open;
-      response = co_await answer(decoder.header(), decoder.content(), peer);
-      const std::size_t used = decoder.frame_size();
-      std::memmove(buffer.data(), buffer.data() + used, filled - used);
-      filled -= used;
-      if (stopping) keep_open = false;
-      response_header.keep_alive = keep_open;
-    }
-    decoder.reset();
-    ++requests_served;
-    if (response.error) ++error_responses;
-
-    out.clear();
-    append_frame(out, response_header, response.content);
-    auto [ec, written] = co_await asio::async_write(socket, asio::buffer(out), use_tuple);
-    conn->busy = false;
-    if (ec) {
-      log(log_level::warn, "host: cannot answer " + peer.to_string() + ": " + ec.message());
-      break;
-    }
-  }
-
-  boost::system::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
-  socket.close(ignored);
-  forget(conn);
+asio::awaitable<encoded_response> host::impl::run(request_message request,
+                                                  std::optional<std::uint64_t> request_id,
+                                                  endpoint peer) {
+  const request_context context{std::move(peer), request_id, executor};
+  co_return co_await router.dispatch(request.action, request.value, context);
 }
 
 host_options host_options::from_config(const config& cfg) {
@@ -277,7 +164,7 @@ host::~host() {
     boost::system::error_code ignored;
     self->acceptor.close(ignored);
     self->force_close.cancel();
-    self->close_connections(/*idle_only=*/false);
+    self->close_connections(/*graceful=*/false);
   });
 }
 

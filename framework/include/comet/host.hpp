@@ -32,6 +32,12 @@ struct host_options {
   std::size_t max_content_length = settings{}.max_content_length;
   // How long stop() lets in-flight requests run before closing them.
   std::chrono::milliseconds shutdown_timeout = settings{}.shutdown_timeout;
+  // Tagged requests ("request-id") one connection may have running at once;
+  // past it the host stops reading from that connection until one finishes.
+  std::size_t max_in_flight = 64;
+  // Answers buffered for a peer that is not reading them; past it the host
+  // stops reading from that peer (backpressure).
+  std::size_t write_buffer_limit = 4 * 1024 * 1024;
 
   static host_options from_config(const config& cfg);
 };

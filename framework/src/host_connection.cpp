@@ -1,0 +1,219 @@
+// Serving one connection: buffered reads that answer every complete frame
+// already received, untagged requests answered in order, tagged ones
+// ("request-id" on a keep-alive connection) run concurrently and answered in
+// completion order, and responses gathered into as few writes as possible.
+#include "host_impl.hpp"
+
+#include <comet/log.hpp>
+
+#include "spawn.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <cstring>
+
+namespace comet {
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t read_chunk = 16 * 1024;
+
+}  // namespace
+
+host_connection::host_connection(tcp::socket socket, strand_type strand,
+                                 std::shared_ptr<host::impl> host)
+    : socket_(std::move(socket)),
+      strand_(std::move(strand)),
+      host_(std::move(host)),
+      decoder_(host_->options.max_content_length),
+      max_in_flight_(std::max<std::size_t>(1, host_->options.max_in_flight)),
+      wake_(strand_, asio::steady_timer::time_point::max()) {
+  boost::system::error_code ec;
+  const auto remote = socket_.remote_endpoint(ec);
+  if (!ec) peer_ = endpoint{remote.address().to_string(), remote.port()};
+}
+
+void host_connection::start() {
+  asio::co_spawn(strand_, [self = shared_from_this()] { return self->read_loop(); },
+                 detail::log_failure("host connection"));
+}
+
+bool host_connection::idle() const noexcept {
+  return !busy_ && in_flight_ == 0 && !writing_ && out_pending_.empty();
+}
+
+void host_connection::close_gracefully() {
+  stop_reading_ = true;
+  if (idle()) close_now();
+  else
+    wake();
+}
+
+void host_connection::close_now() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  wake();
+  host_->forget(*this);
+}
+
+void host_connection::wake() { wake_.cancel(); }
+
+asio::awaitable<void> host_connection::wait_for_wake() {
+  wake_.expires_at(asio::steady_timer::time_point::max());
+  co_await wake_.async_wait(use_tuple);
+}
+
+asio::awaitable<void> host_connection::read_loop() {
+  const std::size_t high_water = host_->options.write_buffer_limit;
+  in_.resize(read_chunk);
+
+  while (!closed_) {
+    if (!co_await answer_buffered()) break;
+    flush();
+    if (host_->stopping) break;
+
+    // Backpressure: a peer that does not read its answers is not read from
+    // either, and tagged requests wait for a free slot.
+    while (!closed_ && (out_pending_.size() + out_writing_.size() > high_water ||
+                        in_flight_ >= max_in_flight_))
+      co_await wait_for_wake();
+    if (closed_ || stop_reading_) break;
+
+    if (in_start_ == in_end_) {
+      in_start_ = in_end_ = 0;
+    } else if (in_start_ > 0 && in_.size() - in_end_ < read_chunk / 2) {
+      std::memmove(in_.data(), in_.data() + in_start_, in_end_ - in_start_);
+      in_end_ -= in_start_;
+      in_start_ = 0;
+    }
+    const std::size_t needed = in_start_ + decoder_.bytes_needed();
+    if (in_.size() < needed || in_.size() - in_end_ < read_chunk / 4)
+      in_.resize(std::max({needed, in_end_ + read_chunk, std::min(2 * in_.size(), needed + read_chunk)}));
+
+    auto [ec, n] =
+        co_await socket_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+                                         use_tuple);
+    if (ec) {
+      if (in_end_ != in_start_ && !closed_ && ec != asio::error::operation_aborted)
+        log(log_level::warn, "host: " + peer_.to_string() + " closed the connection mid-frame (" +
+                                 ec.message() + "); dropping " +
+                                 std::to_string(in_end_ - in_start_) + " bytes");
+      break;
+    }
+    in_end_ += n;
+  }
+
+  // Answer what is in flight, then close.
+  while (!closed_ && !idle()) {
+    flush();
+    co_await wait_for_wake();
+  }
+  close_now();
+}
+
+asio::awaitable<bool> host_connection::answer_buffered() {
+  for (;;) {
+    const auto status = decoder_.decode({in_.data() + in_start_, in_end_ - in_start_});
+    switch (status) {
+      case frame_decoder::status::need_more: co_return true;
+      case frame_decoder::status::malformed:
+        log(log_level::warn, "host: malformed frame from " + peer_.to_string() + ": " +
+                                 decoder_.error() + "; closing the connection");
+        out_pending_.clear();
+        close_now();
+        co_return false;
+      case frame_decoder::status::too_large:
+        log(log_level::warn, "host: " + peer_.to_string() + ": " + decoder_.error() +
+                                 "; answering too_large and closing");
+        queue(decoder_.header().request_id, false, error_response(errc::too_large, decoder_.error()));
+        decoder_.reset();
+        co_return false;
+      case frame_decoder::status::complete: break;
+    }
+
+    const auto request_id = decoder_.header().request_id;
+    const bool keep_alive = decoder_.header().keep_alive && !host_->stopping && !stop_reading_;
+    auto request = host_->prepare(decoder_.header(), decoder_.content());
+    in_start_ += decoder_.frame_size();
+    decoder_.reset();
+
+    if (auto* refused = std::get_if<encoded_response>(&request)) {
+      queue(request_id, keep_alive, *refused);
+      if (!keep_alive) co_return false;
+      continue;
+    }
+    auto& message = std::get<request_message>(request);
+
+    if (request_id && keep_alive) {
+      // Multiplexed: runs beside the others, on any thread of the host's
+      // executor; its answer comes back to this strand. Past the bound,
+      // wait for a slot (reading stops meanwhile).
+      while (in_flight_ >= max_in_flight_ && !closed_) {
+        flush();
+        co_await wait_for_wake();
+      }
+      if (closed_) co_return false;
+      ++in_flight_;
+      asio::co_spawn(
+          host_->executor, host_->run(std::move(message), request_id, peer_),
+          asio::bind_executor(strand_, [self = shared_from_this(), request_id](
+                                           std::exception_ptr failure, encoded_response response) {
+            --self->in_flight_;
+            if (failure) response = error_response(errc::handler_failed, "internal error");
+            self->queue(request_id, true, response);
+            self->flush();
+            self->wake();
+          }));
+      continue;
+    }
+
+    busy_ = true;
+    const encoded_response response =
+        co_await host_->run(std::move(message), request_id, peer_);
+    busy_ = false;
+    queue(request_id, keep_alive, response);
+    if (!keep_alive) co_return false;
+  }
+}
+
+void host_connection::queue(std::optional<std::uint64_t> request_id, bool keep_alive,
+                            const encoded_response& response) {
+  ++host_->requests_served;
+  if (response.error) ++host_->error_responses;
+  if (closed_ || write_failed_) return;
+  frame_header h;
+  h.keep_alive = keep_alive;
+  h.request_id = request_id;
+  append_frame(out_pending_, h, response.content);
+}
+
+void host_connection::flush() {
+  if (writing_ || out_pending_.empty() || closed_ || write_failed_) return;
+  writing_ = true;
+  std::swap(out_pending_, out_writing_);
+  asio::async_write(socket_, asio::buffer(out_writing_),
+                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                      self->writing_ = false;
+                      self->out_writing_.clear();
+                      if (ec) {
+                        if (!self->closed_)
+                          log(log_level::warn, "host: cannot answer " + self->peer_.to_string() +
+                                                   ": " + ec.message());
+                        self->write_failed_ = true;
+                        self->out_pending_.clear();
+                        self->close_now();
+                        return;
+                      }
+                      self->flush();
+                      self->wake();
+                    });
+}
+
+}  // namespace comet

@@ -1,0 +1,121 @@
+// Internal: the state a host shares with its connections. host.cpp owns
+// listening and stopping; host_connection.cpp serves one socket.
+#pragma once
+
+#include <comet/codec.hpp>
+#include <comet/host.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <variant>
+
+namespace comet {
+
+using tcp = asio::ip::tcp;
+using strand_type = asio::strand<asio::any_io_executor>;
+
+class host_connection;
+
+struct host::impl : std::enable_shared_from_this<host::impl> {
+  impl(asio::any_io_executor ex, host_options opts);
+
+  asio::any_io_executor executor;
+  host_options options;
+  action_router router;
+  strand_type control;  // the acceptor and the stop timers live here
+  tcp::acceptor acceptor;
+  asio::steady_timer drained;
+  asio::steady_timer force_close;
+  endpoint bound;
+
+  std::atomic<bool> started{false};
+  std::atomic<bool> accepting{false};
+  std::atomic<bool> stopping{false};
+  std::chrono::steady_clock::time_point start_time{};
+
+  std::atomic<std::uint64_t> requests_served{0};
+  std::atomic<std::uint64_t> error_responses{0};
+  std::atomic<std::uint64_t> connections_accepted{0};
+
+  std::mutex connections_mutex;
+  std::list<std::shared_ptr<host_connection>> connections;
+
+  asio::awaitable<void> accept_loop();
+
+  // Decodes one request frame: the request to run, or the error response
+  // that refuses it (bad_request, shutting_down).
+  std::variant<request_message, encoded_response> prepare(const frame_header& header,
+                                                          std::string_view content) const;
+  // Runs a request through the router.
+  asio::awaitable<encoded_response> run(request_message request,
+                                        std::optional<std::uint64_t> request_id, endpoint peer);
+
+  // Removes a connection from the set; the last one out of a stopping host
+  // completes async_stop. Safe to call twice.
+  void forget(host_connection& conn);
+  void notify_if_drained();
+  bool is_drained();
+  void begin_stop();
+  // Asks every connection to close: at once, or when it has nothing in flight.
+  void close_connections(bool graceful);
+};
+
+// One accepted socket. All of its state is touched only on its strand.
+class host_connection : public std::enable_shared_from_this<host_connection> {
+ public:
+  host_connection(tcp::socket socket, strand_type strand, std::shared_ptr<host::impl> host);
+
+  void start();
+  // Posted by the host: finish what is in flight, then close.
+  void close_gracefully();
+  // Posted by the host: close now, whatever is in flight.
+  void close_now();
+
+  const strand_type& strand() const noexcept { return strand_; }
+
+  std::list<std::shared_ptr<host_connection>>::iterator position;
+  bool listed = false;  // guarded by host::impl::connections_mutex
+
+ private:
+  asio::awaitable<void> read_loop();
+  // Answers every complete frame in the read buffer. Returns false once the
+  // connection must stop reading.
+  asio::awaitable<bool> answer_buffered();
+  asio::awaitable<void> wait_for_wake();
+  void queue(std::optional<std::uint64_t> request_id, bool keep_alive,
+             const encoded_response& response);
+  void flush();
+  void wake();
+  bool idle() const noexcept;
+
+  tcp::socket socket_;
+  strand_type strand_;
+  std::shared_ptr<host::impl> host_;
+  endpoint peer_;
+
+  std::string in_;  // bytes [in_start_, in_end_) are received and not yet consumed
+  std::size_t in_start_ = 0;
+  std::size_t in_end_ = 0;
+  frame_decoder decoder_;
+  std::size_t max_in_flight_;
+
+  std::string out_pending_;  // responses waiting for the current write to finish
+  std::string out_writing_;  // the bytes of the write in progress
+  bool writing_ = false;
+  bool write_failed_ = false;
+
+  bool busy_ = false;          // an untagged request is being answered
+  std::size_t in_flight_ = 0;  // tagged requests being answered concurrently
+  bool stop_reading_ = false;
+  bool closed_ = false;
+  asio::steady_timer wake_;  // the read loop waits here for slots and drained writes
+};
+
+}  // namespace comet
