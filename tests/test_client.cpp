@@ -237,3 +237,95 @@ TEST_CASE("named clients come from the config", "[integration][client]") {
                            Catch::Contains("Telegram"));
   CHECK_THROWS_AS(client(pool.get_executor(), {"localhost-ish", 1}), std::invalid_argument);
 }
+
+TEST_CASE("a keep-alive client multiplexes concurrent sends over a few connections",
+          "[integration][client]") {
+  host_fixture f(2);
+  f.server.on("square", [](const std::string&, const json::value& v) {
+    return v.as_int64() * v.as_int64();
+  });
+  f.start();
+  auto c = f.make_client({.keep_alive = true, .max_connections = 3, .max_in_flight = 16});
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::future<json::value>> pending;
+    for (std::int64_t i = 0; i < 300; ++i)
+      pending.push_back(asio::co_spawn(f.pool.get_executor(), c.send("square", i), asio::use_future));
+    for (std::int64_t i = 0; i < 300; ++i) {
+      REQUIRE(pending[i].wait_for(30s) == std::future_status::ready);
+      CHECK(pending[i].get() == i * i);
+    }
+  }
+  CHECK(c.send_sync("square", 7) == 49);
+  CHECK(f.server.stats().requests_served == 601);
+  CHECK(f.server.stats().connections_accepted <= 3);
+}
+
+TEST_CASE("a keep-alive client falls back to a connection per message for a COMET host",
+          "[integration][client]") {
+  // A stand-in for COMET's host: one request per connection, answered
+  // without keep-alive, then closed.
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const endpoint at{"127.0.0.1", acceptor.local_endpoint().port()};
+  constexpr int messages = 5;
+  std::atomic<int> connections{0};
+  std::thread comet_host([&] {
+    for (int i = 0; i < messages; ++i) {
+      tcp::socket s(io);
+      acceptor.accept(s);
+      ++connections;
+      raw_peer peer(std::move(s));
+      auto request = split(peer.read_frame());
+      std::string why;
+      auto message = decode_request(request.content, why);
+      peer.write(encode_frame({}, encode_response(message->value)));
+    }
+  });
+  io_pool pool(1);
+  client c(pool.get_executor(), at, {.keep_alive = true});
+  for (int i = 0; i < messages; ++i) CHECK(c.send_sync("echo", i) == i);
+  comet_host.join();
+  CHECK(connections == messages);
+}
+
+TEST_CASE("a keep-alive client times out one request and keeps serving the rest",
+          "[integration][client]") {
+  host_fixture f;
+  f.server.on("sleep", [](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
+    asio::steady_timer t(co_await asio::this_coro::executor,
+                         std::chrono::milliseconds(v.as_int64()));
+    co_await t.async_wait(asio::use_awaitable);
+    co_return v;
+  });
+  f.start();
+  auto c = f.make_client({.request_timeout = 300ms, .keep_alive = true, .max_connections = 1});
+  CHECK(c.send_sync("sleep", 1) == 1);
+  auto slow = asio::co_spawn(f.pool.get_executor(), c.send("sleep", 2000), asio::use_future);
+  CHECK(c.send_sync("sleep", 2) == 2);  // not stuck behind the slow one
+  REQUIRE(slow.wait_for(10s) == std::future_status::ready);
+  auto e = failure_of([&] { slow.get(); });
+  CHECK(e.code() == errc::request_timeout);
+  CHECK(c.send_sync("sleep", 3) == 3);
+  CHECK(f.server.stats().connections_accepted == 1);
+}
+
+TEST_CASE("a keep-alive client reports a host that goes away and reconnects when it is back",
+          "[integration][client]") {
+  io_pool pool(2);
+  host_options o = host_fixture::loopback();
+  auto first = std::make_unique<host>(pool.get_executor(), o);
+  first->on("echo", [](const std::string&, const json::value& v) { return v; });
+  const auto at = first->start();
+  client c(pool.get_executor(), at, {.keep_alive = true});
+  CHECK(c.send_sync("echo", 1) == 1);
+  run(pool.get_executor(), [&] { return first->async_stop(); });
+  first.reset();
+  auto e = failure_of([&] { c.send_sync("echo", 2); });
+  CHECK((e.code() == errc::peer_offline || e.code() == errc::connection_closed));
+
+  o.listen = at;
+  host second(pool.get_executor(), o);
+  second.on("echo", [](const std::string&, const json::value& v) { return v; });
+  second.start();
+  CHECK(c.send_sync("echo", 3) == 3);
+}

@@ -4,6 +4,7 @@
 #include <comet/errors.hpp>
 #include <comet/log.hpp>
 
+#include "client_impl.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -23,7 +24,6 @@
 namespace comet {
 namespace {
 
-using tcp = asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // The socket and its watchdog for one request. Both live on one strand, so
@@ -61,86 +61,93 @@ bool runs_on_this_thread(const asio::any_io_executor& ex) {
 
 }  // namespace
 
-struct client::impl {
-  asio::any_io_executor executor;
-  endpoint peer;
-  client_options options;
-  tcp::endpoint target;
+std::string peer_info::describe() const {
+  return options.name.empty() ? peer.to_string() : options.name + " at " + peer.to_string();
+}
 
-  std::string describe() const {
-    return options.name.empty() ? peer.to_string() : options.name + " at " + peer.to_string();
-  }
+error peer_info::offline(const boost::system::error_code& ec) const {
+  return error(errc::peer_offline,
+               "cannot connect to " + describe() + ": " + ec.message() + "; is the host running?");
+}
 
-  asio::awaitable<json::value> exchange(std::string frame) const;
-};
+error peer_info::connect_timed_out() const {
+  return error(errc::connect_timeout,
+               "cannot connect to " + describe() + ": no answer within " +
+                   std::to_string(std::min(options.connect_timeout, options.request_timeout).count()) +
+                   " ms; is the host up and reachable?");
+}
 
-asio::awaitable<json::value> client::impl::exchange(std::string frame) const {
+error peer_info::timed_out() const {
+  return error(errc::request_timeout, describe() + " did not answer within " +
+                                          std::to_string(options.request_timeout.count()) + " ms");
+}
+
+error peer_info::lost(const boost::system::error_code& ec, std::string_view doing) const {
+  if (ec == asio::error::eof)
+    return error(errc::connection_closed, describe() + " closed the connection before answering");
+  return error(errc::connection_closed, "lost the connection to " + describe() + " while " +
+                                            std::string(doing) + ": " + ec.message());
+}
+
+json::value peer_info::result_of(const frame_header& header, std::string_view content) const {
+  if (!header.is_json())
+    throw error(errc::protocol_error, describe() + " answered with content-type '" +
+                                          header.content_type + "', not text/json");
+  response_message response = decode_response(content);
+  if (response.error)
+    throw error(*response.error,
+                describe() + " answered " + response.error_code + ": " + response.error_message);
+  return std::move(response.result);
+}
+
+client::impl::impl(asio::any_io_executor ex, std::shared_ptr<const peer_info> peer)
+    : executor(std::move(ex)), info(std::move(peer)) {
+  if (info->options.keep_alive) pool = std::make_shared<peer_pool>(executor, info);
+}
+
+client::impl::~impl() {
+  if (pool) asio::post(pool->strand(), [pool = pool] { pool->shutdown(); });
+}
+
+asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_info> info,
+                                                    std::string frame) {
+  const peer_info& peer = *info;
   const auto started = std::chrono::steady_clock::now();
   auto st = std::make_shared<exchange_state>(co_await asio::this_coro::executor);
 
-  arm(st, started + std::min(options.connect_timeout, options.request_timeout));
-  auto [connect_ec] = co_await st->socket.async_connect(target, use_tuple);
-  if (st->timed_out)
-    throw error(errc::connect_timeout,
-                "cannot connect to " + describe() + ": no answer within " +
-                    std::to_string(std::min(options.connect_timeout, options.request_timeout).count()) +
-                    " ms; is the host up and reachable?");
-  if (connect_ec)
-    throw error(errc::peer_offline, "cannot connect to " + describe() + ": " +
-                                        connect_ec.message() + "; is the host running?");
+  arm(st, started + std::min(peer.options.connect_timeout, peer.options.request_timeout));
+  auto [connect_ec] = co_await st->socket.async_connect(peer.target, use_tuple);
+  if (st->timed_out) throw peer.connect_timed_out();
+  if (connect_ec) throw peer.offline(connect_ec);
   st->current = exchange_state::phase::requesting;
-  arm(st, started + options.request_timeout);
+  arm(st, started + peer.options.request_timeout);
   boost::system::error_code ignored;
   st->socket.set_option(tcp::no_delay(true), ignored);
 
-  auto transport_error = [&](const boost::system::error_code& ec, std::string_view doing) {
-    if (st->timed_out)
-      return error(errc::request_timeout, describe() + " did not answer within " +
-                                              std::to_string(options.request_timeout.count()) +
-                                              " ms");
-    if (ec == asio::error::eof)
-      return error(errc::connection_closed,
-                   describe() + " closed the connection before answering");
-    return error(errc::connection_closed,
-                 "lost the connection to " + describe() + " while " + std::string(doing) + ": " +
-                     ec.message());
-  };
-
   if (auto [ec, n] = co_await asio::async_write(st->socket, asio::buffer(frame), use_tuple); ec)
-    throw transport_error(ec, "sending the request");
+    throw st->timed_out ? peer.timed_out() : peer.lost(ec, "sending the request");
 
-  frame_decoder decoder(options.max_content_length);
+  frame_decoder decoder(peer.options.max_content_length);
   std::string buffer(4096, '\0');
   std::size_t filled = 0;
   for (;;) {
     const auto status = decoder.decode({buffer.data(), filled});
     if (status == frame_decoder::status::complete) break;
-    if (status == frame_decoder::status::malformed)
-      throw error(errc::protocol_error, describe() + " sent a malformed frame: " + decoder.error());
-    if (status == frame_decoder::status::too_large)
-      throw error(errc::protocol_error, describe() + " sent a response over the limit: " +
-                                            decoder.error());
+    if (status != frame_decoder::status::need_more)
+      throw error(errc::protocol_error, peer.describe() + " sent a bad frame: " + decoder.error());
     if (buffer.size() < decoder.bytes_needed())
       buffer.resize(std::max(decoder.bytes_needed(), 2 * buffer.size()));
     else if (filled == buffer.size())
       buffer.resize(2 * buffer.size());
     auto [ec, n] = co_await st->socket.async_read_some(
         asio::buffer(buffer.data() + filled, buffer.size() - filled), use_tuple);
-    if (ec) throw transport_error(ec, "reading the answer");
+    if (ec) throw st->timed_out ? peer.timed_out() : peer.lost(ec, "reading the answer");
     filled += n;
   }
   st->current = exchange_state::phase::connecting;  // disarms the watchdog
   st->watchdog.cancel();
   st->socket.close(ignored);
-
-  if (!decoder.header().is_json())
-    throw error(errc::protocol_error, describe() + " answered with content-type '" +
-                                          decoder.header().content_type + "', not text/json");
-  response_message response = decode_response(decoder.content());
-  if (response.error)
-    throw error(*response.error,
-                describe() + " answered " + response.error_code + ": " + response.error_message);
-  co_return std::move(response.result);
+  co_return peer.result_of(decoder.header(), decoder.content());
 }
 
 client_options client_options::from_config(const config& cfg, std::string name) {
@@ -159,21 +166,29 @@ client::client(asio::any_io_executor executor, endpoint peer, client_options opt
     throw std::invalid_argument("comet::client: '" + peer.ip +
                                 "' is not an IP address (IPv4 or IPv6 literal expected)");
   tcp::endpoint target(address, peer.port);
-  impl_ = std::make_shared<const impl>(
-      impl{std::move(executor), std::move(peer), std::move(options), target});
+  auto info = std::make_shared<const peer_info>(
+      peer_info{std::move(peer), std::move(options), target});
+  impl_ = std::make_shared<const impl>(std::move(executor), std::move(info));
 }
 
 asio::awaitable<json::value> client::send(std::string action, json::value value) const {
   auto self = impl_;
+  if (self->pool)
+    co_return co_await asio::co_spawn(self->pool->strand(),
+                                      self->pool->send(std::move(action), std::move(value)),
+                                      asio::use_awaitable);
   std::string frame = encode_frame(frame_header{}, encode_request(action, value));
-  co_return co_await asio::co_spawn(asio::make_strand(self->executor),
-                                    self->exchange(std::move(frame)), asio::use_awaitable);
+  // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
+  // full-expression twice.
+  const auto strand = asio::make_strand(self->executor);
+  co_return co_await asio::co_spawn(strand, impl::exchange(self->info, std::move(frame)),
+                                    asio::use_awaitable);
 }
 
 json::value client::send_sync(std::string action, json::value value) const {
   if (runs_on_this_thread(impl_->executor))
     throw error(errc::would_deadlock,
-                "send_sync to " + impl_->describe() +
+                "send_sync to " + impl_->info->describe() +
                     " was called on a thread of the executor that must run it, which would "
                     "deadlock; in a coroutine or handler use `co_await client.send(...)`, or "
                     "`post(...)` to send in the background");
@@ -197,8 +212,8 @@ void client::post(std::string action, json::value value) const {
                  detail::log_failure("background send"));
 }
 
-const endpoint& client::peer() const noexcept { return impl_->peer; }
-const std::string& client::name() const noexcept { return impl_->options.name; }
+const endpoint& client::peer() const noexcept { return impl_->info->peer; }
+const std::string& client::name() const noexcept { return impl_->info->options.name; }
 const asio::any_io_executor& client::get_executor() const noexcept { return impl_->executor; }
 
 client_set::client_set(asio::any_io_executor executor, const config& cfg) : source_(cfg.source) {

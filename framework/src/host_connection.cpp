@@ -126,9 +126,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       case frame_decoder::status::malformed:
         log(log_level::warn, "host: malformed frame from " + peer_.to_string() + ": " +
                                  decoder_.error() + "; closing the connection");
-        out_pending_.clear();
-        close_now();
-        co_return false;
+        co_return false;  // answers to the frames before it still go out
       case frame_decoder::status::too_large:
         log(log_level::warn, "host: " + peer_.to_string() + ": " + decoder_.error() +
                                  "; answering too_large and closing");

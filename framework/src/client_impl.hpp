@@ -1,0 +1,87 @@
+// Internal: what a client knows about its peer, shared by the one-shot
+// exchange (client.cpp) and the keep-alive pool (client_pool.cpp).
+#pragma once
+
+#include <comet/client.hpp>
+#include <comet/codec.hpp>
+#include <comet/errors.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace comet {
+
+using tcp = asio::ip::tcp;
+using strand_type = asio::strand<asio::any_io_executor>;
+
+// The peer and the options, with the wording of every transport error.
+struct peer_info {
+  endpoint peer;
+  client_options options;
+  tcp::endpoint target;
+
+  std::string describe() const;  // "Telegram at 127.0.0.4:65432"
+  error offline(const boost::system::error_code& ec) const;
+  error connect_timed_out() const;
+  error timed_out() const;
+  error lost(const boost::system::error_code& ec, std::string_view doing) const;
+  // The result of a response frame, or the error it reports (thrown).
+  json::value result_of(const frame_header& header, std::string_view content) const;
+};
+
+class peer_pool;
+
+struct client::impl {
+  impl(asio::any_io_executor ex, std::shared_ptr<const peer_info> peer);
+  ~impl();
+
+  asio::any_io_executor executor;
+  std::shared_ptr<const peer_info> info;
+  std::shared_ptr<peer_pool> pool;  // with keep_alive only
+
+  // One request on a connection of its own (COMET's way).
+  static asio::awaitable<json::value> exchange(std::shared_ptr<const peer_info> info,
+                                               std::string frame);
+};
+
+// Keep-alive connections to one peer, shared by concurrent sends and
+// multiplexed with request ids. Everything runs on one strand.
+class peer_pool : public std::enable_shared_from_this<peer_pool> {
+ public:
+  peer_pool(const asio::any_io_executor& ex, std::shared_ptr<const peer_info> info);
+
+  // Runs on the strand (co_spawn it there).
+  asio::awaitable<json::value> send(std::string action, json::value value);
+  // Closes every connection; pending sends fail.
+  void shutdown();
+
+  const strand_type& strand() const noexcept { return strand_; }
+
+ private:
+  friend class pooled_connection;
+  struct pending_request;
+  class pooled_connection;
+  enum class keep_alive_support { unknown, yes, no };
+
+  pooled_connection* pick();
+  void remove(pooled_connection& conn);
+  void notify_slot();
+
+  strand_type strand_;
+  std::shared_ptr<const peer_info> info_;
+  std::vector<std::shared_ptr<pooled_connection>> connections_;
+  std::list<asio::steady_timer*> slot_waiters_;
+  keep_alive_support support_ = keep_alive_support::unknown;
+  std::uint64_t next_id_ = 1;
+  bool shut_down_ = false;
+};
+
+}  // namespace comet

@@ -1,0 +1,273 @@
+// Keep-alive connections to one peer, shared by concurrent sends.
+//
+// A new connection carries one request (a probe) until the peer's answer
+// shows whether it keeps connections open: a comet-net host echoes
+// "keep-alive", and the connection then takes up to max_in_flight tagged
+// requests at once; a COMET host answers without it and closes, and from
+// then on this peer gets a connection per message. Requests are written in
+// batches, answers matched by request id, and every wait is bounded by the
+// request's deadline.
+#include "client_impl.hpp"
+
+#include <comet/log.hpp>
+
+#include "spawn.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+
+namespace comet {
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t read_chunk = 16 * 1024;
+}  // namespace
+
+struct peer_pool::pending_request {
+  explicit pending_request(const strand_type& strand) : wake(strand) {}
+  asio::steady_timer wake;  // expires at the deadline; cancelled when settled
+  std::optional<json::value> result;
+  std::optional<error> failure;
+  bool settled() const noexcept { return result || failure; }
+};
+
+class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_connection> {
+ public:
+  enum class state { connecting, probing, open, closing, closed };
+
+  explicit pooled_connection(peer_pool& pool)
+      : pool_(pool.shared_from_this()), socket_(pool.strand_), decoder_(pool.info_->options.max_content_length) {}
+
+  state current = state::connecting;
+  std::unordered_map<std::uint64_t, pending_request*> pending;
+
+  void start() {
+    asio::co_spawn(pool_->strand_, [self = shared_from_this()] { return self->run(); },
+                   detail::log_failure("client connection"));
+  }
+
+  bool accepts(std::size_t max_in_flight) const noexcept {
+    const bool ready = current == state::open ||
+                       (current == state::connecting && pool_->support_ == keep_alive_support::yes);
+    return ready && pending.size() < max_in_flight;
+  }
+
+  void submit(std::uint64_t id, pending_request& request, std::string_view content) {
+    pending.emplace(id, &request);
+    frame_header h;
+    h.keep_alive = true;
+    h.request_id = id;
+    append_frame(out_pending_, h, content);
+    flush();
+  }
+
+  void abandon(std::uint64_t id) { pending.erase(id); }
+
+  void fail(const error& e) {
+    for (auto& [id, request] : pending) {
+      request->failure = e;
+      request->wake.cancel();
+    }
+    pending.clear();
+    close();
+  }
+
+  void close() {
+    if (current == state::closed) return;
+    current = state::closed;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    pool_->remove(*this);
+  }
+
+ private:
+  asio::awaitable<void> run() {
+    const peer_info& info = *pool_->info_;
+    asio::steady_timer guard(pool_->strand_);
+    guard.expires_after(std::min(info.options.connect_timeout, info.options.request_timeout));
+    bool connect_timed_out = false;
+    guard.async_wait([&, self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || current != state::connecting) return;
+      connect_timed_out = true;
+      boost::system::error_code ignored;
+      socket_.close(ignored);
+    });
+    auto [ec] = co_await socket_.async_connect(info.target, use_tuple);
+    guard.cancel();
+    if (current == state::closed) co_return;
+    if (ec) co_return fail(connect_timed_out ? info.connect_timed_out() : info.offline(ec));
+
+    boost::system::error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
+    current = pool_->support_ == keep_alive_support::yes ? state::open : state::probing;
+    flush();
+
+    std::string in(read_chunk, '\0');
+    std::size_t start = 0, end = 0;
+    while (current != state::closed) {
+      for (;;) {
+        const auto status = decoder_.decode({in.data() + start, end - start});
+        if (status == frame_decoder::status::need_more) break;
+        if (status != frame_decoder::status::complete)
+          co_return fail(error(errc::protocol_error, info.describe() + " sent a bad frame: " +
+                                                         decoder_.error()));
+        on_response(decoder_.header(), decoder_.content());
+        start += decoder_.frame_size();
+        decoder_.reset();
+        if (current == state::closed) co_return;
+      }
+      if (start == end) start = end = 0;
+      else if (start > 0) {
+        std::copy(in.begin() + start, in.begin() + end, in.begin());
+        end -= start;
+        start = 0;
+      }
+      if (in.size() < decoder_.bytes_needed() || in.size() - end < read_chunk / 4)
+        in.resize(std::max({decoder_.bytes_needed(), end + read_chunk, 2 * in.size()}));
+      auto [read_ec, n] =
+          co_await socket_.async_read_some(asio::buffer(in.data() + end, in.size() - end), use_tuple);
+      if (read_ec) {
+        if (current != state::closed) fail(info.lost(read_ec, "reading the answer"));
+        co_return;
+      }
+      end += n;
+    }
+  }
+
+  void on_response(const frame_header& header, std::string_view content) {
+    pending_request* request = nullptr;
+    if (header.request_id) {
+      if (auto it = pending.find(*header.request_id); it != pending.end()) {
+        request = it->second;
+        pending.erase(it);
+      }
+    } else if (pending.size() == 1) {  // a COMET host does not echo ids
+      request = pending.begin()->second;
+      pending.clear();
+    }
+    if (header.keep_alive) {
+      if (current == state::probing) {
+        current = state::open;
+        pool_->support_ = keep_alive_support::yes;
+      }
+    } else {
+      // The peer closes after this answer.
+      if (pool_->support_ == keep_alive_support::unknown) pool_->support_ = keep_alive_support::no;
+      current = state::closing;
+    }
+    if (request) {
+      try {
+        request->result = pool_->info_->result_of(header, content);
+      } catch (const error& e) {
+        request->failure = e;
+      }
+      request->wake.cancel();
+    }
+    if (current == state::closing && pending.empty()) close();
+    pool_->notify_slot();
+  }
+
+  void flush() {
+    if (writing_ || out_pending_.empty() ||
+        (current != state::open && current != state::probing && current != state::closing))
+      return;
+    writing_ = true;
+    std::swap(out_pending_, out_writing_);
+    asio::async_write(socket_, asio::buffer(out_writing_),
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        self->writing_ = false;
+                        self->out_writing_.clear();
+                        if (ec) {
+                          if (self->current != state::closed)
+                            self->fail(self->pool_->info_->lost(ec, "sending the request"));
+                          return;
+                        }
+                        self->flush();
+                      });
+  }
+
+  std::shared_ptr<peer_pool> pool_;
+  tcp::socket socket_;
+  frame_decoder decoder_;
+  std::string out_pending_, out_writing_;
+  bool writing_ = false;
+};
+
+peer_pool::peer_pool(const asio::any_io_executor& ex, std::shared_ptr<const peer_info> info)
+    : strand_(asio::make_strand(ex)), info_(std::move(info)) {}
+
+peer_pool::pooled_connection* peer_pool::pick() {
+  const auto& o = info_->options;
+  const std::size_t max_in_flight = std::max<std::size_t>(1, o.max_in_flight);
+  pooled_connection* best = nullptr;
+  for (auto& c : connections_)
+    if (c->accepts(max_in_flight) && (!best || c->pending.size() < best->pending.size()))
+      best = c.get();
+  if (best) return best;
+  if (connections_.size() >= std::max<std::size_t>(1, o.max_connections)) return nullptr;
+  auto fresh = std::make_shared<pooled_connection>(*this);
+  connections_.push_back(fresh);
+  fresh->start();
+  return fresh.get();
+}
+
+void peer_pool::remove(pooled_connection& conn) {
+  auto it = std::find_if(connections_.begin(), connections_.end(),
+                         [&](const auto& c) { return c.get() == &conn; });
+  if (it != connections_.end()) connections_.erase(it);
+  notify_slot();
+}
+
+void peer_pool::notify_slot() {
+  for (auto* waiter : slot_waiters_) waiter->cancel();
+}
+
+void peer_pool::shutdown() {
+  shut_down_ = true;
+  auto all = connections_;
+  for (auto& c : all)
+    c->fail(error(errc::connection_closed, "the client to " + info_->describe() + " was destroyed"));
+  notify_slot();
+}
+
+asio::awaitable<json::value> peer_pool::send(std::string action, json::value value) {
+  const auto deadline = std::chrono::steady_clock::now() + info_->options.request_timeout;
+  std::shared_ptr<pooled_connection> conn;
+  while (support_ != keep_alive_support::no) {
+    if (shut_down_)
+      throw error(errc::connection_closed, "the client to " + info_->describe() + " was destroyed");
+    if (auto* picked = pick()) {
+      conn = picked->shared_from_this();
+      break;
+    }
+    asio::steady_timer waiter(strand_, deadline);
+    slot_waiters_.push_back(&waiter);
+    const auto position = std::prev(slot_waiters_.end());
+    co_await waiter.async_wait(use_tuple);
+    slot_waiters_.erase(position);
+    if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out();
+  }
+  if (!conn) {  // the peer closes after every answer: a connection per message
+    // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
+    // full-expression twice.
+    std::string frame = encode_frame(frame_header{}, encode_request(action, value));
+    co_return co_await client::impl::exchange(info_, std::move(frame));
+  }
+
+  pending_request request(strand_);
+  const std::uint64_t id = next_id_++;
+  conn->submit(id, request, encode_request(action, value));
+  request.wake.expires_at(deadline);
+  co_await request.wake.async_wait(use_tuple);
+  if (!request.settled()) {
+    conn->abandon(id);
+    throw info_->timed_out();
+  }
+  if (request.failure) throw std::move(*request.failure);
+  co_return std::move(*request.result);
+}
+
+}  // namespace comet
