@@ -350,3 +350,91 @@ TEST_CASE("a connection's tagged requests beyond max_in_flight wait for a slot",
   CHECK(answered.size() == 6);
   CHECK(peak == 2);
 }
+
+TEST_CASE("a peer that stalls mid-frame is dropped after idle_timeout; others are served",
+          "[integration][host][limits]") {
+  host_options o = host_fixture::loopback();
+  o.idle_timeout = 300ms;
+  host_fixture f(2, o);
+  add_echo(f.server);
+  const auto at = f.start();
+  raw_peer stalled(at);
+  stalled.write(request_frame("echo", "never finished").substr(0, 20));
+  const auto begun = std::chrono::steady_clock::now();
+  auto c = f.make_client();
+  CHECK(c.send_sync("echo", "prompt") == "prompt");
+  CHECK(std::chrono::steady_clock::now() - begun < 250ms);
+  CHECK(stalled.read_to_eof().empty());
+  const auto waited = std::chrono::steady_clock::now() - begun;
+  CHECK(waited >= 300ms);
+  CHECK(waited < 3s);
+}
+
+TEST_CASE("connections past max_connections are closed at once", "[integration][host][limits]") {
+  host_options o = host_fixture::loopback();
+  o.max_connections = 2;
+  host_fixture f(2, o);
+  add_echo(f.server);
+  const auto at = f.start();
+  raw_peer first(at), second(at);
+  first.write(request_frame("echo", 1, /*keep_alive=*/true));
+  second.write(request_frame("echo", 2, /*keep_alive=*/true));
+  CHECK(answer_of(first.read_frame()).result == 1);
+  CHECK(answer_of(second.read_frame()).result == 2);
+  raw_peer third(at);
+  CHECK(third.closed_by_peer());
+  CHECK(f.server.stats().connections_refused == 1);
+  first.write(request_frame("echo", "still served"));
+  CHECK(answer_of(first.read_frame()).result == "still served");
+}
+
+TEST_CASE("a coroutine handler past handler_timeout answers timeout and is cancelled",
+          "[integration][host][limits]") {
+  host_options o = host_fixture::loopback();
+  o.handler_timeout = 200ms;
+  host_fixture f(2, o);
+  std::promise<bool> cancelled;
+  f.server.on("hang", [&](const std::string&, const json::value&) -> asio::awaitable<json::value> {
+    asio::steady_timer t(co_await asio::this_coro::executor, 10s);
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    cancelled.set_value(ec == asio::error::operation_aborted);
+    co_return 1;
+  });
+  f.server.on("quick", [](const std::string&, const json::value&) -> asio::awaitable<json::value> {
+    co_return 2;
+  });
+  f.start();
+  auto c = f.make_client();
+  const auto begun = std::chrono::steady_clock::now();
+  try {
+    c.send_sync("hang", 1);
+    FAIL("a hung handler answered");
+  } catch (const comet::error& e) {
+    CHECK(e.code() == errc::timeout);
+    CHECK_THAT(e.what(), Catch::Contains("'hang'") && Catch::Contains("200 ms"));
+  }
+  CHECK(std::chrono::steady_clock::now() - begun < 2s);
+  auto was_cancelled = cancelled.get_future();
+  REQUIRE(was_cancelled.wait_for(5s) == std::future_status::ready);
+  CHECK(was_cancelled.get());
+  CHECK(c.send_sync("quick", 0) == 2);
+}
+
+TEST_CASE("stats report errors by code, bytes and latency", "[integration][host]") {
+  host_fixture f;
+  add_echo(f.server);
+  f.start();
+  auto c = f.make_client();
+  for (int i = 0; i < 10; ++i) c.send_sync("echo", i);
+  CHECK_THROWS_AS(c.send_sync("nope", 1), comet::error);
+  CHECK_THROWS_AS(c.send_sync("nope", 2), comet::error);
+  const auto s = f.server.stats();
+  CHECK(s.requests_served == 12);
+  CHECK(s.error_responses == 2);
+  REQUIRE(s.errors_by_code.count("no_handler") == 1);
+  CHECK(s.errors_by_code.at("no_handler") == 2);
+  CHECK(s.bytes_received > 12 * 100);
+  CHECK(s.bytes_sent > 12 * 100);
+  CHECK(s.latency_p50.count() >= 0);
+  CHECK(s.latency_p999 >= s.latency_p50);
+}

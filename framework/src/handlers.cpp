@@ -24,13 +24,18 @@ encoded_response error_response(errc code, std::string_view message) {
   return {encode_error_response(code, message), code};
 }
 
+bool action_router::may_suspend(std::string_view action) const {
+  if (auto route = routes_.find(action); route != routes_.end()) return route->second.may_suspend;
+  return chain_may_suspend_;
+}
+
 asio::awaitable<encoded_response> action_router::dispatch(const std::string& action,
                                                      const json::value& value,
                                                      const request_context& context) const {
   if (auto route = routes_.find(action); route != routes_.end()) {
     std::string failure;
     try {
-      handler_result answer = co_await route->second(action, value, context);
+      handler_result answer = co_await route->second.function(action, value, context);
       co_return encoded_response{encode_response(answer ? *answer : json::value(nullptr)), {}};
     } catch (...) {
       failure = describe_current_exception();
@@ -45,7 +50,7 @@ asio::awaitable<encoded_response> action_router::dispatch(const std::string& act
   for (const auto& handler : chain_) {
     std::string failure;
     try {
-      handler_result answer = co_await handler(action, value, context);
+      handler_result answer = co_await handler.function(action, value, context);
       if (answer && !answer->is_null()) co_return encoded_response{encode_response(*answer), {}};
       continue;
     } catch (...) {

@@ -14,7 +14,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include <atomic>
 #include <cstring>
@@ -22,6 +23,8 @@
 #include <mutex>
 
 namespace comet {
+using namespace asio::experimental::awaitable_operators;
+
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 }
@@ -107,6 +110,14 @@ asio::awaitable<void> host::impl::accept_loop() {
     }
     if (stopping) break;
     boost::system::error_code ignored;
+    if (std::lock_guard lock(connections_mutex); connections.size() >= options.max_connections) {
+      metrics.refused();
+      log(log_level::warn, "host " + bound.to_string() + ": " +
+                               std::to_string(options.max_connections) +
+                               " connections open (max_connections); refusing a new one");
+      socket.close(ignored);
+      continue;
+    }
     socket.set_option(tcp::no_delay(true), ignored);
     auto conn = std::make_shared<host_connection>(std::move(socket), strand, self);
     {
@@ -115,7 +126,7 @@ asio::awaitable<void> host::impl::accept_loop() {
       conn->position = connections.begin();
       conn->listed = true;
     }
-    ++connections_accepted;
+    metrics.accepted();
     conn->start();
   }
   accepting = false;
@@ -140,7 +151,22 @@ asio::awaitable<encoded_response> host::impl::run(request_message request,
                                                   std::optional<std::uint64_t> request_id,
                                                   endpoint peer) {
   const request_context context{std::move(peer), request_id, executor};
-  co_return co_await router.dispatch(request.action, request.value, context);
+  const auto deadline = options.handler_timeout;
+  if (deadline.count() <= 0 || !router.may_suspend(request.action))
+    co_return co_await router.dispatch(request.action, request.value, context);
+
+  // A coroutine handler races its deadline; the loser is cancelled, and the
+  // cancellation reaches whatever the handler is waiting on.
+  asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
+  auto work = router.dispatch(request.action, request.value, context);
+  auto expiry = timer.async_wait(asio::use_awaitable);
+  auto outcome = co_await (std::move(work) || std::move(expiry));
+  if (outcome.index() == 0) co_return std::move(std::get<0>(outcome));
+  log(log_level::warn, "handler for action '" + request.action + "' from " +
+                           context.peer.to_string() + " ran past its deadline; cancelled");
+  co_return error_response(errc::timeout, "handler for action '" + request.action +
+                                              "' ran past its deadline of " +
+                                              std::to_string(deadline.count()) + " ms");
 }
 
 host_options host_options::from_config(const config& cfg) {
@@ -241,9 +267,7 @@ asio::awaitable<void> host::async_stop() {
 host_stats host::stats() const {
   host_stats s;
   if (impl_->started) s.uptime = std::chrono::steady_clock::now() - impl_->start_time;
-  s.requests_served = impl_->requests_served;
-  s.error_responses = impl_->error_responses;
-  s.connections_accepted = impl_->connections_accepted;
+  impl_->metrics.fill(s);
   std::lock_guard lock(impl_->connections_mutex);
   s.connections_open = impl_->connections.size();
   return s;

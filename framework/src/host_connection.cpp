@@ -11,6 +11,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -31,7 +32,10 @@ host_connection::host_connection(tcp::socket socket, strand_type strand,
       host_(std::move(host)),
       decoder_(host_->options.max_content_length),
       max_in_flight_(std::max<std::size_t>(1, host_->options.max_in_flight)),
-      wake_(strand_, asio::steady_timer::time_point::max()) {
+      wake_(strand_, asio::steady_timer::time_point::max()),
+      idle_watch_(strand_),
+      last_progress_(std::chrono::steady_clock::now()),
+      arrived_(last_progress_) {
   boost::system::error_code ec;
   const auto remote = socket_.remote_endpoint(ec);
   if (!ec) peer_ = endpoint{remote.address().to_string(), remote.port()};
@@ -40,6 +44,31 @@ host_connection::host_connection(tcp::socket socket, strand_type strand,
 void host_connection::start() {
   asio::co_spawn(strand_, [self = shared_from_this()] { return self->read_loop(); },
                  detail::log_failure("host connection"));
+  if (host_->options.idle_timeout.count() > 0)
+    asio::dispatch(strand_, [self = shared_from_this()] { self->watch_idle(); });
+}
+
+// One timer per connection, checked every idle_timeout/2 instead of re-armed
+// on every read: the hot path only stores a timestamp.
+void host_connection::watch_idle() {
+  const auto timeout = host_->options.idle_timeout;
+  idle_watch_.expires_after(timeout / 2);
+  idle_watch_.async_wait([self = shared_from_this(), timeout](boost::system::error_code ec) {
+    if (ec || self->closed_) return;
+    const bool handling = self->busy_ || self->in_flight_ > 0;
+    if (!handling && std::chrono::steady_clock::now() - self->last_progress_ >= timeout) {
+      const bool stalled_write = self->writing_;
+      log(log_level::info, "host: " + self->peer_.to_string() +
+                               (stalled_write ? " has not read its answers"
+                                              : self->in_end_ != self->in_start_
+                                                    ? " stalled in the middle of a frame"
+                                                    : " was idle") +
+                               " for " + std::to_string(timeout.count()) + " ms; disconnecting");
+      self->close_now();
+      return;
+    }
+    self->watch_idle();
+  });
 }
 
 bool host_connection::idle() const noexcept {
@@ -60,6 +89,7 @@ void host_connection::close_now() {
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   wake();
+  idle_watch_.cancel();
   host_->forget(*this);
 }
 
@@ -108,6 +138,8 @@ asio::awaitable<void> host_connection::read_loop() {
       break;
     }
     in_end_ += n;
+    arrived_ = last_progress_ = std::chrono::steady_clock::now();
+    host_->metrics.received(n);
   }
 
   // Answer what is in flight, then close.
@@ -130,7 +162,8 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       case frame_decoder::status::too_large:
         log(log_level::warn, "host: " + peer_.to_string() + ": " + decoder_.error() +
                                  "; answering too_large and closing");
-        queue(decoder_.header().request_id, false, error_response(errc::too_large, decoder_.error()));
+        queue(decoder_.header().request_id, false, error_response(errc::too_large, decoder_.error()),
+              arrived_);
         decoder_.reset();
         co_return false;
       case frame_decoder::status::complete: break;
@@ -143,7 +176,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     decoder_.reset();
 
     if (auto* refused = std::get_if<encoded_response>(&request)) {
-      queue(request_id, keep_alive, *refused);
+      queue(request_id, keep_alive, *refused, arrived_);
       if (!keep_alive) co_return false;
       continue;
     }
@@ -161,11 +194,11 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       ++in_flight_;
       asio::co_spawn(
           host_->executor, host_->run(std::move(message), request_id, peer_),
-          asio::bind_executor(strand_, [self = shared_from_this(), request_id](
+          asio::bind_executor(strand_, [self = shared_from_this(), request_id, arrived = arrived_](
                                            std::exception_ptr failure, encoded_response response) {
             --self->in_flight_;
             if (failure) response = error_response(errc::handler_failed, "internal error");
-            self->queue(request_id, true, response);
+            self->queue(request_id, true, response, arrived);
             self->flush();
             self->wake();
           }));
@@ -176,15 +209,15 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     const encoded_response response =
         co_await host_->run(std::move(message), request_id, peer_);
     busy_ = false;
-    queue(request_id, keep_alive, response);
+    queue(request_id, keep_alive, response, arrived_);
     if (!keep_alive) co_return false;
   }
 }
 
 void host_connection::queue(std::optional<std::uint64_t> request_id, bool keep_alive,
-                            const encoded_response& response) {
-  ++host_->requests_served;
-  if (response.error) ++host_->error_responses;
+                            const encoded_response& response,
+                            std::chrono::steady_clock::time_point arrived) {
+  host_->metrics.response(response.error, std::chrono::steady_clock::now() - arrived);
   if (closed_ || write_failed_) return;
   frame_header h;
   h.keep_alive = keep_alive;
@@ -197,8 +230,10 @@ void host_connection::flush() {
   writing_ = true;
   std::swap(out_pending_, out_writing_);
   asio::async_write(socket_, asio::buffer(out_writing_),
-                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                    [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                       self->writing_ = false;
+                      self->host_->metrics.sent(n);
+                      self->last_progress_ = std::chrono::steady_clock::now();
                       self->out_writing_.clear();
                       if (ec) {
                         if (!self->closed_)

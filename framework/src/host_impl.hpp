@@ -5,6 +5,8 @@
 #include <comet/codec.hpp>
 #include <comet/host.hpp>
 
+#include "host_metrics.hpp"
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -40,9 +42,7 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   std::atomic<bool> stopping{false};
   std::chrono::steady_clock::time_point start_time{};
 
-  std::atomic<std::uint64_t> requests_served{0};
-  std::atomic<std::uint64_t> error_responses{0};
-  std::atomic<std::uint64_t> connections_accepted{0};
+  host_metrics metrics;
 
   std::mutex connections_mutex;
   std::list<std::shared_ptr<host_connection>> connections;
@@ -90,10 +90,11 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   asio::awaitable<bool> answer_buffered();
   asio::awaitable<void> wait_for_wake();
   void queue(std::optional<std::uint64_t> request_id, bool keep_alive,
-             const encoded_response& response);
+             const encoded_response& response, std::chrono::steady_clock::time_point arrived);
   void flush();
   void wake();
   bool idle() const noexcept;
+  void watch_idle();
 
   tcp::socket socket_;
   strand_type strand_;
@@ -116,6 +117,9 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   bool stop_reading_ = false;
   bool closed_ = false;
   asio::steady_timer wake_;  // the read loop waits here for slots and drained writes
+  asio::steady_timer idle_watch_;
+  std::chrono::steady_clock::time_point last_progress_;  // last read, or last write done
+  std::chrono::steady_clock::time_point arrived_;        // when the current batch was read
 };
 
 }  // namespace comet

@@ -35,6 +35,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -107,6 +108,21 @@ decltype(auto) invoke_handler(F& f, const std::string& action, const json::value
   }
 }
 
+// True when F is a coroutine (returns an awaitable): it may suspend, and so
+// can be bounded by a deadline and cancelled.
+template <class F>
+constexpr bool returns_awaitable() {
+  using Fn = std::decay_t<F>;
+  if constexpr (std::is_same_v<Fn, handler_function>) {
+    return true;
+  } else {
+    using R = decltype(invoke_handler(std::declval<Fn&>(), std::declval<const std::string&>(),
+                                      std::declval<const json::value&>(),
+                                      std::declval<const request_context&>()));
+    return is_awaitable<std::remove_cvref_t<R>>::value;
+  }
+}
+
 template <class F>
 handler_function make_handler(F&& f) {
   using Fn = std::decay_t<F>;
@@ -143,15 +159,22 @@ class action_router {
  public:
   template <class F>
   void add_action_handler(F&& f) {
-    chain_.push_back(detail::make_handler(std::forward<F>(f)));
+    constexpr bool suspends = detail::returns_awaitable<F>();
+    chain_.push_back({detail::make_handler(std::forward<F>(f)), suspends});
+    chain_may_suspend_ = chain_may_suspend_ || suspends;
   }
 
   template <class F>
   void on(std::string action, F&& f) {
-    routes_.insert_or_assign(std::move(action), detail::make_handler(std::forward<F>(f)));
+    constexpr bool suspends = detail::returns_awaitable<F>();
+    routes_.insert_or_assign(std::move(action),
+                             registered{detail::make_handler(std::forward<F>(f)), suspends});
   }
 
   bool empty() const noexcept { return chain_.empty() && routes_.empty(); }
+
+  // Whether the handlers a request for `action` reaches include a coroutine.
+  bool may_suspend(std::string_view action) const;
 
   // Runs the request and returns the encoded response content: the answer,
   // or an error response (no_handler, handler_failed). Never throws for a
@@ -160,8 +183,13 @@ class action_router {
                                         const request_context& context) const;
 
  private:
-  std::vector<handler_function> chain_;
-  std::map<std::string, handler_function, std::less<>> routes_;
+  struct registered {
+    handler_function function;
+    bool may_suspend = true;
+  };
+  std::vector<registered> chain_;
+  std::map<std::string, registered, std::less<>> routes_;
+  bool chain_may_suspend_ = false;
 };
 
 }  // namespace comet

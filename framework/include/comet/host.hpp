@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -38,16 +39,31 @@ struct host_options {
   // Answers buffered for a peer that is not reading them; past it the host
   // stops reading from that peer (backpressure).
   std::size_t write_buffer_limit = 4 * 1024 * 1024;
+  // Open connections at most; past it new ones are closed at once.
+  std::size_t max_connections = 10000;
+  // A peer that sends nothing (or stalls mid-frame) for this long, or does
+  // not read its answers for this long, is disconnected. Zero: never.
+  std::chrono::milliseconds idle_timeout{60000};
+  // A coroutine handler still running after this long is cancelled and the
+  // request answered `timeout`. Zero: no deadline. (A plain function cannot
+  // be interrupted; it is not bounded by this.)
+  std::chrono::milliseconds handler_timeout{60000};
 
   static host_options from_config(const config& cfg);
 };
 
 struct host_stats {
   std::chrono::steady_clock::duration uptime{};
-  std::uint64_t requests_served = 0;  // responses written, errors included
+  std::uint64_t requests_served = 0;  // responses produced, errors included
   std::uint64_t error_responses = 0;
+  std::map<std::string, std::uint64_t, std::less<>> errors_by_code;  // "no_handler" -> count
+  std::uint64_t bytes_received = 0;
+  std::uint64_t bytes_sent = 0;
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_open = 0;
+  std::uint64_t connections_refused = 0;  // over max_connections
+  // Time from a request's arrival to its answer, over the host's life.
+  std::chrono::microseconds latency_p50{}, latency_p99{}, latency_p999{};
 };
 
 class host {

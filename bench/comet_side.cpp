@@ -1,0 +1,132 @@
+#include "comet_side.hpp"
+
+#include "wire.hpp"
+
+#include <comet/client.hpp>
+#include <comet/errors.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <future>
+#include <thread>
+
+namespace comet_bench {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+comet::host_options echo_host_options() {
+  comet::host_options o;
+  o.listen = {"127.0.0.1", 0};
+  o.shutdown_timeout = std::chrono::milliseconds(500);
+  return o;
+}
+
+// The shared tally of one comet client run. Touched only on the client's
+// single pool thread while it runs, and by the caller after it stopped.
+struct tally {
+  result out;
+  clock_type::time_point begin, end;
+  std::size_t live = 0;
+  std::promise<void> finished;
+
+  void fail(std::string what) {
+    ++out.errors;
+    if (out.first_error.empty()) out.first_error = std::move(what);
+  }
+  void record(clock_type::time_point sent, clock_type::time_point now) {
+    if (now < begin || now >= end) return;
+    ++out.messages;
+    out.latency.record(static_cast<std::uint64_t>(std::chrono::nanoseconds(now - sent).count()));
+  }
+};
+
+asio::awaitable<void> send_loop(comet::client client, json::value value, tally& t) {
+  const std::string_view payload = value.get_string();
+  while (clock_type::now() < t.end) {
+    const auto sent = clock_type::now();
+    bool failed = false;
+    try {
+      const json::value answer = co_await client.send("echo", value);
+      const auto now = clock_type::now();
+      if (answer.is_string() && answer.get_string() == payload)
+        t.record(sent, now);
+      else
+        t.fail("comet::client: wrong answer");
+    } catch (const std::exception& e) {
+      t.fail(std::string("comet::client: ") + e.what());
+      failed = true;
+    }
+    if (failed) {  // do not spin on a dead server
+      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+}
+
+}  // namespace
+
+comet_host_target::comet_host_target(std::size_t threads)
+    : pool_(threads), host_(pool_.get_executor(), echo_host_options()) {
+  host_.on("echo", [](const std::string&, const json::value& value) { return value; });
+  port_ = host_.start().port;
+}
+
+comet_host_target::~comet_host_target() {
+  host_.stop();
+  for (int i = 0; i < 100 && host_.stats().connections_open != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  pool_.stop();
+}
+
+result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& target,
+                             const run_timing& timing) {
+  tally t;
+  t.out.what = s;
+  t.begin = clock_type::now() + timing.warmup;
+  t.end = t.begin + timing.duration;
+  const auto drain = std::chrono::duration_cast<std::chrono::milliseconds>(timing.drain);
+
+  comet::client_options options;
+  options.name = "comet-bench target";
+  options.connect_timeout = drain;
+  options.request_timeout = drain;
+  options.keep_alive = s.mode != load_mode::one_shot;
+  options.max_connections = s.connections;
+  options.max_in_flight = s.mode == load_mode::multiplexed ? s.depth : 1;
+  const std::size_t senders = s.mode == load_mode::multiplexed ? s.connections * s.depth
+                                                               : s.connections;
+  {
+    comet::io_pool pool(1);
+    const comet::client client(pool.get_executor(),
+                               {target.address().to_string(), target.port()}, options);
+    const json::value value(make_payload(s.payload));
+    t.live = senders;
+    auto finished = t.finished.get_future();
+    for (std::size_t i = 0; i < senders; ++i)
+      asio::co_spawn(pool.get_executor(), send_loop(client, value, t),
+                     [&t](std::exception_ptr failure) {
+                       if (failure) t.fail("comet-bench: a send loop ended with an exception");
+                       if (--t.live == 0) t.finished.set_value();
+                     });
+    // A send never outlives request_timeout, so every loop ends by then.
+    const auto limit = t.end + drain + std::chrono::seconds(1);
+    if (finished.wait_until(limit) != std::future_status::ready) {
+      pool.stop();
+      pool.join();
+      t.out.errors += t.live;
+      if (t.out.first_error.empty())
+        t.out.first_error = "comet::client sends still pending after request_timeout";
+    }
+  }  // joins the pool
+  t.out.seconds = std::chrono::duration<double>(t.end - t.begin).count();
+  return std::move(t.out);
+}
+
+}  // namespace comet_bench

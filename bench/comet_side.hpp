@@ -1,0 +1,48 @@
+// The code under test, driven through its public API only: a comet::host
+// answering "echo" on its own comet::io_pool, and comet::client sending the
+// benchmark's loads from many coroutines. Nothing here reaches into the
+// framework's internals, so the figures are what an application would get.
+#pragma once
+
+#include "scenario.hpp"
+
+#include <comet/host.hpp>
+#include <comet/io_pool.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstdint>
+
+namespace comet_bench {
+
+// A comet::host on 127.0.0.1 (a free port) with `threads` io threads and
+// one routed action, "echo", that answers the request's value.
+class comet_host_target {
+ public:
+  explicit comet_host_target(std::size_t threads);
+  comet_host_target(const comet_host_target&) = delete;
+  comet_host_target& operator=(const comet_host_target&) = delete;
+  // Graceful stop, bounded to about a second, then the pool is stopped.
+  ~comet_host_target();
+
+  std::uint16_t port() const noexcept { return port_; }
+  comet::host_stats stats() const { return host_.stats(); }
+
+ private:
+  comet::io_pool pool_;
+  comet::host host_;
+  std::uint16_t port_ = 0;
+};
+
+// The keep-alive, multiplexed (and one-shot) loads sent with comet::client
+// on a one-thread comet::io_pool created on the calling thread (so it
+// inherits the calling thread's CPU affinity): `connections` coroutines
+// (connections x depth for multiplexed), each looping
+// `co_await client.send("echo", value)` with client_options{.keep_alive,
+// .max_connections = connections, .max_in_flight = depth}. Pipelining has
+// no client API (a client multiplexes instead), so it is not supported.
+// Latency is measured around each co_await.
+result run_comet_client_load(const scenario& s, const boost::asio::ip::tcp::endpoint& target,
+                             const run_timing& timing);
+
+}  // namespace comet_bench
