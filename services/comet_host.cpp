@@ -3,6 +3,7 @@
 #include <comet/comet.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 
@@ -18,9 +19,33 @@ const char* usage = R"(Usage: comet-host [options]
 
 Runs a comet-net host: COMET's TCP/JSON protocol, with the built-in actions
 `echo` (answers the value unchanged) and `status` (uptime, requests served,
-connections open). SIGINT or SIGTERM stops it gracefully.
+connections open). SIGINT or SIGTERM stops it gracefully. The config may be
+TOML, YAML (COMET's settings.yml) or JSON, by its extension.
+--check-config validates the config (and the overrides) and exits: 0 when
+usable, 2 with the problem otherwise.
 
 Options)";
+
+// --check-config: what the config says, on stdout, or why it is unusable.
+int check_config(const comet::config& cfg) {
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(cfg.host.ip, ec);
+  if (ec) {
+    std::cerr << "comet-host: --host '" << cfg.host.ip
+              << "' is not an IPv4 or IPv6 address; write a numeric address such as 127.0.0.1\n";
+    return 2;
+  }
+  std::cout << (cfg.source.empty() ? "config" : cfg.source) << ": ok; host "
+            << cfg.host.to_string() << ", " << cfg.clients.size()
+            << (cfg.clients.size() == 1 ? " client" : " clients");
+  const char* separator = ": ";
+  for (const auto& [name, peer] : cfg.clients) {
+    std::cout << separator << name << " at " << peer.to_string();
+    separator = ", ";
+  }
+  std::cout << '\n';
+  return 0;
+}
 
 }  // namespace
 
@@ -29,7 +54,8 @@ int main(int argc, char** argv) {
   options.add_options()
       ("help,h", "show this help and exit")
       ("version", "show the version and exit")
-      ("config,c", po::value<std::string>(), "TOML config file (default: the embedded config/default.toml)")
+      ("config,c", po::value<std::string>(), "config file: .toml, .yaml/.yml or .json (default: the embedded config/default.toml)")
+      ("check-config", "validate the config and exit: 0 when usable, 2 otherwise")
       ("host", po::value<std::string>(), "IP address to listen on (overrides the config)")
       ("port,p", po::value<int>(), "port to listen on; 0 picks a free one (overrides the config)")
       ("threads,t", po::value<int>(), "io threads (overrides the config's io_threads)")
@@ -85,6 +111,7 @@ int main(int argc, char** argv) {
     }
     cfg.framework.io_threads = static_cast<std::size_t>(threads);
   }
+  if (args.count("check-config")) return check_config(cfg);
 
   comet::io_pool pool(cfg.framework.io_threads);
   comet::host host(pool.get_executor(), cfg);

@@ -1,13 +1,20 @@
-// comet-send: sends one message and prints the answer's `result` as JSON.
+// comet-send: sends a message and prints the answer's `result` as JSON.
 //
 // Exit status: 0 answered; 2 usage or config error; 3 peer offline or
 // connection lost; 4 timeout; 5 the host answered an error; 6 protocol error.
+// With --repeat, the status of the first failure.
 #include <comet/comet.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/program_options.hpp>
 
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
 
 namespace po = boost::program_options;
 namespace json = boost::json;
@@ -16,11 +23,18 @@ namespace {
 
 const char* usage = R"(Usage: comet-send (--to IP:PORT | --client NAME [--config FILE]) --action A [--value JSON]
 
-Sends one COMET message and prints the answer's `result` as JSON on stdout.
+Sends a COMET message and prints the answer's `result` as JSON on stdout.
+--value takes JSON text, @FILE to read it from a file, or - to read stdin.
 Exit status: 0 answered; 2 usage or config error; 3 peer offline or connection
-lost; 4 timeout; 5 the host answered an error; 6 protocol error.
+lost; 4 timeout; 5 the host answered an error; 6 protocol error. With --repeat,
+the status of the first failure, and a summary line on stderr.
 
 Options)";
+
+// A problem with the command line: reported in one line, exit status 2.
+struct usage_error {
+  std::string message;
+};
 
 std::optional<comet::endpoint> parse_target(const std::string& text) {
   const auto colon = text.rfind(':');
@@ -51,6 +65,103 @@ int exit_status(const std::error_code& code) {
   }
 }
 
+// --value as given: JSON text, @file, or - for stdin.
+json::value read_value(const std::string& argument) {
+  std::string text = argument;
+  std::string origin = "--value";
+  if (argument == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    origin = "--value - (stdin)";
+  } else if (argument.size() > 1 && argument.front() == '@') {
+    const std::string path = argument.substr(1);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw usage_error{"cannot open the --value file '" + path + "'; check the path"};
+    std::ostringstream content;
+    content << in.rdbuf();
+    text = content.str();
+    origin = "--value @" + path;
+  }
+  boost::system::error_code ec;
+  json::value value = json::parse(text, ec);
+  if (ec) {
+    throw usage_error{origin + " is not valid JSON (" + ec.message() +
+                      "); quote strings, e.g. --value '\"text\"'"};
+  }
+  return value;
+}
+
+comet::config read_config(const po::variables_map& args) {
+  comet::config cfg;
+  try {
+    cfg = args.count("config") ? comet::load_config(args["config"].as<std::string>())
+                               : comet::default_config();
+  } catch (const comet::config_error& e) {
+    throw usage_error{e.what()};
+  }
+  if (args.count("timeout")) {
+    const double seconds = args["timeout"].as<double>();
+    if (!(seconds > 0 && seconds <= 86400))
+      throw usage_error{"--timeout must be between 0 and 86400 seconds"};
+    cfg.framework.request_timeout =
+        std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+    cfg.framework.connect_timeout =
+        std::min(cfg.framework.connect_timeout, cfg.framework.request_timeout);
+  }
+  return cfg;
+}
+
+comet::client make_target(const po::variables_map& args, const comet::config& cfg,
+                          comet::io_pool& pool) {
+  const auto executor = pool.get_executor();
+  comet::client_options options;
+  if (args.count("to")) {
+    const auto to = parse_target(args["to"].as<std::string>());
+    if (!to) throw usage_error{"--to '" + args["to"].as<std::string>() + "' is not IP:PORT"};
+    options = comet::client_options::from_config(cfg);
+    options.keep_alive = args.count("keep-alive") > 0;
+    try {
+      return comet::client(executor, *to, options);
+    } catch (const std::invalid_argument& e) {
+      throw usage_error{e.what()};
+    }
+  }
+  const std::string name = args["client"].as<std::string>();
+  const comet::client& named = comet::client_set(executor, cfg)[name];
+  options = comet::client_options::from_config(cfg, name);
+  options.keep_alive = args.count("keep-alive") > 0;
+  return comet::client(executor, named.peer(), options);
+}
+
+// Sends `count` times, one after the other. Returns the exit status.
+int send_all(const comet::client& target, const std::string& action, const json::value& value,
+             std::size_t count, bool quiet, bool summary) {
+  std::size_t answered = 0;
+  int status = 0;
+  const auto started = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < count; ++i) {
+    try {
+      const json::value result = target.send_sync(action, value);
+      ++answered;
+      if (!quiet) std::cout << comet::to_json_text(result) << '\n';
+    } catch (const comet::error& e) {
+      std::cerr << "comet-send: " << e.what() << '\n';
+      if (status == 0) status = exit_status(e.code());
+    }
+  }
+  std::cout.flush();
+  if (summary) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::array<char, 160> line{};
+    std::snprintf(line.data(), line.size(),
+                  "comet-send: %zu sent, %zu answered, %zu failed in %.3f s (%.1f msgs/s)\n",
+                  count, answered, count - answered, seconds,
+                  seconds > 0 ? static_cast<double>(count) / seconds : 0.0);
+    std::cerr << line.data();
+  }
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,12 +169,15 @@ int main(int argc, char** argv) {
   options.add_options()
       ("help,h", "show this help and exit")
       ("version", "show the version and exit")
-      ("config,c", po::value<std::string>(), "TOML config naming the clients (default: the embedded one)")
-      ("client", po::value<std::string>(), "name of a client in the config ([Socket_connection.Client.NAME])")
+      ("config,c", po::value<std::string>(), "config naming the clients: .toml, .yaml/.yml (COMET's settings) or .json (default: the embedded one)")
+      ("client", po::value<std::string>(), "name of a client in the config (Socket_connection.Client.NAME)")
       ("to", po::value<std::string>(), "target host as IP:PORT (instead of --client)")
       ("action,a", po::value<std::string>(), "the action to send")
-      ("value,v", po::value<std::string>()->default_value("null"), "the value, as JSON text")
-      ("timeout", po::value<double>(), "seconds to wait for the answer (default: the config's request_timeout)")
+      ("value,v", po::value<std::string>()->default_value("null"), "the value: JSON text, @FILE, or - for stdin")
+      ("timeout", po::value<double>(), "seconds to wait for each answer (default: the config's request_timeout)")
+      ("repeat,n", po::value<long long>(), "send N times, one after the other, then print a summary on stderr")
+      ("quiet,q", "do not print the answers")
+      ("keep-alive", "ask to keep the connection open between sends (PROTOCOL.md, Part 2)")
       ("log-level", po::value<std::string>()->default_value("warn"),
        "trace, debug, info, warn, error or off");
   po::variables_map args;
@@ -82,55 +196,29 @@ int main(int argc, char** argv) {
     std::cout << "comet-send " << comet::version << '\n';
     return 0;
   }
-  auto fail_usage = [](const std::string& message) {
-    std::cerr << "comet-send: " << message << '\n';
-    return 2;
-  };
-  auto level = comet::parse_log_level(args["log-level"].as<std::string>());
-  if (!level) return fail_usage("unknown --log-level; use trace, debug, info, warn, error or off");
-  comet::set_log_level(*level);
-  if (!args.count("action")) return fail_usage("--action is required; see --help");
-  if (args.count("to") == args.count("client"))
-    return fail_usage("give exactly one target: --to IP:PORT or --client NAME");
-
-  boost::system::error_code json_ec;
-  json::value value = json::parse(args["value"].as<std::string>(), json_ec);
-  if (json_ec)
-    return fail_usage("--value is not valid JSON (" + json_ec.message() +
-                      "); quote strings, e.g. --value '\"text\"'");
-
-  comet::config cfg;
   try {
-    cfg = args.count("config") ? comet::load_config(args["config"].as<std::string>())
-                               : comet::default_config();
-  } catch (const comet::config_error& e) {
-    return fail_usage(e.what());
-  }
-  if (args.count("timeout")) {
-    const double seconds = args["timeout"].as<double>();
-    if (!(seconds > 0 && seconds <= 86400)) return fail_usage("--timeout must be between 0 and 86400 seconds");
-    cfg.framework.request_timeout =
-        std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
-    cfg.framework.connect_timeout = std::min(cfg.framework.connect_timeout, cfg.framework.request_timeout);
-  }
-
-  comet::io_pool pool(1);
-  try {
-    std::optional<comet::client> target;
-    if (args.count("to")) {
-      auto to = parse_target(args["to"].as<std::string>());
-      if (!to) return fail_usage("--to '" + args["to"].as<std::string>() + "' is not IP:PORT");
-      try {
-        target.emplace(pool.get_executor(), *to, comet::client_options::from_config(cfg));
-      } catch (const std::invalid_argument& e) {
-        return fail_usage(e.what());
-      }
-    } else {
-      target.emplace(comet::client_set(pool.get_executor(), cfg)[args["client"].as<std::string>()]);
+    const auto level = comet::parse_log_level(args["log-level"].as<std::string>());
+    if (!level) throw usage_error{"unknown --log-level; use trace, debug, info, warn, error or off"};
+    comet::set_log_level(*level);
+    if (!args.count("action")) throw usage_error{"--action is required; see --help"};
+    if (args.count("to") == args.count("client"))
+      throw usage_error{"give exactly one target: --to IP:PORT or --client NAME"};
+    std::size_t repeat = 1;
+    if (args.count("repeat")) {
+      const long long n = args["repeat"].as<long long>();
+      if (n < 1 || n > 1'000'000'000) throw usage_error{"--repeat must be from 1 to 1000000000"};
+      repeat = static_cast<std::size_t>(n);
     }
-    const json::value result = target->send_sync(args["action"].as<std::string>(), std::move(value));
-    std::cout << comet::to_json_text(result) << std::endl;
-    return 0;
+    const json::value value = read_value(args["value"].as<std::string>());
+    const comet::config cfg = read_config(args);
+
+    comet::io_pool pool(1);
+    const comet::client target = make_target(args, cfg, pool);
+    return send_all(target, args["action"].as<std::string>(), value, repeat,
+                    args.count("quiet") > 0, args.count("repeat") > 0);
+  } catch (const usage_error& e) {
+    std::cerr << "comet-send: " << e.message << '\n';
+    return 2;
   } catch (const comet::error& e) {
     std::cerr << "comet-send: " << e.what() << '\n';
     return exit_status(e.code());

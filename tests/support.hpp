@@ -9,6 +9,10 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <future>
@@ -48,40 +52,61 @@ inline const json::value& vector_index() {
 }
 
 // A blocking TCP peer with receive/send timeouts, driven from the test thread.
+// It waits with its own poll(): Asio's blocking reads and writes retry after
+// SO_RCVTIMEO/SO_SNDTIMEO with an unbounded poll, so they would hang instead
+// of failing when the host misbehaves.
 class raw_peer {
  public:
-  explicit raw_peer(const endpoint& to, std::chrono::seconds timeout = 10s) : socket_(io_) {
+  explicit raw_peer(const endpoint& to, std::chrono::milliseconds timeout = 10s)
+      : socket_(io_), timeout_(timeout) {
     socket_.connect(tcp::endpoint(asio::ip::make_address(to.ip), to.port));
-    set_timeouts(timeout);
+    set_timeouts();
   }
-  explicit raw_peer(tcp::socket&& s) : socket_(std::move(s)) { set_timeouts(10s); }
+  explicit raw_peer(tcp::socket&& s) : socket_(std::move(s)) { set_timeouts(); }
 
-  void write(std::string_view bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  void write(std::string_view bytes) {
+    boost::system::error_code ec;
+    write(bytes, ec);
+    if (ec) throw boost::system::system_error(ec, "raw_peer::write");
+  }
+  // For peers the host may drop while they are still writing.
+  void write(std::string_view bytes, boost::system::error_code& ec) {
+    while (!bytes.empty()) {
+      const std::size_t n = transfer_some(POLLOUT, const_cast<char*>(bytes.data()), bytes.size(), ec);
+      if (ec) return;
+      bytes.remove_prefix(n);
+    }
+  }
 
   // Reads until the peer closes (or the timeout fails the read).
   std::string read_to_eof() {
+    boost::system::error_code ended_by;
+    return read_to_eof(ended_by);
+  }
+  // `ended_by` says how: eof or connection_reset when the peer closed,
+  // timed_out when it did not within the timeout.
+  std::string read_to_eof(boost::system::error_code& ended_by) {
     std::string out;
-    boost::system::error_code ec;
-    asio::read(socket_, asio::dynamic_buffer(out), ec);
-    return out;
+    char chunk[4096];
+    for (;;) {
+      const std::size_t n = transfer_some(POLLIN, chunk, sizeof chunk, ended_by);
+      if (ended_by) return out;
+      out.append(chunk, n);
+    }
   }
 
   // Reads exactly one frame; empty when the peer closed first.
   std::string read_frame() {
     std::string out(2, '\0');
-    boost::system::error_code ec;
-    asio::read(socket_, asio::buffer(out), ec);
-    if (ec) return {};
+    if (!read_exactly(out.data(), 2)) return {};
     const std::size_t header = (static_cast<unsigned char>(out[0]) << 8) |
                                static_cast<unsigned char>(out[1]);
     out.resize(2 + header);
-    asio::read(socket_, asio::buffer(out.data() + 2, header), ec);
-    if (ec) return {};
+    if (!read_exactly(out.data() + 2, header)) return {};
     auto h = json::parse(std::string_view(out).substr(2));
     const auto length = static_cast<std::size_t>(h.at("content-length").to_number<std::uint64_t>());
     out.resize(2 + header + length);
-    asio::read(socket_, asio::buffer(out.data() + 2 + header, length), ec);
-    if (ec) return {};
+    if (!read_exactly(out.data() + 2 + header, length)) return {};
     return out;
   }
 
@@ -89,20 +114,64 @@ class raw_peer {
   bool closed_by_peer() {
     char c;
     boost::system::error_code ec;
-    socket_.read_some(asio::buffer(&c, 1), ec);
+    transfer_some(POLLIN, &c, 1, ec);
     return ec == asio::error::eof || ec == asio::error::connection_reset;
+  }
+
+  // Closes with a TCP reset (SO_LINGER 0), as a crashed or killed peer would.
+  void reset() {
+    socket_.set_option(asio::socket_base::linger(true, 0));
+    socket_.close();
   }
 
   tcp::socket& socket() { return socket_; }
 
  private:
-  void set_timeouts(std::chrono::seconds t) {
-    timeval tv{static_cast<time_t>(t.count()), 0};
+  void set_timeouts() {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count();
+    timeval tv{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
     ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   }
+
+  // One recv or send once the socket is ready, or timed_out.
+  std::size_t transfer_some(short direction, char* data, std::size_t size,
+                            boost::system::error_code& ec) {
+    pollfd p{socket_.native_handle(), direction, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(timeout_.count()));
+    if (ready == 0) {
+      ec = asio::error::timed_out;
+      return 0;
+    }
+    const ssize_t n = ready < 0 ? -1
+                      : direction == POLLIN ? ::recv(p.fd, data, size, 0)
+                                            : ::send(p.fd, data, size, MSG_NOSIGNAL);
+    if (n < 0) {
+      ec.assign(errno, boost::system::system_category());
+      return 0;
+    }
+    if (n == 0 && direction == POLLIN) {
+      ec = asio::error::eof;
+      return 0;
+    }
+    ec = {};
+    return static_cast<std::size_t>(n);
+  }
+
+  bool read_exactly(char* data, std::size_t size) {
+    boost::system::error_code ec;
+    while (size != 0) {
+      const std::size_t n = transfer_some(POLLIN, data, size, ec);
+      if (ec) return false;
+      data += n;
+      size -= n;
+    }
+    return true;
+  }
+
   asio::io_context io_;
   tcp::socket socket_;
+  std::chrono::milliseconds timeout_ = 10s;
 };
 
 // Splits a whole frame into its JSON header and content.

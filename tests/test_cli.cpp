@@ -48,7 +48,8 @@ struct process {
   }
 };
 
-process start(const std::string& program, std::vector<std::string> args) {
+process start(const std::string& program, std::vector<std::string> args,
+              const fs::path& input = "/dev/null") {
   static int counter = 0;
   const auto dir = scratch_dir();
   process p;
@@ -61,7 +62,7 @@ process start(const std::string& program, std::vector<std::string> args) {
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 0, input.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, p.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, p.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   const int rc = ::posix_spawn(&p.pid, path.c_str(), &actions, nullptr, argv.data(), environ);
@@ -75,8 +76,9 @@ struct result {
   std::string out, err;
 };
 
-result run_cli(const std::string& program, std::vector<std::string> args) {
-  auto p = start(program, std::move(args));
+result run_cli(const std::string& program, std::vector<std::string> args,
+               const fs::path& input = "/dev/null") {
+  auto p = start(program, std::move(args), input);
   const int status = p.wait();
   return {status, p.stdout_text(), p.stderr_text()};
 }
@@ -115,6 +117,12 @@ struct running_host {
 };
 
 std::size_t line_count(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
+
+fs::path write_file(const std::string& name, const std::string& text) {
+  const auto path = scratch_dir() / name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
 
 }  // namespace
 
@@ -212,4 +220,101 @@ TEST_CASE("the executables explain themselves and reject bad configs", "[cli]") 
   CHECK_THAT(rejected.err, Catch::Contains("bad.toml") && Catch::Contains("Port"));
   auto missing = run_cli("comet-host", {"--config", (scratch_dir() / "none.toml").string()});
   CHECK(missing.status == 2);
+}
+
+TEST_CASE("comet-send reads --value from a file or stdin", "[cli]") {
+  running_host h;
+  const auto value_file = write_file("value.json", "{\"scan\": [1, 2], \"done\": true}\n");
+  auto from_file = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--value",
+                                          "@" + value_file.string()});
+  CHECK(from_file.status == 0);
+  CHECK(from_file.out == "{\"scan\": [1, 2], \"done\": true}\n");
+
+  const auto input = write_file("stdin.json", "\"from stdin\"");
+  auto from_stdin = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--value", "-"},
+                            input);
+  CHECK(from_stdin.status == 0);
+  CHECK(from_stdin.out == "\"from stdin\"\n");
+
+  auto missing = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--value",
+                                        "@" + (scratch_dir() / "none.json").string()});
+  CHECK(missing.status == 2);
+  CHECK_THAT(missing.err, Catch::Contains("cannot open the --value file"));
+  const auto broken = write_file("broken.json", "{oops");
+  auto not_json = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--value",
+                                         "@" + broken.string()});
+  CHECK(not_json.status == 2);
+  CHECK_THAT(not_json.err, Catch::Contains("--value @") && Catch::Contains("is not valid JSON"));
+  CHECK(h.stop() == 0);
+}
+
+TEST_CASE("comet-send --repeat sends N times and sums up on stderr", "[cli]") {
+  running_host h;
+  auto repeated = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--value", "7",
+                                         "--repeat", "3"});
+  CHECK(repeated.status == 0);
+  CHECK(repeated.out == "7\n7\n7\n");
+  CHECK_THAT(repeated.err, Catch::Matches("comet-send: 3 sent, 3 answered, 0 failed in "
+                                          "[0-9.]+ s \\([0-9.]+ msgs/s\\)\n"));
+
+  auto failing = run_cli("comet-send", {"--to", h.address, "--action", "nope", "--repeat", "2",
+                                        "--quiet"});
+  CHECK(failing.status == 5);
+  CHECK(failing.out.empty());
+  CHECK(line_count(failing.err) == 3);  // two failures and the summary
+  CHECK_THAT(failing.err, Catch::Contains("2 sent, 0 answered, 2 failed"));
+
+  auto keep_alive = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--value",
+                                           "\"kept\"", "--keep-alive", "-n", "2", "-q"});
+  CHECK(keep_alive.status == 0);
+  CHECK_THAT(keep_alive.err, Catch::Contains("2 sent, 2 answered, 0 failed"));
+
+  auto zero = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--repeat", "0"});
+  CHECK(zero.status == 2);
+  CHECK_THAT(zero.err, Catch::Contains("--repeat must be from 1"));
+
+  // The server counted every request.
+  auto status = run_cli("comet-send", {"--to", h.address, "--action", "status"});
+  REQUIRE(status.status == 0);
+  CHECK(json::parse(status.out).at("requests_served").to_number<std::int64_t>() >= 7);
+  CHECK(h.stop() == 0);
+}
+
+TEST_CASE("the executables read COMET's YAML settings", "[cli]") {
+  running_host h;
+  const auto port = h.address.substr(h.address.rfind(':') + 1);
+  const auto settings = write_file(
+      "settings.yml", "Settings_version: 2\nTelegram:\n  token: abc\nSocket_connection:\n"
+                      "  Host:\n    IP: 127.0.0.1\n    Port: 0\n  Client:\n    Lab:\n"
+                      "      IP: 127.0.0.1\n      Port: " + port + "\n");
+  auto named = run_cli("comet-send", {"--config", settings.string(), "--client", "Lab",
+                                      "--action", "echo", "--value", "[1]"});
+  CHECK(named.status == 0);
+  CHECK(named.out == "[1]\n");
+  CHECK(h.stop() == 0);
+
+  auto checked = run_cli("comet-host", {"--config", settings.string(), "--check-config"});
+  CHECK(checked.status == 0);
+  CHECK(checked.out == settings.string() + ": ok; host 127.0.0.1:0, 1 client: Lab at 127.0.0.1:" +
+                           port + "\n");
+}
+
+TEST_CASE("comet-host --check-config reports a bad config and exits 2", "[cli]") {
+  const auto unnamed = write_file(
+      "unnamed.yaml", "Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 65432}\n  Client:\n"
+                      "    IP: 127.0.0.4\n    Port: 65432\n");
+  auto rejected = run_cli("comet-host", {"--config", unnamed.string(), "--check-config"});
+  CHECK(rejected.status == 2);
+  CHECK(rejected.out.empty());
+  CHECK(line_count(rejected.err) == 1);
+  CHECK_THAT(rejected.err, Catch::Contains("unnamed.yaml:4: Socket_connection.Client: give each "
+                                           "client a name, e.g. Client: {Telegram:"));
+
+  auto defaults = run_cli("comet-host", {"--check-config"});
+  CHECK(defaults.status == 0);
+  CHECK_THAT(defaults.out, Catch::StartsWith("<embedded default config>: ok; host "
+                                             "127.0.0.1:65432"));
+  auto bad_host = run_cli("comet-host", {"--check-config", "--host", "lab-pc"});
+  CHECK(bad_host.status == 2);
+  CHECK_THAT(bad_host.err, Catch::Contains("--host 'lab-pc' is not an IPv4 or IPv6 address"));
 }

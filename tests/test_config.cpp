@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "temp_file.hpp"
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -16,36 +18,13 @@ using Catch::Contains;
 using comet::config_error;
 using comet::endpoint;
 using comet::parse_config;
+using comet::test::temp_file;
 
 namespace {
 
 comet::config parse(std::string_view text) { return parse_config(text, "app.toml"); }
 
 const std::string host_block = "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 1\n";
-
-// A file under the temp directory with a name no parallel run shares,
-// removed when the test ends however it ends.
-class temp_file {
- public:
-  explicit temp_file(std::string_view text) {
-    std::random_device random;
-    std::ostringstream name;
-    name << "comet_test_config_" << std::hex << random() << random() << ".toml";
-    path_ = std::filesystem::temp_directory_path() / name.str();
-    std::ofstream(path_, std::ios::binary) << text;
-  }
-  temp_file(const temp_file&) = delete;
-  temp_file& operator=(const temp_file&) = delete;
-  ~temp_file() {
-    std::error_code ignored;
-    std::filesystem::remove(path_, ignored);
-  }
-
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 }  // namespace
 

@@ -1,12 +1,53 @@
-// The format-independent half of config.hpp: printing endpoints and the
-// embedded default. TOML reading lives in config_toml.cpp.
+// The format-independent half of config.hpp: printing endpoints, the embedded
+// default, and reading a file into the parser its extension names.
 #include <comet/config.hpp>
 
 #include <comet/detail/default_config.hpp>
+#include <comet/errors.hpp>
 
+#include "config_document.hpp"
+
+#include <cctype>
+#include <cerrno>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <system_error>
 
 namespace comet {
+namespace {
+
+std::string read_config_file(const std::filesystem::path& file) {
+  const std::string name = file.string();
+  std::error_code ec;
+  const auto type = std::filesystem::status(file, ec).type();
+  if (type == std::filesystem::file_type::not_found) {
+    const auto absolute = std::filesystem::absolute(file, ec);
+    throw config_error(name + ": config file not found (looked for " +
+                       (ec ? name : absolute.string()) + "); check the path");
+  }
+  if (type == std::filesystem::file_type::directory) {
+    throw config_error(name +
+                       ": is a directory, not a config file; give the path of a .toml, .yaml or "
+                       ".json file");
+  }
+  errno = 0;
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    const int reason = errno;  // libstdc++ opens with fopen, which sets it
+    const std::string why = reason != 0 ? ": " + std::generic_category().message(reason) : "";
+    throw config_error(name + ": cannot open the config file" + why +
+                       "; check that it is readable");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    throw config_error(name + ": cannot read the config file; check that it is readable");
+  }
+  return text.str();
+}
+
+}  // namespace
 
 std::string endpoint::to_string() const {
   // A colon can only come from IPv6, whose own colons would make the port
@@ -20,6 +61,27 @@ std::string endpoint::to_string() const {
   text += ':';
   text += std::to_string(port);
   return text;
+}
+
+config_format config_format_of(const std::filesystem::path& file) {
+  std::string extension = file.extension().string();
+  for (char& c : extension) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (extension == ".yaml" || extension == ".yml") return config_format::yaml;
+  if (extension == ".json") return config_format::json;
+  return config_format::toml;
+}
+
+config parse_config(std::string_view text, std::string_view source_name, config_format format) {
+  switch (format) {
+    case config_format::yaml: return detail::parse_yaml_config(text, source_name);
+    case config_format::json: return detail::parse_json_config(text, source_name);
+    case config_format::toml: break;
+  }
+  return detail::parse_toml_config(text, source_name);
+}
+
+config load_config(const std::filesystem::path& file) {
+  return parse_config(read_config_file(file), file.string(), config_format_of(file));
 }
 
 std::string_view default_config_text() noexcept {

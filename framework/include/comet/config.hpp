@@ -1,7 +1,7 @@
 // Configuration: the host to listen on, the named clients to send to, and the
 // framework's settings. Plain structs with defaults that code can fill by
-// hand; load_config / parse_config read them from TOML, mirroring COMET's
-// `Socket_connection` block:
+// hand; load_config / parse_config read them from TOML, YAML (COMET's own
+// settings files) or JSON, mirroring COMET's `Socket_connection` block:
 //
 //   [Socket_connection.Host]
 //   IP = "127.0.0.1"
@@ -19,7 +19,8 @@
 //   max_content_length = 16777216  # bytes
 //
 // Other top-level tables are ignored, so the block can live inside a larger
-// application config.
+// application config; it may also sit under a top-level `settings` table.
+// docs/configuration.md lists every key, its default and its limits.
 #pragma once
 
 #include <comet/endpoint.hpp>
@@ -57,11 +58,20 @@ struct config {
   std::string source;
 };
 
-// Reads a TOML file. Throws config_error naming the file, line and key.
+enum class config_format { toml, yaml, json };
+
+// The format a file's extension names, ignoring case: .yaml and .yml are
+// YAML, .json is JSON, anything else (.toml included) is TOML.
+config_format config_format_of(const std::filesystem::path& file);
+
+// Reads a config file in the format its extension names. Throws config_error
+// naming the file, line and key (JSON files report no lines: the key path
+// alone says where).
 config load_config(const std::filesystem::path& file);
 
-// Parses TOML text; `source_name` is used in error messages.
-config parse_config(std::string_view toml_text, std::string_view source_name);
+// Parses config text; `source_name` is used in error messages.
+config parse_config(std::string_view text, std::string_view source_name,
+                    config_format format = config_format::toml);
 
 // The config compiled in from config/default.toml.
 config default_config();

@@ -1,0 +1,349 @@
+// Validates a config document (config_document.hpp), whatever format it came
+// from, into comet::config.
+//
+// Configs are written by hand, so every problem becomes one config_error of
+// the form  <source>:<line>: <dotted.key.path>: <what is wrong>; <how to fix>
+// and the checks run in the order a reader would fix things: unknown keys
+// first (a misspelt "port" explains a missing "Port" better than "missing").
+#include "config_document.hpp"
+#include "config_wording.hpp"
+
+#include <comet/errors.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace comet::detail {
+namespace {
+
+using kind = config_node::kind;
+
+constexpr std::string_view socket_key = "Socket_connection";
+constexpr std::string_view settings_key = "comet";
+// COMET's settings files may nest the block one level down.
+constexpr std::string_view outer_key = "settings";
+
+constexpr std::array<std::string_view, 2> socket_keys{"Host", "Client"};
+constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
+constexpr std::array<std::string_view, 5> settings_keys{
+    "io_threads", "connect_timeout", "request_timeout", "shutdown_timeout",
+    "max_content_length"};
+
+constexpr std::int64_t max_port = 65535;
+constexpr std::int64_t max_io_threads = 256;
+constexpr std::int64_t max_content_limit = std::int64_t{1} << 32;
+constexpr std::int64_t max_duration_seconds = 86400;  // a day: anything longer is a typo
+
+bool is_ip_literal(const std::string& ip) {
+  if (ip.find('\0') != std::string::npos) return false;  // inet_pton would stop there
+  in6_addr address{};
+  return inet_pton(AF_INET, ip.c_str(), &address) == 1 ||
+         inet_pton(AF_INET6, ip.c_str(), &address) == 1;
+}
+
+// A scalar as the file spells it: 70000, 1.5, nan, "abc".
+std::string written(const config_node& node) {
+  return node.type == kind::string ? quote_for_message(node.text) : node.text;
+}
+
+class config_reader {
+ public:
+  config_reader(std::string_view source, config_format format)
+      : source_(source), words_(format) {}
+
+  config read(const config_node& root) {
+    if (!root.is_table()) {
+      fail(root, "",
+           describe(root) + "; a config is " + words_.a_table() + " holding a " +
+               std::string(socket_key) + " block");
+    }
+    const config_node* block_parent = &root;
+    if (root.find(socket_key) == nullptr) {
+      const config_node* outer = root.find(outer_key);
+      if (outer != nullptr && outer->is_table() && outer->find(socket_key) != nullptr) {
+        block_parent = outer;
+        prefix_ = outer_key;
+      }
+    }
+    const config_node* socket_node = block_parent->find(socket_key);
+    if (socket_node == nullptr) fail_missing_block(root);
+    socket_path_ = join_key_path(prefix_, socket_key);
+    host_path_ = socket_path_ + ".Host";
+    client_path_ = socket_path_ + ".Client";
+
+    const config_node& socket =
+        as_table(*socket_node, socket_path_, "put IP and Port under " + words_.section(host_path_));
+    check_keys(socket, socket_path_, socket_keys);
+
+    config result;
+    result.source = source_;
+    const config_node* host = socket.find("Host");
+    if (host == nullptr) {
+      fail(socket, host_path_,
+           "missing; add a " + words_.section(host_path_) + " " +
+               std::string(words_.table_word()) + " with IP and Port, e.g. " +
+               words_.assign("IP", "\"127.0.0.1\"") + " and " + words_.assign("Port", "65432"));
+    }
+    const config_node& host_table =
+        as_table(*host, host_path_, words_.section(host_path_) + " with IP and Port");
+    result.host = read_endpoint(host_table, host_path_, true);
+    if (const config_node* clients = socket.find("Client")) read_clients(*clients, result);
+    if (const config_node* framework = block_parent->find(settings_key)) {
+      const std::string path = join_key_path(prefix_, settings_key);
+      result.framework = read_settings(
+          as_table(*framework, path,
+                   words_.section(path) + " with keys such as " + words_.assign("io_threads", "2")),
+          path);
+    }
+    return result;
+  }
+
+ private:
+  [[noreturn]] void fail(std::size_t line, std::string_view path,
+                         const std::string& problem) const {
+    std::string message = source_;
+    if (line != 0) message += ':' + std::to_string(line);
+    message += ": ";
+    if (!path.empty()) message += std::string(path) + ": ";
+    throw config_error(message + problem);
+  }
+
+  [[noreturn]] void fail(const config_node& where, std::string_view path,
+                         const std::string& problem) const {
+    fail(where.line, path, problem);
+  }
+
+  [[noreturn]] void fail_missing_block(const config_node& root) const {
+    std::string problem = "no " + words_.section(socket_key) + " block: add " +
+                          words_.section(join_key_path(socket_key, "Host")) +
+                          " with IP and Port, and a " +
+                          words_.section(join_key_path(socket_key, "Client") + ".<Name>") + " " +
+                          std::string(words_.table_word()) +
+                          " for each peer to send to (at the top level or under " +
+                          std::string(outer_key) + ")";
+    for (const config_node& entry : root.entries) {
+      if (closest_key(entry.key, std::array{socket_key})) {
+        problem += " (found " + quote_for_message(entry.key);
+        if (entry.line != 0) problem += " at line " + std::to_string(entry.line);
+        problem += "; did you mean " + std::string(socket_key) + "?)";
+        break;
+      }
+    }
+    fail(0, "", problem);
+  }
+
+  // What was found instead of the expected type: `"abc" is a string`.
+  std::string describe(const config_node& node) const {
+    switch (node.type) {
+      case kind::table: return "the value is " + words_.a_table();
+      case kind::array: return "the value is " + std::string(words_.array_word());
+      case kind::string: return written(node) + " is a string";
+      case kind::integer: return written(node) + " is an integer";
+      case kind::floating: return written(node) + " is a float";
+      case kind::boolean: return written(node) + " is a boolean";
+      case kind::null: return "the value is empty (null)";
+      case kind::date_time: return written(node) + " is a date or time";
+    }
+    return written(node);
+  }
+
+  const config_node& as_table(const config_node& node, std::string_view path,
+                              const std::string& shape) const {
+    if (node.is_table()) return node;
+    fail(node, path,
+         describe(node) + "; make it " + words_.a_table() + ": " + shape);
+  }
+
+  // Unknown keys, and keys given twice (YAML parsers keep both).
+  void check_keys(const config_node& table, std::string_view path, key_list allowed) const {
+    for (const config_node& entry : table.entries) {
+      const std::size_t line = entry.key_line != 0 ? entry.key_line : entry.line;
+      if (std::ranges::find(allowed, entry.key) == allowed.end()) {
+        std::string problem =
+            "unknown key; " + std::string(path) + " takes only " + list_keys(allowed);
+        if (const auto hint = closest_key(entry.key, allowed)) {
+          problem += " (did you mean " + std::string(*hint) + "?)";
+        }
+        fail(line, join_key_path(path, entry.key), problem);
+      }
+      check_unique(table, entry, path);
+    }
+  }
+
+  void check_unique(const config_node& table, const config_node& entry,
+                    std::string_view path) const {
+    const config_node* first = table.find(entry.key);
+    if (first == &entry) return;
+    std::string problem = "given twice";
+    if (first->key_line != 0) problem += " (first at line " + std::to_string(first->key_line) + ")";
+    fail(entry.key_line, join_key_path(path, entry.key), problem + "; keep one of them");
+  }
+
+  void read_clients(const config_node& node, config& result) const {
+    const config_node& clients =
+        as_table(node, client_path_,
+                 words_.section(client_path_ + ".<Name>") + " with IP and Port per client");
+    for (const config_node& value : clients.entries) {
+      const std::string& name = value.key;
+      const std::string path = join_key_path(client_path_, name);
+      if (!value.is_table() && (name == "IP" || name == "Port")) {
+        fail(value, client_path_,
+             "give each client a name, e.g. " + words_.named_client_example(client_path_) +
+                 ", not IP/Port directly under Client");
+      }
+      if (name.empty()) {
+        fail(value, path,
+             "a client needs a non-empty name, e.g. " + words_.section(client_path_ + ".Telegram"));
+      }
+      check_unique(clients, value, client_path_);
+      const config_node& client = as_table(value, path, words_.section(path) + " with IP and Port");
+      result.clients.emplace(name, read_endpoint(client, path, false));
+    }
+  }
+
+  endpoint read_endpoint(const config_node& table, std::string_view path, bool is_host) const {
+    check_keys(table, path, endpoint_keys);
+    return {read_ip(table, path), read_port(table, path, is_host)};
+  }
+
+  std::string read_ip(const config_node& table, std::string_view path) const {
+    const std::string key_path = join_key_path(path, "IP");
+    const config_node* node = table.find("IP");
+    if (node == nullptr) {
+      fail(table, key_path,
+           "missing; add " + words_.assign("IP", "\"127.0.0.1\"") + " (or the peer's address) to " +
+               words_.section(path));
+    }
+    if (node->type != kind::string) {
+      fail(*node, key_path,
+           describe(*node) + "; write the address as a string, e.g. " +
+               words_.assign("IP", "\"127.0.0.1\""));
+    }
+    const std::string& text = node->text;
+    if (is_ip_literal(text)) return text;
+    std::string fix = "write a numeric IPv4 or IPv6 address such as \"127.0.0.1\" or \"::1\"";
+    if (text.size() > 1 && text.front() == '[' && text.back() == ']') {
+      fix = "write IPv6 addresses without brackets, e.g. \"::1\"";
+    } else if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos) {
+      fix = "an IPv4 address is four numbers from 0 to 255, e.g. \"127.0.0.1\"";
+    } else if (!text.empty()) {
+      fix += " (host names are not resolved)";
+    }
+    fail(*node, key_path, describe(*node) + " but not an IPv4 or IPv6 address; " + fix);
+  }
+
+  std::uint16_t read_port(const config_node& table, std::string_view path, bool is_host) const {
+    const std::string key_path = join_key_path(path, "Port");
+    const std::int64_t lowest = is_host ? 0 : 1;
+    const std::string range =
+        "between " + std::to_string(lowest) + " and " + std::to_string(max_port);
+    const config_node* node = table.find("Port");
+    if (node == nullptr) {
+      fail(table, key_path,
+           "missing; add " + words_.assign("Port", "65432") + " (a port " + range + ") to " +
+               words_.section(path));
+    }
+    if (node->type != kind::integer) {
+      fail(*node, key_path,
+           describe(*node) + "; use an integer " + range + ", e.g. " +
+               words_.assign("Port", "65432"));
+    }
+    const std::int64_t value = node->integer;
+    if (value == 0 && !is_host) {
+      fail(*node, key_path,
+           "0 is not a usable client port (port 0 only lets a Host pick a free port); use the "
+           "port the peer listens on, " + range);
+    }
+    if (value < lowest || value > max_port) {
+      fail(*node, key_path, written(*node) + " is out of range; use a port " + range);
+    }
+    return static_cast<std::uint16_t>(value);
+  }
+
+  settings read_settings(const config_node& table, const std::string& path) const {
+    check_keys(table, path, settings_keys);
+    settings result;
+    const auto whole = [](std::string_view unit, std::int64_t highest) {
+      return "a whole number of " + std::string(unit) + " from 1 to " + std::to_string(highest);
+    };
+    const auto read = [&](std::string_view key, bool integral, double lowest, double highest,
+                          const std::string& range, std::string_view example) {
+      return read_number(table, join_key_path(path, key), key, integral, lowest, highest, range,
+                         example);
+    };
+    if (const auto threads =
+            read("io_threads", true, 1, max_io_threads, whole("threads", max_io_threads), "2")) {
+      result.io_threads = static_cast<std::size_t>(*threads);
+    }
+    if (const auto limit = read("max_content_length", true, 1, max_content_limit,
+                                whole("bytes", max_content_limit), "16777216")) {
+      result.max_content_length = static_cast<std::size_t>(*limit);
+    }
+    // Milliseconds are the resolution, so 0.001 s is the shortest duration.
+    const std::string seconds =
+        "a number of seconds from 0.001 to " + std::to_string(max_duration_seconds);
+    const auto read_seconds = [&](std::string_view key, std::string_view example,
+                                  std::chrono::milliseconds& out) {
+      if (const auto value = read(key, false, 0.001, max_duration_seconds, seconds, example)) {
+        out = std::chrono::milliseconds(std::llround(*value * 1000));
+      }
+    };
+    read_seconds("connect_timeout", "5.0", result.connect_timeout);
+    read_seconds("request_timeout", "30.0", result.request_timeout);
+    read_seconds("shutdown_timeout", "5.0", result.shutdown_timeout);
+    return result;
+  }
+
+  // A number from `lowest` to `highest` (an integer when `integral`), or
+  // nothing when the key is absent. `range` describes the accepted values.
+  std::optional<double> read_number(const config_node& table, const std::string& path,
+                                    std::string_view key, bool integral, double lowest,
+                                    double highest, const std::string& range,
+                                    std::string_view example) const {
+    const config_node* node = table.find(key);
+    if (node == nullptr) return std::nullopt;
+    double number = 0;
+    if (node->type == kind::integer) {
+      number = static_cast<double>(node->integer);
+    } else if (node->type == kind::floating && !integral) {
+      number = node->number;
+    } else {
+      fail(*node, path,
+           describe(*node) + "; use " + range + ", e.g. " + words_.assign(key, example));
+    }
+    // Written so NaN, which compares false to everything, fails too.
+    if (!(number >= lowest && number <= highest)) {
+      fail(*node, path, written(*node) + " is out of range; use " + range);
+    }
+    return number;
+  }
+
+  std::string source_;
+  config_wording words_;
+  std::string prefix_;  // "settings" when the block is nested there
+  std::string socket_path_, host_path_, client_path_;
+};
+
+}  // namespace
+
+config read_config_document(const config_node& root, std::string_view source,
+                            config_format format) {
+  return config_reader(source, format).read(root);
+}
+
+void throw_syntax_error(std::string_view source, std::size_t line, std::size_t column,
+                        std::string_view format_name, std::string_view what) {
+  throw config_error(std::string(source) + ':' + std::to_string(line) + ':' +
+                     std::to_string(column) + ": " + std::string(format_name) +
+                     " syntax error: " + std::string(what) + "; fix the " +
+                     std::string(format_name) + " at that line and column");
+}
+
+}  // namespace comet::detail
