@@ -15,23 +15,25 @@ namespace json = boost::json;
 // threatens the stack.
 constexpr std::size_t max_json_depth = 64;
 
-// Parses bounded-depth JSON; on failure returns nullopt and Boost.JSON's reason.
+// Parses bounded-depth JSON; on failure returns nullopt and Boost.JSON's
+// reason. One parser per thread is reused, so its working buffers are
+// allocated once rather than per message; the values it returns use the
+// default allocator and may be kept as long as the caller likes.
 std::optional<json::value> parse_json(std::string_view text, std::string& reason) {
-  json::parse_options options;
-  options.max_depth = max_json_depth;
+  thread_local json::parser parser(json::storage_ptr(), [] {
+    json::parse_options options;
+    options.max_depth = max_json_depth;
+    return options;
+  }());
+  parser.reset();
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec, {}, options);
+  parser.write(text.data(), text.size(), ec);
   if (ec) {
     reason = ec.message();
+    parser.reset();
     return std::nullopt;
   }
-  return v;
-}
-
-std::optional<std::uint64_t> as_unsigned(const json::value& v) {
-  if (v.is_uint64()) return v.get_uint64();
-  if (v.is_int64() && v.get_int64() >= 0) return static_cast<std::uint64_t>(v.get_int64());
-  return std::nullopt;
+  return parser.release();
 }
 
 void append_unsigned(std::string& out, std::uint64_t n) {
@@ -73,67 +75,6 @@ std::string encode_frame(const frame_header& header, std::string_view content) {
   out.reserve(proto_header_size + 128 + content.size());
   append_frame(out, header, content);
   return out;
-}
-
-std::optional<frame_header> parse_frame_header(std::string_view text, std::string& error) {
-  std::string reason;
-  auto parsed = parse_json(text, reason);
-  if (!parsed) {
-    error = "JSON header is not valid JSON (" + reason + ")";
-    return std::nullopt;
-  }
-  json::value& v = *parsed;
-  if (!v.is_object()) {
-    error = "JSON header is not an object";
-    return std::nullopt;
-  }
-  const json::object& o = v.get_object();
-  frame_header h;
-  auto string_key = [&](std::string_view key, std::string& target) {
-    const json::value* field = o.if_contains(key);
-    if (!field) {
-      error = "JSON header has no \"" + std::string(key) + "\"";
-      return false;
-    }
-    if (!field->is_string()) {
-      error = "JSON header \"" + std::string(key) + "\" is not a string";
-      return false;
-    }
-    target = field->get_string();
-    return true;
-  };
-  if (!string_key("byteorder", h.byteorder) || !string_key("content-type", h.content_type) ||
-      !string_key("content-encoding", h.content_encoding))
-    return std::nullopt;
-
-  const json::value* length = o.if_contains("content-length");
-  if (!length) {
-    error = "JSON header has no \"content-length\"";
-    return std::nullopt;
-  }
-  auto n = as_unsigned(*length);
-  if (!n) {
-    error = "JSON header \"content-length\" is not a non-negative integer";
-    return std::nullopt;
-  }
-  h.content_length = static_cast<std::size_t>(*n);
-
-  if (const json::value* keep = o.if_contains("keep-alive")) {
-    if (!keep->is_bool()) {
-      error = "JSON header \"keep-alive\" is not a boolean";
-      return std::nullopt;
-    }
-    h.keep_alive = keep->get_bool();
-  }
-  if (const json::value* id = o.if_contains("request-id")) {
-    auto rid = as_unsigned(*id);
-    if (!rid) {
-      error = "JSON header \"request-id\" is not a non-negative integer";
-      return std::nullopt;
-    }
-    h.request_id = *rid;
-  }
-  return h;
 }
 
 frame_decoder::status frame_decoder::decode(std::string_view buffered) {

@@ -1,6 +1,7 @@
 #include <comet/host.hpp>
 
 #include <comet/codec.hpp>
+#include <comet/io_pool.hpp>
 #include <comet/log.hpp>
 
 #include "host_impl.hpp"
@@ -29,8 +30,11 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 }
 
-host::impl::impl(asio::any_io_executor ex, host_options opts)
-    : executor(std::move(ex)),
+host::impl::impl(std::vector<asio::any_io_executor> executors, bool one_thread_each,
+                 host_options opts)
+    : executor(executors.front()),
+      spread(std::move(executors)),
+      single_threaded(one_thread_each),
       options(std::move(opts)),
       control(asio::make_strand(executor)),
       acceptor(control),
@@ -95,8 +99,10 @@ void host::impl::begin_stop() {
 asio::awaitable<void> host::impl::accept_loop() {
   auto self = shared_from_this();
   for (;;) {
-    auto strand = asio::make_strand(executor);
-    auto [ec, socket] = co_await acceptor.async_accept(asio::any_io_executor(strand), use_tuple);
+    const auto& chosen = spread[next_spread++ % spread.size()];
+    const asio::any_io_executor serial =
+        single_threaded ? chosen : asio::any_io_executor(asio::make_strand(chosen));
+    auto [ec, socket] = co_await acceptor.async_accept(serial, use_tuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
       log(log_level::warn, "host " + bound.to_string() + ": accept failed: " + ec.message());
@@ -119,7 +125,7 @@ asio::awaitable<void> host::impl::accept_loop() {
       continue;
     }
     socket.set_option(tcp::no_delay(true), ignored);
-    auto conn = std::make_shared<host_connection>(std::move(socket), strand, self);
+    auto conn = std::make_shared<host_connection>(std::move(socket), serial, self);
     {
       std::lock_guard lock(connections_mutex);
       connections.push_front(conn);
@@ -145,6 +151,13 @@ std::variant<request_message, encoded_response> host::impl::prepare(
   if (stopping)
     return error_response(errc::shutting_down, "the host is shutting down; try again later");
   return std::move(*request);
+}
+
+std::optional<encoded_response> host::impl::run_now(const request_message& request,
+                                                   std::optional<std::uint64_t> request_id,
+                                                   const endpoint& peer) const {
+  const request_context context{peer, request_id, executor};
+  return router.dispatch_now(request.action, request.value, context);
 }
 
 asio::awaitable<encoded_response> host::impl::run(request_message request,
@@ -178,10 +191,16 @@ host_options host_options::from_config(const config& cfg) {
 }
 
 host::host(asio::any_io_executor executor, host_options options)
-    : impl_(std::make_shared<impl>(std::move(executor), std::move(options))) {}
+    : impl_(std::make_shared<impl>(std::vector{std::move(executor)}, false, std::move(options))) {}
 
 host::host(asio::any_io_executor executor, const config& cfg)
     : host(std::move(executor), host_options::from_config(cfg)) {}
+
+host::host(io_pool& pool, host_options options)
+    : impl_(std::make_shared<impl>(pool.executors(), pool.single_threaded_contexts(),
+                                   std::move(options))) {}
+
+host::host(io_pool& pool, const config& cfg) : host(pool, host_options::from_config(cfg)) {}
 
 host::~host() {
   if (!impl_->started) return;

@@ -25,7 +25,7 @@ constexpr std::size_t read_chunk = 16 * 1024;
 
 }  // namespace
 
-host_connection::host_connection(tcp::socket socket, strand_type strand,
+host_connection::host_connection(tcp::socket socket, asio::any_io_executor strand,
                                  std::shared_ptr<host::impl> host)
     : socket_(std::move(socket)),
       strand_(std::move(strand)),
@@ -181,6 +181,13 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       continue;
     }
     auto& message = std::get<request_message>(request);
+
+    // Plain-function handlers answer here and now, tagged or not.
+    if (auto now = host_->run_now(message, request_id, peer_)) {
+      queue(request_id, keep_alive, *now, arrived_);
+      if (!keep_alive) co_return false;
+      continue;
+    }
 
     if (request_id && keep_alive) {
       // Multiplexed: runs beside the others, on any thread of the host's

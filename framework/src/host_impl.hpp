@@ -26,9 +26,14 @@ using strand_type = asio::strand<asio::any_io_executor>;
 class host_connection;
 
 struct host::impl : std::enable_shared_from_this<host::impl> {
-  impl(asio::any_io_executor ex, host_options opts);
+  // `spread`: executors to hand connections to, round robin; when
+  // `single_threaded`, each runs on one thread and connections need no strand.
+  impl(std::vector<asio::any_io_executor> spread, bool single_threaded, host_options opts);
 
-  asio::any_io_executor executor;
+  asio::any_io_executor executor;  // the first of `spread`: the acceptor's
+  std::vector<asio::any_io_executor> spread;
+  bool single_threaded;
+  std::atomic<std::size_t> next_spread{0};
   host_options options;
   action_router router;
   strand_type control;  // the acceptor and the stop timers live here
@@ -53,6 +58,10 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // that refuses it (bad_request, shutting_down).
   std::variant<request_message, encoded_response> prepare(const frame_header& header,
                                                           std::string_view content) const;
+  // Answers at once when only plain-function handlers are involved.
+  std::optional<encoded_response> run_now(const request_message& request,
+                                          std::optional<std::uint64_t> request_id,
+                                          const endpoint& peer) const;
   // Runs a request through the router.
   asio::awaitable<encoded_response> run(request_message request,
                                         std::optional<std::uint64_t> request_id, endpoint peer);
@@ -70,7 +79,10 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
 // One accepted socket. All of its state is touched only on its strand.
 class host_connection : public std::enable_shared_from_this<host_connection> {
  public:
-  host_connection(tcp::socket socket, strand_type strand, std::shared_ptr<host::impl> host);
+  // `executor` serializes the connection: a strand, or a single-threaded
+  // context's executor.
+  host_connection(tcp::socket socket, asio::any_io_executor executor,
+                  std::shared_ptr<host::impl> host);
 
   void start();
   // Posted by the host: finish what is in flight, then close.
@@ -78,7 +90,7 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   // Posted by the host: close now, whatever is in flight.
   void close_now();
 
-  const strand_type& strand() const noexcept { return strand_; }
+  const asio::any_io_executor& strand() const noexcept { return strand_; }
 
   std::list<std::shared_ptr<host_connection>>::iterator position;
   bool listed = false;  // guarded by host::impl::connections_mutex
@@ -97,7 +109,7 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   void watch_idle();
 
   tcp::socket socket_;
-  strand_type strand_;
+  asio::any_io_executor strand_;
   std::shared_ptr<host::impl> host_;
   endpoint peer_;
 

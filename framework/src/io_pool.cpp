@@ -10,16 +10,23 @@ namespace {
 thread_local const io_pool* current_pool = nullptr;
 }
 
-io_pool::io_pool(std::size_t threads)
-    : context_(static_cast<int>(threads == 0 ? 1 : threads)), work_(context_.get_executor()) {
+io_pool::io_pool(std::size_t threads, io_pool_layout layout) {
   const std::size_t count = threads == 0 ? 1 : threads;
+  const bool per_thread = layout == io_pool_layout::context_per_thread;
+  const std::size_t context_count = per_thread ? count : 1;
+  for (std::size_t i = 0; i < context_count; ++i) {
+    // A hint of 1 lets Asio skip locking it needs only for many threads.
+    contexts_.push_back(std::make_unique<asio::io_context>(per_thread ? 1 : static_cast<int>(count)));
+    work_.emplace_back(contexts_.back()->get_executor());
+  }
   threads_.reserve(count);
   for (std::size_t i = 0; i < count; ++i) {
-    threads_.emplace_back([this] {
+    asio::io_context& context = *contexts_[per_thread ? i : 0];
+    threads_.emplace_back([this, &context] {
       current_pool = this;
       for (;;) {
         try {
-          context_.run();
+          context.run();
           return;
         } catch (const std::exception& e) {
           // A handler let an exception escape: a bug, but one that must not
@@ -33,25 +40,38 @@ io_pool::io_pool(std::size_t threads)
 
 io_pool::~io_pool() {
   stop();
-  if (!running_in_this_thread()) join();
-  else
-    for (auto& t : threads_)
-      if (t.joinable()) t.detach();
+  join();
 }
 
-void io_pool::release() noexcept { work_.reset(); }
+std::vector<asio::any_io_executor> io_pool::executors() const {
+  std::vector<asio::any_io_executor> out;
+  for (const auto& c : contexts_) out.push_back(c->get_executor());
+  return out;
+}
+
+bool io_pool::single_threaded_contexts() const noexcept {
+  return contexts_.size() == threads_.size();
+}
+
+void io_pool::release() noexcept {
+  for (auto& w : work_) w.reset();
+}
 
 void io_pool::stop() noexcept {
-  work_.reset();
-  context_.stop();
+  release();
+  for (auto& c : contexts_) c->stop();
 }
 
 void io_pool::join() {
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
+  for (auto& t : threads_) {
+    if (!t.joinable()) continue;
+    if (t.get_id() == std::this_thread::get_id())
+      t.detach();  // the pool is being torn down from one of its own threads
+    else
+      t.join();
+  }
 }
 
 bool io_pool::running_in_this_thread() const noexcept { return current_pool == this; }
 
 }  // namespace comet
-

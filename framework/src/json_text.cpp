@@ -10,20 +10,43 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <system_error>
 
 namespace comet {
 namespace {
 
+// True when any byte of the 8 in `w` is a control character, '"' or '\\':
+// the bytes JSON must escape. Checks a word at a time (SWAR).
+bool needs_escape(std::uint64_t w) noexcept {
+  constexpr std::uint64_t ones = 0x0101010101010101ull;
+  constexpr std::uint64_t highs = 0x8080808080808080ull;
+  const auto has_zero = [](std::uint64_t x) { return (x - ones) & ~x & highs; };
+  const std::uint64_t below_space = (w - ones * 0x20) & ~w & highs;
+  return below_space | has_zero(w ^ (ones * '"')) | has_zero(w ^ (ones * '\\'));
+}
+
 void append_string(std::string& out, std::string_view s) {
   out += '"';
   std::size_t run = 0;  // start of the pending run that needs no escaping
-  for (std::size_t i = 0; i < s.size(); ++i) {
+  std::size_t i = 0;
+  for (;;) {
+    while (i + 8 <= s.size()) {
+      std::uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if (needs_escape(w)) break;
+      i += 8;
+    }
+    if (i >= s.size()) break;
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (c >= 0x20 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
     out.append(s.data() + run, i - run);
-    run = i + 1;
+    run = ++i;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;

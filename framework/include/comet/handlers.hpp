@@ -123,31 +123,48 @@ constexpr bool returns_awaitable() {
   }
 }
 
+using sync_handler_function = std::function<handler_result(
+    const std::string& action, const json::value& value, const request_context& context)>;
+
+// A registered handler: a plain function is kept callable without a
+// coroutine, so requests that reach only plain functions are answered at once.
+struct stored_handler {
+  handler_function coroutine;  // set for coroutine handlers
+  sync_handler_function plain;  // set for plain functions
+};
+
 template <class F>
-handler_function make_handler(F&& f) {
+stored_handler make_stored_handler(F&& f) {
   using Fn = std::decay_t<F>;
   if constexpr (std::is_same_v<Fn, handler_function>) {
-    return std::forward<F>(f);
+    return {std::forward<F>(f), {}};
+  } else if constexpr (returns_awaitable<F>()) {
+    return {[fn = Fn(std::forward<F>(f))](const std::string& action, const json::value& value,
+                                          const request_context& context) mutable
+            -> asio::awaitable<handler_result> {
+              using R = decltype(invoke_handler(fn, action, value, context));
+              using T = typename std::remove_cvref_t<R>::value_type;
+              if constexpr (std::is_void_v<T>) {
+                co_await invoke_handler(fn, action, value, context);
+                co_return std::nullopt;
+              } else {
+                co_return to_handler_result(co_await invoke_handler(fn, action, value, context));
+              }
+            },
+            {}};
   } else {
-    return [fn = Fn(std::forward<F>(f))](const std::string& action, const json::value& value,
-                                         const request_context& context) mutable
-           -> asio::awaitable<handler_result> {
-      using R = decltype(invoke_handler(fn, action, value, context));
-      if constexpr (is_awaitable<std::remove_cvref_t<R>>::value) {
-        using T = typename std::remove_cvref_t<R>::value_type;
-        if constexpr (std::is_void_v<T>) {
-          co_await invoke_handler(fn, action, value, context);
-          co_return std::nullopt;
-        } else {
-          co_return to_handler_result(co_await invoke_handler(fn, action, value, context));
-        }
-      } else if constexpr (std::is_void_v<R>) {
-        invoke_handler(fn, action, value, context);
-        co_return std::nullopt;
-      } else {
-        co_return to_handler_result(invoke_handler(fn, action, value, context));
-      }
-    };
+    return {{},
+            [fn = Fn(std::forward<F>(f))](const std::string& action, const json::value& value,
+                                          const request_context& context) mutable
+            -> handler_result {
+              using R = decltype(invoke_handler(fn, action, value, context));
+              if constexpr (std::is_void_v<R>) {
+                invoke_handler(fn, action, value, context);
+                return std::nullopt;
+              } else {
+                return to_handler_result(invoke_handler(fn, action, value, context));
+              }
+            }};
   }
 }
 
@@ -159,16 +176,13 @@ class action_router {
  public:
   template <class F>
   void add_action_handler(F&& f) {
-    constexpr bool suspends = detail::returns_awaitable<F>();
-    chain_.push_back({detail::make_handler(std::forward<F>(f)), suspends});
-    chain_may_suspend_ = chain_may_suspend_ || suspends;
+    chain_.push_back(detail::make_stored_handler(std::forward<F>(f)));
+    chain_may_suspend_ = chain_may_suspend_ || !chain_.back().plain;
   }
 
   template <class F>
   void on(std::string action, F&& f) {
-    constexpr bool suspends = detail::returns_awaitable<F>();
-    routes_.insert_or_assign(std::move(action),
-                             registered{detail::make_handler(std::forward<F>(f)), suspends});
+    routes_.insert_or_assign(std::move(action), detail::make_stored_handler(std::forward<F>(f)));
   }
 
   bool empty() const noexcept { return chain_.empty() && routes_.empty(); }
@@ -180,15 +194,16 @@ class action_router {
   // or an error response (no_handler, handler_failed). Never throws for a
   // handler's failure.
   asio::awaitable<encoded_response> dispatch(const std::string& action, const json::value& value,
-                                        const request_context& context) const;
+                                             const request_context& context) const;
+
+  // The same, at once, when every handler the request reaches is a plain
+  // function; nullopt when one is a coroutine (use dispatch).
+  std::optional<encoded_response> dispatch_now(const std::string& action, const json::value& value,
+                                               const request_context& context) const;
 
  private:
-  struct registered {
-    handler_function function;
-    bool may_suspend = true;
-  };
-  std::vector<registered> chain_;
-  std::map<std::string, registered, std::less<>> routes_;
+  std::vector<detail::stored_handler> chain_;
+  std::map<std::string, detail::stored_handler, std::less<>> routes_;
   bool chain_may_suspend_ = false;
 };
 

@@ -66,10 +66,18 @@ struct host_stats {
   std::chrono::microseconds latency_p50{}, latency_p99{}, latency_p999{};
 };
 
+class io_pool;
+
 class host {
  public:
+  // Runs on `executor`; each connection gets a strand of it.
   host(asio::any_io_executor executor, host_options options);
   host(asio::any_io_executor executor, const config& cfg);
+  // Spreads connections over the pool's contexts; with one thread per
+  // context (io_pool_layout::context_per_thread, or a 1-thread pool)
+  // connections need no strands.
+  host(io_pool& pool, host_options options);
+  host(io_pool& pool, const config& cfg);
   host(const host&) = delete;
   host& operator=(const host&) = delete;
   // Closes the listener and every connection at once; prefer stop() first.

@@ -1,0 +1,232 @@
+// The JSON header of every frame, read with Boost.JSON's SAX parser: no
+// value tree and no allocation on the hot path, whatever spelling, key
+// order or extra keys the peer uses.
+#include <comet/codec.hpp>
+
+#include <boost/json/basic_parser_impl.hpp>
+
+#include <cstdint>
+
+namespace comet {
+namespace {
+
+namespace json = boost::json;
+using json::string_view;
+using ec_t = json::error_code;
+
+enum class field { none, byteorder, content_type, content_encoding, content_length, keep_alive, request_id };
+
+field field_of(std::string_view key) noexcept {
+  if (key == "content-length") return field::content_length;
+  if (key == "content-type") return field::content_type;
+  if (key == "content-encoding") return field::content_encoding;
+  if (key == "byteorder") return field::byteorder;
+  if (key == "keep-alive") return field::keep_alive;
+  if (key == "request-id") return field::request_id;
+  return field::none;
+}
+
+const char* name_of(field f) noexcept {
+  switch (f) {
+    case field::byteorder: return "byteorder";
+    case field::content_type: return "content-type";
+    case field::content_encoding: return "content-encoding";
+    case field::content_length: return "content-length";
+    case field::keep_alive: return "keep-alive";
+    case field::request_id: return "request-id";
+    case field::none: break;
+  }
+  return "";
+}
+
+// Collects the known keys of the top-level object; values of other keys,
+// and anything nested, are skipped.
+struct header_handler {
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+
+  frame_header* out = nullptr;
+  std::string problem;  // a type error, worded for the peer's log line
+  int depth = 0;
+  bool root_is_object = false;
+  std::string key;  // the current top-level key, assembled from parts
+  field current = field::none;
+  unsigned seen = 0;  // bit per field
+
+  bool top() const noexcept { return depth == 1; }
+  void mark(field f) noexcept { seen |= 1u << static_cast<unsigned>(f); }
+  bool has(field f) const noexcept { return seen & (1u << static_cast<unsigned>(f)); }
+
+  // A value of the wrong type for a known key.
+  bool wrong(ec_t& ec) {
+    switch (current) {
+      case field::content_length:
+      case field::request_id:
+        problem = std::string("JSON header \"") + name_of(current) +
+                  "\" is not a non-negative integer";
+        break;
+      case field::keep_alive:
+        problem = "JSON header \"keep-alive\" is not a boolean";
+        break;
+      default:
+        problem = std::string("JSON header \"") + name_of(current) + "\" is not a string";
+    }
+    ec = json::error::syntax;  // stops the parser; `problem` says why
+    return false;
+  }
+  // Any non-container value at the top level.
+  bool scalar(ec_t& ec) {
+    if (top() && current != field::none) return wrong(ec);
+    return true;
+  }
+
+  bool on_document_begin(ec_t&) { return true; }
+  bool on_document_end(ec_t&) { return true; }
+  bool on_array_begin(ec_t& ec) {
+    if (depth == 0) {
+      problem = "JSON header is not an object";
+      ec = json::error::syntax;
+      return false;
+    }
+    if (top() && current != field::none) return wrong(ec);
+    ++depth;
+    return true;
+  }
+  bool on_array_end(std::size_t, ec_t&) {
+    --depth;
+    return true;
+  }
+  bool on_object_begin(ec_t& ec) {
+    if (depth == 0) root_is_object = true;
+    else if (top() && current != field::none)
+      return wrong(ec);
+    ++depth;
+    return true;
+  }
+  bool on_object_end(std::size_t, ec_t&) {
+    --depth;
+    return true;
+  }
+  bool on_string_part(string_view s, std::size_t n, ec_t& ec) {
+    if (!top() || current == field::none) return true;
+    std::string* target = string_target();
+    if (!target) return wrong(ec);
+    if (n == s.size()) target->clear();  // the first part
+    target->append(s.data(), s.size());
+    return true;
+  }
+  bool on_string(string_view s, std::size_t n, ec_t& ec) {
+    if (depth == 0) return not_object(ec);
+    if (!top() || current == field::none) return true;
+    std::string* target = string_target();
+    if (!target) return wrong(ec);
+    if (n != s.size())
+      target->append(s.data(), s.size());  // the last of several parts
+    else if (std::string_view(*target) != std::string_view(s.data(), s.size()))
+      target->assign(s.data(), s.size());  // usually equal to the default already
+    mark(current);
+    return true;
+  }
+  bool on_key_part(string_view s, std::size_t n, ec_t&) {
+    if (!top()) return true;
+    if (n == s.size()) key.assign(s.data(), s.size());
+    else
+      key.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(string_view s, std::size_t n, ec_t&) {
+    if (!top()) return true;
+    if (n == s.size()) key.assign(s.data(), s.size());
+    else
+      key.append(s.data(), s.size());
+    current = field_of(key);
+    return true;
+  }
+  bool on_number_part(string_view, ec_t&) { return true; }
+  bool on_int64(std::int64_t i, string_view, ec_t& ec) {
+    if (depth == 0) return not_object(ec);
+    if (!top() || current == field::none) return true;
+    if (i < 0) return wrong(ec);
+    return unsigned_value(static_cast<std::uint64_t>(i), ec);
+  }
+  bool on_uint64(std::uint64_t u, string_view, ec_t& ec) {
+    if (depth == 0) return not_object(ec);
+    if (!top() || current == field::none) return true;
+    return unsigned_value(u, ec);
+  }
+  bool on_double(double, string_view, ec_t& ec) { return depth == 0 ? not_object(ec) : scalar(ec); }
+  bool on_bool(bool b, ec_t& ec) {
+    if (depth == 0) return not_object(ec);
+    if (!top() || current == field::none) return true;
+    if (current != field::keep_alive) return wrong(ec);
+    out->keep_alive = b;
+    mark(current);
+    return true;
+  }
+  bool on_null(ec_t& ec) { return depth == 0 ? not_object(ec) : scalar(ec); }
+  bool on_comment_part(string_view, ec_t&) { return true; }
+  bool on_comment(string_view, ec_t&) { return true; }
+
+ private:
+  bool not_object(ec_t& ec) {
+    problem = "JSON header is not an object";
+    ec = json::error::syntax;
+    return false;
+  }
+  std::string* string_target() noexcept {
+    switch (current) {
+      case field::byteorder: return &out->byteorder;
+      case field::content_type: return &out->content_type;
+      case field::content_encoding: return &out->content_encoding;
+      default: return nullptr;
+    }
+  }
+  bool unsigned_value(std::uint64_t n, ec_t& ec) {
+    if (current == field::content_length) out->content_length = static_cast<std::size_t>(n);
+    else if (current == field::request_id)
+      out->request_id = n;
+    else
+      return wrong(ec);
+    mark(current);
+    return true;
+  }
+};
+
+json::parse_options header_options() {
+  json::parse_options o;
+  o.max_depth = 64;
+  return o;
+}
+
+}  // namespace
+
+std::optional<frame_header> parse_frame_header(std::string_view text, std::string& error) {
+  static const json::parse_options options = header_options();
+  frame_header h;
+  json::basic_parser<header_handler> parser(options);
+  parser.handler().out = &h;
+  ec_t ec;
+  const std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
+  if (!ec && used != text.size()) ec = json::error::extra_data;
+  auto& handler = parser.handler();
+  if (ec) {
+    error = !handler.problem.empty() ? handler.problem
+                                     : "JSON header is not valid JSON (" + ec.message() + ")";
+    return std::nullopt;
+  }
+  if (!handler.root_is_object) {
+    error = "JSON header is not an object";
+    return std::nullopt;
+  }
+  for (field f : {field::byteorder, field::content_type, field::content_encoding,
+                  field::content_length})
+    if (!handler.has(f)) {
+      error = std::string("JSON header has no \"") + name_of(f) + "\"";
+      return std::nullopt;
+    }
+  return h;
+}
+
+}  // namespace comet
