@@ -104,8 +104,7 @@ result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& t
                                                                : s.connections;
   {
     comet::io_pool pool(1);
-    const comet::client client(pool.get_executor(),
-                               {target.address().to_string(), target.port()}, options);
+    const comet::client client(pool, {target.address().to_string(), target.port()}, options);
     const json::value value(make_payload(s.payload));
     t.live = senders;
     auto finished = t.finished.get_future();

@@ -1,5 +1,6 @@
 // comet-host: runs a host from a config, with the built-in actions `echo`
-// (answers the value unchanged) and `status` (uptime and counters).
+// (answers the value unchanged) and `status` (everything in host_stats:
+// uptime, requests and errors by code, bytes, connections, latency).
 #include <comet/comet.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -19,8 +20,9 @@ const char* usage = R"(Usage: comet-host [options]
 
 Runs a comet-net host: COMET's TCP/JSON protocol, with the built-in actions
 `echo` (answers the value unchanged) and `status` (uptime, requests served,
-connections open). SIGINT or SIGTERM stops it gracefully. The config may be
-TOML, YAML (COMET's settings.yml) or JSON, by its extension.
+errors by code, bytes, connections, latency percentiles). SIGINT or SIGTERM
+stops it gracefully. The config may be TOML, YAML (COMET's settings.yml) or
+JSON, by its extension.
 --check-config validates the config (and the overrides) and exits: 0 when
 usable, 2 with the problem otherwise.
 
@@ -113,17 +115,29 @@ int main(int argc, char** argv) {
   }
   if (args.count("check-config")) return check_config(cfg);
 
-  comet::io_pool pool(cfg.framework.io_threads);
-  comet::host host(pool.get_executor(), cfg);
+  // One io_context per thread: connections are spread over them and need
+  // no strands.
+  comet::io_pool pool(cfg.framework.io_threads, comet::io_pool_layout::context_per_thread);
+  comet::host host(pool, cfg);
   host.on("echo", [](const std::string&, const json::value& value) { return value; });
   host.on("status", [&host](const std::string&, const json::value&) {
     const auto s = host.stats();
+    json::object errors_by_code;
+    for (const auto& [code, count] : s.errors_by_code) errors_by_code[code] = count;
     return json::value{
         {"uptime_seconds", std::chrono::duration<double>(s.uptime).count()},
         {"requests_served", s.requests_served},
         {"error_responses", s.error_responses},
+        {"errors_by_code", std::move(errors_by_code)},
+        {"bytes_received", s.bytes_received},
+        {"bytes_sent", s.bytes_sent},
         {"connections_open", s.connections_open},
         {"connections_accepted", s.connections_accepted},
+        {"connections_refused", s.connections_refused},
+        {"latency_us",
+         {{"p50", s.latency_p50.count()},
+          {"p99", s.latency_p99.count()},
+          {"p999", s.latency_p999.count()}}},
         {"version", comet::version},
     };
   });

@@ -141,11 +141,41 @@ TEST_CASE("comet-send queries a comet-host started on a free port", "[cli]") {
   CHECK(s.at("requests_served").to_number<std::int64_t>() >= 1);
   CHECK(s.at("connections_open").to_number<std::int64_t>() >= 1);
   CHECK(s.at("uptime_seconds").to_number<double>() > 0);
+  CHECK(s.at("error_responses").to_number<std::int64_t>() == 0);
+  CHECK(s.at("errors_by_code").as_object().empty());
+  CHECK(s.at("version").as_string() == comet::version);
 
   auto unknown = run_cli("comet-send", {"--to", h.address, "--action", "nope"});
   CHECK(unknown.status == 5);
   CHECK(line_count(unknown.err) == 1);
   CHECK_THAT(unknown.err, Catch::Contains("no_handler") && Catch::Contains("'nope'"));
+
+  // Everything in host_stats, the no_handler answer counted by its code.
+  auto after = run_cli("comet-send", {"--to", h.address, "--action", "status"});
+  REQUIRE(after.status == 0);
+  const auto t = json::parse(after.out).as_object();
+  const auto count = [&t](std::string_view key) { return t.at(key).to_number<std::int64_t>(); };
+  CHECK(count("requests_served") >= 3);  // echo, status, nope
+  CHECK(count("error_responses") == 1);
+  const auto& by_code = t.at("errors_by_code").as_object();
+  CHECK(by_code.size() == 1);
+  REQUIRE(by_code.contains("no_handler"));
+  CHECK(by_code.at("no_handler").to_number<std::int64_t>() == 1);
+  CHECK(count("bytes_received") > 0);
+  CHECK(count("bytes_sent") > 0);
+  CHECK(count("connections_open") >= 1);
+  CHECK(count("connections_accepted") >= 4);  // echo, status, nope, status
+  CHECK(count("connections_refused") == 0);
+  const auto& latency = t.at("latency_us").as_object();
+  CHECK(latency.size() == 3);
+  const auto p50 = latency.at("p50").to_number<std::int64_t>();
+  const auto p99 = latency.at("p99").to_number<std::int64_t>();
+  const auto p999 = latency.at("p999").to_number<std::int64_t>();
+  CHECK(0 <= p50);
+  CHECK(p50 <= p99);
+  CHECK(p99 <= p999);
+  CHECK(t.at("version").as_string() == comet::version);
+  CHECK(t.at("uptime_seconds").to_number<double>() >= s.at("uptime_seconds").to_number<double>());
 
   // A named client from a config file.
   const auto port = h.address.substr(h.address.rfind(':') + 1);

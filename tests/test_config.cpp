@@ -4,12 +4,14 @@
 
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
 #include "temp_file.hpp"
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -25,6 +27,32 @@ namespace {
 comet::config parse(std::string_view text) { return parse_config(text, "app.toml"); }
 
 const std::string host_block = "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 1\n";
+
+// The keys [comet] takes, as the reader lists them for an unknown key.
+std::set<std::string> accepted_comet_keys() {
+  std::string message;
+  try {
+    parse(host_block + "[comet]\nno_such_key = 1\n");
+  } catch (const config_error& e) {
+    message = e.what();
+  }
+  const std::string intro = "comet takes only ";
+  const auto start = message.find(intro);
+  REQUIRE(start != std::string::npos);
+  std::string list = message.substr(start + intro.size());
+  std::set<std::string> keys;
+  // "a, b, c and d"
+  for (std::string::size_type at = 0; at < list.size();) {
+    const auto comma = list.find(", ", at);
+    const auto last = list.find(" and ", at);
+    const auto end = std::min(comma, last);
+    keys.insert(list.substr(at, end == std::string::npos ? std::string::npos : end - at));
+    if (end == std::string::npos) break;
+    at = end + (end == comma ? 2 : 5);
+  }
+  REQUIRE(keys.size() >= 5);
+  return keys;
+}
 
 }  // namespace
 
@@ -51,11 +79,43 @@ TEST_CASE("the [comet] defaults documented in default.toml match settings{}", "[
   REQUIRE(start != std::string::npos);
   std::istringstream commented(text.substr(start));
   std::string uncommented = text.substr(0, start);
+  std::set<std::string> documented;
   for (std::string line; std::getline(commented, line);) {
     REQUIRE(line.rfind("# ", 0) == 0);
     uncommented += line.substr(2) + '\n';
+    if (const auto equals = line.find(" = "); equals != std::string::npos)
+      documented.insert(line.substr(2, equals - 2));
   }
   CHECK(parse_config(uncommented, "uncommented").framework == comet::settings{});
+  // ... and it shows every key the reader takes, so none keeps its default unseen.
+  CHECK(documented == accepted_comet_keys());
+}
+
+TEST_CASE("the [comet] defaults in docs/configuration.md match settings{}", "[unit]") {
+  // Rows of the form | `comet.key` | type | default | limits |
+  std::istringstream docs(comet::test::read_file(COMET_VECTORS_DIR "/../../docs/configuration.md"));
+  std::string table = host_block + "[comet]\n";
+  std::set<std::string> documented;
+  const std::string row = "| `comet.";
+  for (std::string line; std::getline(docs, line);) {
+    if (line.rfind(row, 0) != 0) continue;
+    const auto key_end = line.find('`', row.size());
+    REQUIRE(key_end != std::string::npos);
+    const std::string key = line.substr(row.size(), key_end - row.size());
+    // The third cell: the default.
+    std::size_t cell = key_end;
+    for (int bar = 0; bar < 2; ++bar) cell = line.find('|', cell + 1);
+    const auto cell_end = line.find('|', cell + 1);
+    REQUIRE(cell_end != std::string::npos);
+    std::string value = line.substr(cell + 1, cell_end - cell - 1);
+    value.erase(0, value.find_first_not_of(' '));
+    value.erase(value.find_last_not_of(' ') + 1);
+    documented.insert(key);
+    table += key + " = " + value + '\n';
+  }
+  CAPTURE(table);
+  CHECK(parse(table).framework == comet::settings{});
+  CHECK(documented == accepted_comet_keys());
 }
 
 TEST_CASE("a full config with several clients and every setting", "[unit]") {
@@ -81,6 +141,13 @@ connect_timeout = 1.5
 request_timeout = 60
 shutdown_timeout = 0.25
 max_content_length = 1024
+max_in_flight = 8
+write_buffer_limit = 65536
+max_connections = 500
+idle_timeout = 0
+handler_timeout = 2.5
+keep_alive = true
+max_connections_per_peer = 16
 )");
   CHECK(config.source == "app.toml");
   CHECK(config.host == endpoint{"0.0.0.0", 0});
@@ -93,6 +160,13 @@ max_content_length = 1024
   CHECK(config.framework.request_timeout == 60s);
   CHECK(config.framework.shutdown_timeout == 250ms);
   CHECK(config.framework.max_content_length == 1024);
+  CHECK(config.framework.max_in_flight == 8);
+  CHECK(config.framework.write_buffer_limit == 65536);
+  CHECK(config.framework.max_connections == 500);
+  CHECK(config.framework.idle_timeout == 0ms);
+  CHECK(config.framework.handler_timeout == 2500ms);
+  CHECK(config.framework.keep_alive);
+  CHECK(config.framework.max_connections_per_peer == 16);
 }
 
 TEST_CASE("settings keep their defaults when [comet] is absent or partial", "[unit]") {
@@ -108,6 +182,9 @@ TEST_CASE("settings keep their defaults when [comet] is absent or partial", "[un
     CHECK(config.framework.io_threads == 1);
     CHECK(config.framework.request_timeout == defaults.request_timeout);
     CHECK(config.framework.max_content_length == defaults.max_content_length);
+    CHECK(config.framework.idle_timeout == 60s);
+    CHECK(config.framework.handler_timeout == 60s);
+    CHECK(config.framework.keep_alive == false);
   }
   SECTION("inline tables work like headers") {
     const comet::config config = parse(
@@ -284,8 +361,14 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
     REQUIRE_THROWS_WITH(
         parse(host_block + "[comet]\nconnect_timout = 3\n"),
         Contains("app.toml:5: comet.connect_timout: unknown key; comet takes only "
-                 "io_threads, connect_timeout, request_timeout, shutdown_timeout and "
-                 "max_content_length (did you mean connect_timeout?)"));
+                 "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
+                 "max_content_length, max_in_flight, write_buffer_limit, max_connections, "
+                 "idle_timeout, handler_timeout, keep_alive and max_connections_per_peer "
+                 "(did you mean connect_timeout?)"));
+    REQUIRE_THROWS_WITH(parse(host_block + "[comet]\nmax_connection = 3\n"),
+                        Contains("(did you mean max_connections?)"));
+    REQUIRE_THROWS_WITH(parse(host_block + "[comet]\nkeepalive = true\n"),
+                        Contains("(did you mean keep_alive?)"));
   }
 }
 
@@ -379,5 +462,105 @@ TEST_CASE("config errors: [comet] settings", "[unit]") {
                         Contains(at_line_5("max_content_length") + "4294967297 is out of range"));
     CHECK(parse(comet_block + "max_content_length = 4294967296\n").framework.max_content_length ==
           4294967296u);
+  }
+  SECTION("max_in_flight") {
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "max_in_flight = 0\n"),
+        Contains(at_line_5("max_in_flight") + "0 is out of range; use a whole number of "
+                                              "requests from 1 to 65536"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "max_in_flight = 65537\n"),
+                        Contains(at_line_5("max_in_flight") + "65537 is out of range"));
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "max_in_flight = 1.5\n"),
+        Contains(at_line_5("max_in_flight") + "1.5 is a float; use a whole number of requests "
+                                              "from 1 to 65536, e.g. max_in_flight = 64"));
+    CHECK(parse(comet_block + "max_in_flight = 65536\n").framework.max_in_flight == 65536);
+    CHECK(parse(comet_block + "max_in_flight = 1\n").framework.max_in_flight == 1);
+  }
+  SECTION("write_buffer_limit") {
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "write_buffer_limit = 4095\n"),
+        Contains(at_line_5("write_buffer_limit") + "4095 is out of range; use a whole number of "
+                                                   "bytes from 4096 to 4294967296"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "write_buffer_limit = 4294967297\n"),
+                        Contains(at_line_5("write_buffer_limit") + "4294967297 is out of range"));
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "write_buffer_limit = \"4 MiB\"\n"),
+        Contains(at_line_5("write_buffer_limit") + "\"4 MiB\" is a string") &&
+            Contains("e.g. write_buffer_limit = 4194304"));
+    CHECK(parse(comet_block + "write_buffer_limit = 4096\n").framework.write_buffer_limit == 4096);
+    CHECK(parse(comet_block + "write_buffer_limit = 4294967296\n").framework.write_buffer_limit ==
+          4294967296u);
+  }
+  SECTION("max_connections") {
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "max_connections = 0\n"),
+        Contains(at_line_5("max_connections") + "0 is out of range; use a whole number of "
+                                                "connections from 1 to 1000000"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "max_connections = 1000001\n"),
+                        Contains(at_line_5("max_connections") + "1000001 is out of range"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "max_connections = -5\n"),
+                        Contains(at_line_5("max_connections") + "-5 is out of range"));
+    CHECK(parse(comet_block + "max_connections = 1000000\n").framework.max_connections ==
+          1000000);
+  }
+  SECTION("idle_timeout and handler_timeout: 0 switches them off") {
+    CHECK(parse(comet_block + "idle_timeout = 0\n").framework.idle_timeout == 0ms);
+    CHECK(parse(comet_block + "idle_timeout = 0.0\n").framework.idle_timeout == 0ms);
+    CHECK(parse(comet_block + "handler_timeout = 0\n").framework.handler_timeout == 0ms);
+    CHECK(parse(comet_block + "idle_timeout = 0.001\n").framework.idle_timeout == 1ms);
+    CHECK(parse(comet_block + "handler_timeout = 86400\n").framework.handler_timeout ==
+          86400s);
+    CHECK(parse(comet_block + "idle_timeout = 1.5\n").framework.idle_timeout == 1500ms);
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "idle_timeout = -1\n"),
+        Contains(at_line_5("idle_timeout") + "-1 is out of range; use a number of seconds "
+                                             "from 0.001 to 86400, or 0 for never"));
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "handler_timeout = 86401\n"),
+        Contains(at_line_5("handler_timeout") + "86401 is out of range; use a number of "
+                                                "seconds from 0.001 to 86400, or 0 for no "
+                                                "deadline"));
+    // Between 0 and a millisecond would round to 0, which means "never": refused.
+    REQUIRE_THROWS_WITH(parse(comet_block + "idle_timeout = 0.0004\n"),
+                        Contains(at_line_5("idle_timeout") + "0.0004 is out of range"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "handler_timeout = nan\n"),
+                        Contains(at_line_5("handler_timeout") + "nan is out of range"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "idle_timeout = inf\n"),
+                        Contains(at_line_5("idle_timeout") + "inf is out of range"));
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "idle_timeout = false\n"),
+        Contains(at_line_5("idle_timeout") + "false is a boolean; use a number of seconds") &&
+            Contains("e.g. idle_timeout = 60.0"));
+    // The other timeouts still refuse 0.
+    REQUIRE_THROWS_WITH(parse(comet_block + "request_timeout = 0\n"),
+                        Contains(at_line_5("request_timeout") + "0 is out of range") &&
+                            !Contains("or 0 for"));
+  }
+  SECTION("keep_alive") {
+    CHECK(parse(comet_block + "keep_alive = true\n").framework.keep_alive);
+    CHECK_FALSE(parse(comet_block + "keep_alive = false\n").framework.keep_alive);
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "keep_alive = 1\n"),
+        Contains(at_line_5("keep_alive") + "1 is an integer; use true or false, e.g. "
+                                           "keep_alive = true"));
+    REQUIRE_THROWS_WITH(parse(comet_block + "keep_alive = \"true\"\n"),
+                        Contains(at_line_5("keep_alive") + "\"true\" is a string; use true or "
+                                                           "false"));
+  }
+  SECTION("max_connections_per_peer") {
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "max_connections_per_peer = 0\n"),
+        Contains(at_line_5("max_connections_per_peer") + "0 is out of range; use a whole number "
+                                                         "of connections from 1 to 1024"));
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "max_connections_per_peer = 1025\n"),
+        Contains(at_line_5("max_connections_per_peer") + "1025 is out of range"));
+    REQUIRE_THROWS_WITH(
+        parse(comet_block + "max_connections_per_peer = true\n"),
+        Contains(at_line_5("max_connections_per_peer") + "true is a boolean") &&
+            Contains("e.g. max_connections_per_peer = 4"));
+    CHECK(parse(comet_block + "max_connections_per_peer = 1024\n")
+              .framework.max_connections_per_peer == 1024);
   }
 }

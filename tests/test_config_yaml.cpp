@@ -102,6 +102,40 @@ TEST_CASE("framework settings in YAML: floats, integers and their checks", "[uni
                       Contains("99999999999999999999999 is out of range"));
 }
 
+TEST_CASE("host limits and the client pool in YAML", "[unit]") {
+  const std::string head = "Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 1}\ncomet:\n";
+  const comet::config config =
+      yaml(head + "  max_in_flight: 0x10\n  write_buffer_limit: 8192\n  max_connections: 100\n"
+                  "  idle_timeout: 0\n  handler_timeout: .5\n  keep_alive: yes\n"
+                  "  max_connections_per_peer: 2\n");
+  CHECK(config.framework.max_in_flight == 16);
+  CHECK(config.framework.write_buffer_limit == 8192);
+  CHECK(config.framework.max_connections == 100);
+  CHECK(config.framework.idle_timeout == 0ms);
+  CHECK(config.framework.handler_timeout == 500ms);
+  CHECK(config.framework.keep_alive);  // YAML 1.1's yes, as PyYAML reads it
+  CHECK(config.framework.max_connections_per_peer == 2);
+  CHECK_FALSE(yaml(head + "  keep_alive: off\n").framework.keep_alive);
+  CHECK(yaml(head + "  keep_alive: True\n").framework.keep_alive);
+
+  REQUIRE_THROWS_WITH(
+      yaml(head + "  keep_alive: \"yes\"\n"),
+      Contains("lab.yaml:4: comet.keep_alive: \"yes\" is a string; use true or false, e.g. "
+               "keep_alive: true"));
+  REQUIRE_THROWS_WITH(
+      yaml(head + "  idle_timeout: -.inf\n"),
+      Contains("lab.yaml:4: comet.idle_timeout: -.inf is out of range; use a number of seconds "
+               "from 0.001 to 86400, or 0 for never"));
+  REQUIRE_THROWS_WITH(
+      yaml(head + "  write_buffer_limit: 1024\n"),
+      Contains("lab.yaml:4: comet.write_buffer_limit: 1024 is out of range; use a whole number "
+               "of bytes from 4096 to 4294967296"));
+  REQUIRE_THROWS_WITH(
+      yaml(head + "  max_connections_per_peer: ~\n"),
+      Contains("lab.yaml:4: comet.max_connections_per_peer: the value is empty (null); use a "
+               "whole number of connections from 1 to 1024, e.g. max_connections_per_peer: 4"));
+}
+
 TEST_CASE("YAML errors give the line, the key path and a fix spelt in YAML", "[unit]") {
   SECTION("IP and Port directly under Client, as one of COMET's examples has it") {
     REQUIRE_THROWS_WITH(
@@ -205,6 +239,14 @@ TEST_CASE("JSON configs: the same keys and checks, errors by key path", "[unit]"
       json_config(R"({"Socket_connection": {"Host": {"IP": "127.0.0.1", "Port": 1}},
                    "comet": {"io_threads": 2.0}})"),
       Contains("lab.json: comet.io_threads: 2.0 is a float"));
+  REQUIRE_THROWS_WITH(
+      json_config(R"({"Socket_connection": {"Host": {"IP": "127.0.0.1", "Port": 1}},
+                   "comet": {"keep_alive": 1}})"),
+      Contains("lab.json: comet.keep_alive: 1 is an integer; use true or false, e.g. "
+               "\"keep_alive\": true"));
+  CHECK(json_config(R"({"Socket_connection": {"Host": {"IP": "127.0.0.1", "Port": 1}},
+                        "comet": {"keep_alive": true, "idle_timeout": 0}})")
+            .framework.keep_alive);
   REQUIRE_THROWS_WITH(json_config("{\n  \"Socket_connection\": {\n    \"Host\": ]\n}"),
                       Contains("lab.json:3:") && Contains("JSON syntax error"));
   REQUIRE_THROWS_WITH(json_config("[]"), Contains("the value is an array; a config is an object"));

@@ -2,6 +2,7 @@
 
 #include <comet/codec.hpp>
 #include <comet/errors.hpp>
+#include <comet/io_pool.hpp>
 #include <comet/log.hpp>
 
 #include "client_impl.hpp"
@@ -100,9 +101,13 @@ json::value peer_info::result_of(const frame_header& header, std::string_view co
   return std::move(response.result);
 }
 
-client::impl::impl(asio::any_io_executor ex, std::shared_ptr<const peer_info> peer)
+client::impl::impl(asio::any_io_executor ex, bool single_threaded,
+                   std::shared_ptr<const peer_info> peer)
     : executor(std::move(ex)), info(std::move(peer)) {
-  if (info->options.keep_alive) pool = std::make_shared<peer_pool>(executor, info);
+  if (!info->options.keep_alive) return;
+  asio::any_io_executor serial =
+      single_threaded ? executor : asio::any_io_executor(asio::make_strand(executor));
+  pool = std::make_shared<peer_pool>(std::move(serial), single_threaded, info);
 }
 
 client::impl::~impl() {
@@ -156,27 +161,40 @@ client_options client_options::from_config(const config& cfg, std::string name) 
   o.connect_timeout = cfg.framework.connect_timeout;
   o.request_timeout = cfg.framework.request_timeout;
   o.max_content_length = cfg.framework.max_content_length;
+  o.keep_alive = cfg.framework.keep_alive;
+  o.max_connections = cfg.framework.max_connections_per_peer;
   return o;
 }
 
-client::client(asio::any_io_executor executor, endpoint peer, client_options options) {
+namespace {
+std::shared_ptr<const peer_info> make_peer_info(endpoint peer, client_options options) {
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(peer.ip, ec);
   if (ec)
     throw std::invalid_argument("comet::client: '" + peer.ip +
                                 "' is not an IP address (IPv4 or IPv6 literal expected)");
   tcp::endpoint target(address, peer.port);
-  auto info = std::make_shared<const peer_info>(
-      peer_info{std::move(peer), std::move(options), target});
-  impl_ = std::make_shared<const impl>(std::move(executor), std::move(info));
+  return std::make_shared<const peer_info>(peer_info{std::move(peer), std::move(options), target});
 }
+}  // namespace
+
+client::client(asio::any_io_executor executor, endpoint peer, client_options options)
+    : impl_(std::make_shared<const impl>(std::move(executor), false,
+                                         make_peer_info(std::move(peer), std::move(options)))) {}
+
+client::client(io_pool& pool, endpoint peer, client_options options)
+    : impl_(std::make_shared<const impl>(pool.get_executor(), pool.single_threaded_contexts(),
+                                         make_peer_info(std::move(peer), std::move(options)))) {}
 
 asio::awaitable<json::value> client::send(std::string action, json::value value) const {
   auto self = impl_;
-  if (self->pool)
+  if (self->pool) {
+    if (self->pool->inline_ok())
+      co_return co_await self->pool->send(std::move(action), std::move(value));
     co_return co_await asio::co_spawn(self->pool->strand(),
                                       self->pool->send(std::move(action), std::move(value)),
                                       asio::use_awaitable);
+  }
   std::string frame = encode_frame(frame_header{}, encode_request(action, value));
   // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
   // full-expression twice.

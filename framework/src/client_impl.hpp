@@ -14,13 +14,11 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace comet {
 
 using tcp = asio::ip::tcp;
-using strand_type = asio::strand<asio::any_io_executor>;
 
 // The peer and the options, with the wording of every transport error.
 struct peer_info {
@@ -40,7 +38,8 @@ struct peer_info {
 class peer_pool;
 
 struct client::impl {
-  impl(asio::any_io_executor ex, std::shared_ptr<const peer_info> peer);
+  // `single_threaded`: the executor's context is run by one thread.
+  impl(asio::any_io_executor ex, bool single_threaded, std::shared_ptr<const peer_info> peer);
   ~impl();
 
   asio::any_io_executor executor;
@@ -56,14 +55,20 @@ struct client::impl {
 // multiplexed with request ids. Everything runs on one strand.
 class peer_pool : public std::enable_shared_from_this<peer_pool> {
  public:
-  peer_pool(const asio::any_io_executor& ex, std::shared_ptr<const peer_info> info);
+  // `serial` runs everything of the pool one handler at a time: a strand,
+  // or the executor of a context that only one thread runs.
+  peer_pool(asio::any_io_executor serial, bool serial_is_own_thread,
+            std::shared_ptr<const peer_info> info);
 
-  // Runs on the strand (co_spawn it there).
+  // Runs on the serial executor (co_spawn it there, unless inline_ok()).
   asio::awaitable<json::value> send(std::string action, json::value value);
   // Closes every connection; pending sends fail.
   void shutdown();
 
-  const strand_type& strand() const noexcept { return strand_; }
+  const asio::any_io_executor& strand() const noexcept { return strand_; }
+  // True when the calling thread is the single thread of the serial
+  // executor: send() may then run in the caller's coroutine, with no hop.
+  bool inline_ok() const noexcept;
 
  private:
   friend class pooled_connection;
@@ -74,14 +79,18 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   pooled_connection* pick();
   void remove(pooled_connection& conn);
   void notify_slot();
+  void watch_deadlines();
 
-  strand_type strand_;
+  asio::any_io_executor strand_;
+  bool own_thread_;
   std::shared_ptr<const peer_info> info_;
   std::vector<std::shared_ptr<pooled_connection>> connections_;
   std::list<asio::steady_timer*> slot_waiters_;
   keep_alive_support support_ = keep_alive_support::unknown;
   std::uint64_t next_id_ = 1;
   bool shut_down_ = false;
+  asio::steady_timer sweeper_;
+  bool sweeping_ = false;
 };
 
 }  // namespace comet

@@ -15,6 +15,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -26,12 +27,31 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t read_chunk = 16 * 1024;
 }  // namespace
 
+// One send waiting for its answer. Settling it resumes the send through its
+// own executor; the pool's sweeper settles it with a timeout at its deadline.
 struct peer_pool::pending_request {
-  explicit pending_request(const strand_type& strand) : wake(strand) {}
-  asio::steady_timer wake;  // expires at the deadline; cancelled when settled
+  // The parked coroutine's completion handler, type-erased.
+  struct resumer {
+    virtual ~resumer() = default;
+    virtual void operator()() = 0;
+  };
+  template <class Handler>
+  struct resumer_for final : resumer {
+    explicit resumer_for(Handler h) : handler(std::move(h)) {}
+    void operator()() override { std::move(handler)(); }
+    Handler handler;
+  };
+
+  std::uint64_t id = 0;
+  std::chrono::steady_clock::time_point deadline;
+  std::unique_ptr<resumer> resume;
   std::optional<json::value> result;
   std::optional<error> failure;
-  bool settled() const noexcept { return result || failure; }
+
+  // `serial` is the pool's executor, on which the waiting send runs.
+  void settle(const asio::any_io_executor& serial) {
+    if (resume) asio::post(serial, [r = std::move(resume)] { (*r)(); });
+  }
 };
 
 class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_connection> {
@@ -42,7 +62,9 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       : pool_(pool.shared_from_this()), socket_(pool.strand_), decoder_(pool.info_->options.max_content_length) {}
 
   state current = state::connecting;
-  std::unordered_map<std::uint64_t, pending_request*> pending;
+  // At most max_in_flight entries, answered roughly in order: a vector
+  // searched from the front beats a node-allocating map.
+  std::vector<pending_request*> pending;
 
   void start() {
     asio::co_spawn(pool_->strand_, [self = shared_from_this()] { return self->run(); },
@@ -55,21 +77,38 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
     return ready && pending.size() < max_in_flight;
   }
 
-  void submit(std::uint64_t id, pending_request& request, std::string_view content) {
-    pending.emplace(id, &request);
+  void submit(pending_request& request, std::string_view content) {
+    pending.push_back(&request);
     frame_header h;
     h.keep_alive = true;
-    h.request_id = id;
+    h.request_id = request.id;
     append_frame(out_pending_, h, content);
     flush();
   }
 
-  void abandon(std::uint64_t id) { pending.erase(id); }
+  pending_request* take(std::uint64_t id) {
+    auto it = std::find_if(pending.begin(), pending.end(), [id](auto* r) { return r->id == id; });
+    if (it == pending.end()) return nullptr;
+    pending_request* r = *it;
+    pending.erase(it);
+    return r;
+  }
+
+  // Settles every request past its deadline; true if any are left.
+  bool expire(std::chrono::steady_clock::time_point now) {
+    std::erase_if(pending, [&](pending_request* r) {
+      if (r->deadline > now) return false;
+      r->failure = pool_->info_->timed_out();
+      r->settle(pool_->strand_);
+      return true;
+    });
+    return !pending.empty();
+  }
 
   void fail(const error& e) {
-    for (auto& [id, request] : pending) {
+    for (auto* request : pending) {
       request->failure = e;
-      request->wake.cancel();
+      request->settle(pool_->strand_);
     }
     pending.clear();
     close();
@@ -140,12 +179,9 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   void on_response(const frame_header& header, std::string_view content) {
     pending_request* request = nullptr;
     if (header.request_id) {
-      if (auto it = pending.find(*header.request_id); it != pending.end()) {
-        request = it->second;
-        pending.erase(it);
-      }
+      request = take(*header.request_id);
     } else if (pending.size() == 1) {  // a COMET host does not echo ids
-      request = pending.begin()->second;
+      request = pending.front();
       pending.clear();
     }
     if (header.keep_alive) {
@@ -164,7 +200,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       } catch (const error& e) {
         request->failure = e;
       }
-      request->wake.cancel();
+      request->settle(pool_->strand_);
     }
     if (current == state::closing && pending.empty()) close();
     pool_->notify_slot();
@@ -196,8 +232,39 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   bool writing_ = false;
 };
 
-peer_pool::peer_pool(const asio::any_io_executor& ex, std::shared_ptr<const peer_info> info)
-    : strand_(asio::make_strand(ex)), info_(std::move(info)) {}
+peer_pool::peer_pool(asio::any_io_executor serial, bool serial_is_own_thread,
+                     std::shared_ptr<const peer_info> info)
+    : strand_(std::move(serial)),
+      own_thread_(serial_is_own_thread),
+      info_(std::move(info)),
+      sweeper_(strand_) {}
+
+// One timer for the whole pool, ticking only while requests are pending,
+// instead of a timer per request: a request times out within a tenth of
+// request_timeout (at most 100 ms) after its deadline.
+void peer_pool::watch_deadlines() {
+  if (sweeping_) return;
+  sweeping_ = true;
+  const auto tick = std::clamp<std::chrono::milliseconds>(info_->options.request_timeout / 10,
+                                                          std::chrono::milliseconds(1),
+                                                          std::chrono::milliseconds(100));
+  sweeper_.expires_after(tick);
+  sweeper_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    self->sweeping_ = false;
+    if (ec) return;
+    const auto now = std::chrono::steady_clock::now();
+    bool left = false;
+    auto all = self->connections_;
+    for (auto& c : all) left = c->expire(now) || left;
+    if (left) self->watch_deadlines();
+  });
+}
+
+bool peer_pool::inline_ok() const noexcept {
+  if (!own_thread_) return false;
+  const auto* ex = strand_.target<asio::io_context::executor_type>();
+  return ex && ex->running_in_this_thread();
+}
 
 peer_pool::pooled_connection* peer_pool::pick() {
   const auto& o = info_->options;
@@ -257,15 +324,18 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
     co_return co_await client::impl::exchange(info_, std::move(frame));
   }
 
-  pending_request request(strand_);
-  const std::uint64_t id = next_id_++;
-  conn->submit(id, request, encode_request(action, value));
-  request.wake.expires_at(deadline);
-  co_await request.wake.async_wait(use_tuple);
-  if (!request.settled()) {
-    conn->abandon(id);
-    throw info_->timed_out();
-  }
+  pending_request request;
+  request.id = next_id_++;
+  request.deadline = deadline;
+  conn->submit(request, encode_request(action, value));
+  watch_deadlines();
+  // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
+  // full-expression twice.
+  auto park = [&request](auto handler) {
+    request.resume =
+        std::make_unique<pending_request::resumer_for<decltype(handler)>>(std::move(handler));
+  };
+  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(park, asio::use_awaitable);
   if (request.failure) throw std::move(*request.failure);
   co_return std::move(*request.result);
 }

@@ -30,6 +30,7 @@ struct config_node {
   std::string text;
   std::int64_t integer = 0;  // for kind::integer
   double number = 0;         // for kind::floating
+  bool boolean = false;      // for kind::boolean
   std::vector<config_node> entries;  // a table's, in file order
 
   const config_node* find(std::string_view name) const {
@@ -39,6 +40,11 @@ struct config_node {
   }
   bool is_table() const noexcept { return type == kind::table; }
 };
+
+// A float as a node's text: the shortest spelling that reads back (0.0004,
+// not 0.00040000000000000002), with ".0" kept for whole numbers so a message
+// still shows it is a float; nan, inf and -inf as TOML spells them.
+std::string spell_float(double number);
 
 // Validates a parsed document into a config. Throws config_error of the form
 //   <source>:<line>: <dotted.key.path>: <what is wrong>; <how to fix>

@@ -20,16 +20,6 @@ namespace {
 namespace json = boost::json;
 using kind = config_node::kind;
 
-// Shortest spelling that reads back, with ".0" kept for whole numbers so a
-// message still shows it is a float.
-std::string spell_double(double number) {
-  std::array<char, 32> buffer{};
-  const auto result = std::to_chars(buffer.data(), buffer.data() + buffer.size(), number);
-  std::string text(buffer.data(), result.ptr);
-  if (std::isfinite(number) && text.find_first_of(".e") == std::string::npos) text += ".0";
-  return text;
-}
-
 config_node to_document(const json::value& value) {
   config_node node;
   switch (value.kind()) {
@@ -61,11 +51,12 @@ config_node to_document(const json::value& value) {
     case json::kind::double_:
       node.type = kind::floating;
       node.number = value.get_double();
-      node.text = spell_double(node.number);
+      node.text = spell_float(node.number);
       break;
     case json::kind::bool_:
       node.type = kind::boolean;
-      node.text = value.get_bool() ? "true" : "false";
+      node.boolean = value.get_bool();
+      node.text = node.boolean ? "true" : "false";
       break;
     case json::kind::null: node.type = kind::null; break;
   }

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -32,13 +33,20 @@ constexpr std::string_view outer_key = "settings";
 
 constexpr std::array<std::string_view, 2> socket_keys{"Host", "Client"};
 constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
-constexpr std::array<std::string_view, 5> settings_keys{
-    "io_threads", "connect_timeout", "request_timeout", "shutdown_timeout",
-    "max_content_length"};
+// In the order docs/configuration.md lists them; error messages list them so.
+constexpr std::array<std::string_view, 12> settings_keys{
+    "io_threads",         "connect_timeout", "request_timeout",    "shutdown_timeout",
+    "max_content_length", "max_in_flight",   "write_buffer_limit", "max_connections",
+    "idle_timeout",       "handler_timeout", "keep_alive",         "max_connections_per_peer"};
 
 constexpr std::int64_t max_port = 65535;
 constexpr std::int64_t max_io_threads = 256;
 constexpr std::int64_t max_content_limit = std::int64_t{1} << 32;
+constexpr std::int64_t max_in_flight_limit = 65536;
+constexpr std::int64_t min_write_buffer = 4096;
+constexpr std::int64_t max_write_buffer = std::int64_t{1} << 32;
+constexpr std::int64_t max_connections_limit = 1000000;
+constexpr std::int64_t max_connections_per_peer_limit = 1024;
 constexpr std::int64_t max_duration_seconds = 86400;  // a day: anything longer is a typo
 
 bool is_ip_literal(const std::string& ip) {
@@ -270,43 +278,82 @@ class config_reader {
   settings read_settings(const config_node& table, const std::string& path) const {
     check_keys(table, path, settings_keys);
     settings result;
-    const auto whole = [](std::string_view unit, std::int64_t highest) {
-      return "a whole number of " + std::string(unit) + " from 1 to " + std::to_string(highest);
+    const auto whole = [](std::string_view unit, std::int64_t lowest, std::int64_t highest) {
+      return "a whole number of " + std::string(unit) + " from " + std::to_string(lowest) +
+             " to " + std::to_string(highest);
     };
     const auto read = [&](std::string_view key, bool integral, double lowest, double highest,
-                          const std::string& range, std::string_view example) {
+                          const std::string& range, std::string_view example,
+                          bool zero_allowed = false) {
       return read_number(table, join_key_path(path, key), key, integral, lowest, highest, range,
-                         example);
+                         example, zero_allowed);
     };
-    if (const auto threads =
-            read("io_threads", true, 1, max_io_threads, whole("threads", max_io_threads), "2")) {
-      result.io_threads = static_cast<std::size_t>(*threads);
-    }
-    if (const auto limit = read("max_content_length", true, 1, max_content_limit,
-                                whole("bytes", max_content_limit), "16777216")) {
-      result.max_content_length = static_cast<std::size_t>(*limit);
-    }
+    const auto read_count = [&](std::string_view key, std::string_view unit, std::int64_t lowest,
+                                std::int64_t highest, std::string_view example,
+                                std::size_t& out) {
+      if (const auto value = read(key, true, static_cast<double>(lowest),
+                                  static_cast<double>(highest), whole(unit, lowest, highest),
+                                  example)) {
+        out = static_cast<std::size_t>(*value);
+      }
+    };
+    read_count("io_threads", "threads", 1, max_io_threads, "2", result.io_threads);
+    read_count("max_content_length", "bytes", 1, max_content_limit, "16777216",
+               result.max_content_length);
+    read_count("max_in_flight", "requests", 1, max_in_flight_limit, "64", result.max_in_flight);
+    read_count("write_buffer_limit", "bytes", min_write_buffer, max_write_buffer, "4194304",
+               result.write_buffer_limit);
+    read_count("max_connections", "connections", 1, max_connections_limit, "10000",
+               result.max_connections);
+    read_count("max_connections_per_peer", "connections", 1, max_connections_per_peer_limit, "4",
+               result.max_connections_per_peer);
+
     // Milliseconds are the resolution, so 0.001 s is the shortest duration.
     const std::string seconds =
         "a number of seconds from 0.001 to " + std::to_string(max_duration_seconds);
+    // `disabled` is what 0 means for a duration that may be turned off, or
+    // empty when 0 is not allowed.
     const auto read_seconds = [&](std::string_view key, std::string_view example,
-                                  std::chrono::milliseconds& out) {
-      if (const auto value = read(key, false, 0.001, max_duration_seconds, seconds, example)) {
+                                  std::chrono::milliseconds& out, std::string_view disabled = {}) {
+      const bool zero_allowed = !disabled.empty();
+      const std::string range =
+          zero_allowed ? seconds + ", or 0 for " + std::string(disabled) : seconds;
+      if (const auto value =
+              read(key, false, 0.001, max_duration_seconds, range, example, zero_allowed)) {
         out = std::chrono::milliseconds(std::llround(*value * 1000));
       }
     };
     read_seconds("connect_timeout", "5.0", result.connect_timeout);
     read_seconds("request_timeout", "30.0", result.request_timeout);
     read_seconds("shutdown_timeout", "5.0", result.shutdown_timeout);
+    read_seconds("idle_timeout", "60.0", result.idle_timeout, "never");
+    read_seconds("handler_timeout", "60.0", result.handler_timeout, "no deadline");
+
+    if (const auto keep_alive = read_bool(table, join_key_path(path, "keep_alive"), "keep_alive")) {
+      result.keep_alive = *keep_alive;
+    }
     return result;
   }
 
-  // A number from `lowest` to `highest` (an integer when `integral`), or
-  // nothing when the key is absent. `range` describes the accepted values.
+  // true or false, or nothing when the key is absent.
+  std::optional<bool> read_bool(const config_node& table, const std::string& path,
+                                std::string_view key) const {
+    const config_node* node = table.find(key);
+    if (node == nullptr) return std::nullopt;
+    if (node->type != kind::boolean) {
+      fail(*node, path,
+           describe(*node) + "; use true or false, e.g. " + words_.assign(key, "true"));
+    }
+    return node->boolean;
+  }
+
+  // A number from `lowest` to `highest` (an integer when `integral`), or 0
+  // when `zero_allowed`, or nothing when the key is absent. `range`
+  // describes the accepted values.
   std::optional<double> read_number(const config_node& table, const std::string& path,
                                     std::string_view key, bool integral, double lowest,
                                     double highest, const std::string& range,
-                                    std::string_view example) const {
+                                    std::string_view example, bool zero_allowed) const {
     const config_node* node = table.find(key);
     if (node == nullptr) return std::nullopt;
     double number = 0;
@@ -319,7 +366,7 @@ class config_reader {
            describe(*node) + "; use " + range + ", e.g. " + words_.assign(key, example));
     }
     // Written so NaN, which compares false to everything, fails too.
-    if (!(number >= lowest && number <= highest)) {
+    if (!(number >= lowest && number <= highest) && !(zero_allowed && number == 0)) {
       fail(*node, path, written(*node) + " is out of range; use " + range);
     }
     return number;
@@ -336,6 +383,20 @@ class config_reader {
 config read_config_document(const config_node& root, std::string_view source,
                             config_format format) {
   return config_reader(source, format).read(root);
+}
+
+std::string spell_float(double number) {
+  std::array<char, 64> buffer{};
+  // Plain decimals for the magnitudes a config holds, exponents beyond them.
+  const double magnitude = std::fabs(number);
+  const bool plain = magnitude == 0 || (magnitude >= 1e-6 && magnitude < 1e16);
+  const auto result =
+      plain ? std::to_chars(buffer.data(), buffer.data() + buffer.size(), number,
+                            std::chars_format::fixed)
+            : std::to_chars(buffer.data(), buffer.data() + buffer.size(), number);
+  std::string text(buffer.data(), result.ptr);
+  if (std::isfinite(number) && text.find_first_of(".e") == std::string::npos) text += ".0";
+  return text;
 }
 
 void throw_syntax_error(std::string_view source, std::size_t line, std::size_t column,

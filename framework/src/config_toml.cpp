@@ -38,11 +38,16 @@ config_node to_document(const toml::node& value) {
       node.type = kind::floating;
       node.number = value.as_floating_point()->get();
       break;
-    case toml::node_type::boolean: node.type = kind::boolean; break;
+    case toml::node_type::boolean:
+      node.type = kind::boolean;
+      node.boolean = value.as_boolean()->get();
+      break;
     default: node.type = kind::date_time; break;
   }
   if (const auto* text = value.as_string()) {
     node.text = text->get();
+  } else if (node.type == kind::floating) {
+    node.text = spell_float(node.number);  // toml++ prints 0.0004 as 0.00040000000000000002
   } else {
     // toml++ prints scalars in TOML spelling: 70000, 2.0, nan, 1979-05-27.
     std::ostringstream out;

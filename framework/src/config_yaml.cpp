@@ -89,8 +89,10 @@ void resolve_scalar(const YAML::Node& value, config_node& node) {
   const std::string& text = node.text;
   if (value.Tag() == "!" || value.Tag() == string_tag) {
     node.type = kind::string;
-  } else if (one_of(text, {"true", "True", "TRUE", "false", "False", "FALSE", "yes", "Yes",
-                           "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"})) {
+  } else if (one_of(text, {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"})) {
+    node.type = kind::boolean;
+    node.boolean = true;
+  } else if (one_of(text, {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"})) {
     node.type = kind::boolean;
   } else if (one_of(text, {"null", "Null", "NULL", "~"})) {
     node.type = kind::null;

@@ -54,9 +54,14 @@ struct client_options {
   static client_options from_config(const config& cfg, std::string name = {});
 };
 
+class io_pool;
+
 class client {
  public:
   client(asio::any_io_executor executor, endpoint peer, client_options options = {});
+  // On a pool whose contexts each run on one thread, a keep-alive client
+  // needs no strand, and sends from that thread run without a hop.
+  client(io_pool& pool, endpoint peer, client_options options = {});
 
   // Sends one request and returns the host's `result`. Throws comet::error.
   // The whole exchange, connect included, is bounded by request_timeout.

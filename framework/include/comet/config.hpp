@@ -17,6 +17,13 @@
 //   request_timeout = 30.0       # seconds
 //   shutdown_timeout = 5.0       # seconds
 //   max_content_length = 16777216  # bytes
+//   max_in_flight = 64           # tagged requests per host connection
+//   write_buffer_limit = 4194304 # bytes of unread answers per host connection
+//   max_connections = 10000      # open host connections
+//   idle_timeout = 60.0          # seconds; 0: never
+//   handler_timeout = 60.0       # seconds; 0: no deadline
+//   keep_alive = false           # clients reuse connections
+//   max_connections_per_peer = 4 # with keep_alive
 //
 // Other top-level tables are ignored, so the block can live inside a larger
 // application config; it may also sit under a top-level `settings` table.
@@ -46,6 +53,20 @@ struct settings {
   std::chrono::milliseconds shutdown_timeout{5000};
   // Largest content a host accepts or a client reads, in bytes.
   std::size_t max_content_length = 16 * 1024 * 1024;
+  // Tagged requests one host connection may have running at once.
+  std::size_t max_in_flight = 64;
+  // Unread answers a host buffers per connection, in bytes, before it stops reading.
+  std::size_t write_buffer_limit = 4 * 1024 * 1024;
+  // Connections a host keeps open at most; past it new ones are closed at once.
+  std::size_t max_connections = 10000;
+  // A host disconnects a peer silent (or not reading) this long; zero: never.
+  std::chrono::milliseconds idle_timeout{60000};
+  // A host cancels a coroutine handler running this long; zero: no deadline.
+  std::chrono::milliseconds handler_timeout{60000};
+  // Clients reuse connections to a peer (keep-alive) instead of one per message.
+  bool keep_alive = false;
+  // With keep_alive: connections a client keeps open to each peer.
+  std::size_t max_connections_per_peer = 4;
 
   friend bool operator==(const settings&, const settings&) = default;
 };
