@@ -329,3 +329,26 @@ TEST_CASE("a keep-alive client reports a host that goes away and reconnects when
   second.start();
   CHECK(c.send_sync("echo", 3) == 3);
 }
+
+TEST_CASE("a refused connect is retried, so a host that is starting is reached",
+          "[integration][client]") {
+  const auto at = closed_port();
+  io_pool pool(2);
+  host_options o;
+  o.listen = at;
+  host late(pool.get_executor(), o);
+  late.on("echo", [](const std::string&, const json::value& v) { return v; });
+  for (const bool keep_alive : {false, true}) {
+    INFO("keep_alive " << keep_alive);
+    client c(pool.get_executor(), at, {.keep_alive = keep_alive, .connect_retries = 3});
+    auto answer = asio::co_spawn(pool.get_executor(), c.send("echo", "eventually"), asio::use_future);
+    if (!keep_alive) {
+      std::this_thread::sleep_for(70ms);  // the first attempts are refused
+      late.start();
+    }
+    REQUIRE(answer.wait_for(10s) == std::future_status::ready);
+    CHECK(answer.get() == "eventually");
+  }
+  client impatient(pool.get_executor(), closed_port(), {.connect_retries = 0});
+  CHECK_THROWS_AS(impatient.send_sync("echo", 1), comet::error);
+}

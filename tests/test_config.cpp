@@ -363,7 +363,8 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
         Contains("app.toml:5: comet.connect_timout: unknown key; comet takes only "
                  "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
                  "max_content_length, max_in_flight, write_buffer_limit, max_connections, "
-                 "idle_timeout, handler_timeout, keep_alive and max_connections_per_peer "
+                 "idle_timeout, handler_timeout, keep_alive, max_connections_per_peer, auth_token and "
+                         "allow "
                  "(did you mean connect_timeout?)"));
     REQUIRE_THROWS_WITH(parse(host_block + "[comet]\nmax_connection = 3\n"),
                         Contains("(did you mean max_connections?)"));
@@ -563,4 +564,14 @@ TEST_CASE("config errors: [comet] settings", "[unit]") {
     CHECK(parse(comet_block + "max_connections_per_peer = 1024\n")
               .framework.max_connections_per_peer == 1024);
   }
+}
+
+TEST_CASE("access-control settings are read and checked", "[unit]") {
+  const auto cfg = parse(host_block + "[comet]\nauth_token = \"k3y\"\nallow = \"127.0.0.0/8, ::1\"\n");
+  CHECK(cfg.framework.auth_token == "k3y");
+  CHECK(cfg.framework.allow == "127.0.0.0/8, ::1");
+  REQUIRE_THROWS_WITH(parse(host_block + "[comet]\nallow = \"127.0.0.0/8, nonsense\"\n"),
+                      Contains("app.toml:5: comet.allow: allow-list entry 'nonsense'"));
+  REQUIRE_THROWS_WITH(parse(host_block + "[comet]\nauth_token = 12\n"),
+                      Contains("app.toml:5: comet.auth_token:") && Contains("use a string"));
 }

@@ -438,3 +438,63 @@ TEST_CASE("stats report errors by code, bytes and latency", "[integration][host]
   CHECK(s.latency_p50.count() >= 0);
   CHECK(s.latency_p999 >= s.latency_p50);
 }
+
+TEST_CASE("a host with an auth token answers only requests that carry it",
+          "[integration][host][security]") {
+  host_options o = host_fixture::loopback();
+  o.auth_token = "s3cret-token";
+  host_fixture f(2, o);
+  add_echo(f.server);
+  const auto at = f.start();
+
+  auto without = f.make_client();
+  try {
+    without.send_sync("echo", 1);
+    FAIL("answered without a token");
+  } catch (const comet::error& e) {
+    CHECK(e.code() == errc::unauthorized);
+    CHECK_THAT(e.what(), Catch::Contains("requires an auth-token"));
+  }
+  auto wrong = f.make_client({.auth_token = "s3cret-tokem"});
+  CHECK_THROWS_WITH(wrong.send_sync("echo", 1), Catch::Contains("not valid"));
+
+  auto right = f.make_client({.auth_token = "s3cret-token"});
+  CHECK(right.send_sync("echo", "in") == "in");
+  auto pooled = f.make_client({.keep_alive = true, .auth_token = "s3cret-token"});
+  CHECK(pooled.send_sync("echo", "pooled") == "pooled");
+
+  // The refusal closes the connection, even one that asked for keep-alive.
+  raw_peer p(at);
+  p.write(request_frame("echo", 1, /*keep_alive=*/true));
+  auto r = decode_response(split(p.read_frame()).content);
+  REQUIRE(r.error);
+  CHECK(*r.error == errc::unauthorized);
+  CHECK(p.closed_by_peer());
+  CHECK(f.server.stats().errors_by_code.at("unauthorized") == 3);
+}
+
+TEST_CASE("an allow-list admits only listed addresses", "[integration][host][security]") {
+  SECTION("a loopback peer outside the list is refused") {
+    host_options o = host_fixture::loopback();
+    o.allow = {"10.0.0.0/8", "::1"};
+    host_fixture f(2, o);
+    add_echo(f.server);
+    f.start();
+    CHECK_THROWS_WITH(f.make_client().send_sync("echo", 1),
+                      Catch::Contains("does not accept requests from your address"));
+  }
+  SECTION("a listed network admits it") {
+    host_options o = host_fixture::loopback();
+    o.allow = {"192.168.1.7", "127.0.0.0/8"};
+    host_fixture f(2, o);
+    add_echo(f.server);
+    f.start();
+    CHECK(f.make_client().send_sync("echo", 2) == 2);
+  }
+  SECTION("a bad entry is a clear error") {
+    io_pool pool(1);
+    host_options o = host_fixture::loopback();
+    o.allow = {"127.0.0.0/33"};
+    CHECK_THROWS_WITH(host(pool.get_executor(), o), Catch::Contains("127.0.0.0/33"));
+  }
+}

@@ -90,6 +90,14 @@ error peer_info::lost(const boost::system::error_code& ec, std::string_view doin
                                             std::string(doing) + ": " + ec.message());
 }
 
+bool peer_info::retry_connect(const boost::system::error_code& ec, std::size_t attempt) const {
+  return ec == asio::error::connection_refused && attempt < options.connect_retries;
+}
+
+std::chrono::milliseconds peer_info::retry_delay(std::size_t attempt) {
+  return std::chrono::milliseconds(50) * (1 << std::min<std::size_t>(attempt, 6));
+}
+
 json::value peer_info::result_of(const frame_header& header, std::string_view content) const {
   if (!header.is_json())
     throw error(errc::protocol_error, describe() + " answered with content-type '" +
@@ -121,12 +129,19 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
   auto st = std::make_shared<exchange_state>(co_await asio::this_coro::executor);
 
   arm(st, started + std::min(peer.options.connect_timeout, peer.options.request_timeout));
-  auto [connect_ec] = co_await st->socket.async_connect(peer.target, use_tuple);
-  if (st->timed_out) throw peer.connect_timed_out();
-  if (connect_ec) throw peer.offline(connect_ec);
+  boost::system::error_code ignored;
+  for (std::size_t attempt = 0;; ++attempt) {
+    auto [connect_ec] = co_await st->socket.async_connect(peer.target, use_tuple);
+    if (st->timed_out) throw peer.connect_timed_out();
+    if (!connect_ec) break;
+    if (!peer.retry_connect(connect_ec, attempt)) throw peer.offline(connect_ec);
+    st->socket.close(ignored);  // the next async_connect opens it afresh
+    asio::steady_timer backoff(st->socket.get_executor(), peer_info::retry_delay(attempt));
+    co_await backoff.async_wait(use_tuple);
+    if (st->timed_out) throw peer.connect_timed_out();
+  }
   st->current = exchange_state::phase::requesting;
   arm(st, started + peer.options.request_timeout);
-  boost::system::error_code ignored;
   st->socket.set_option(tcp::no_delay(true), ignored);
 
   if (auto [ec, n] = co_await asio::async_write(st->socket, asio::buffer(frame), use_tuple); ec)
@@ -163,6 +178,7 @@ client_options client_options::from_config(const config& cfg, std::string name) 
   o.max_content_length = cfg.framework.max_content_length;
   o.keep_alive = cfg.framework.keep_alive;
   o.max_connections = cfg.framework.max_connections_per_peer;
+  o.auth_token = cfg.framework.auth_token;
   return o;
 }
 
@@ -195,7 +211,9 @@ asio::awaitable<json::value> client::send(std::string action, json::value value)
                                       self->pool->send(std::move(action), std::move(value)),
                                       asio::use_awaitable);
   }
-  std::string frame = encode_frame(frame_header{}, encode_request(action, value));
+  frame_header header;
+  header.auth_token = self->info->options.auth_token;
+  std::string frame = encode_frame(header, encode_request(action, value));
   // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
   // full-expression twice.
   const auto strand = asio::make_strand(self->executor);

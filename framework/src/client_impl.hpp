@@ -31,6 +31,10 @@ struct peer_info {
   error connect_timed_out() const;
   error timed_out() const;
   error lost(const boost::system::error_code& ec, std::string_view doing) const;
+  // Whether a failed connect is worth another try (refused, attempts left),
+  // and how long to wait first: 50 ms, doubling.
+  bool retry_connect(const boost::system::error_code& ec, std::size_t attempt) const;
+  static std::chrono::milliseconds retry_delay(std::size_t attempt);
   // The result of a response frame, or the error it reports (thrown).
   json::value result_of(const frame_header& header, std::string_view content) const;
 };

@@ -82,6 +82,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
     frame_header h;
     h.keep_alive = true;
     h.request_id = request.id;
+    h.auth_token = pool_->info_->options.auth_token;
     append_frame(out_pending_, h, content);
     flush();
   }
@@ -134,10 +135,20 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       boost::system::error_code ignored;
       socket_.close(ignored);
     });
-    auto [ec] = co_await socket_.async_connect(info.target, use_tuple);
+    boost::system::error_code ec;
+    for (std::size_t attempt = 0;; ++attempt) {
+      std::tie(ec) = co_await socket_.async_connect(info.target, use_tuple);
+      if (!ec || connect_timed_out || current == state::closed || !info.retry_connect(ec, attempt))
+        break;
+      boost::system::error_code ignored;
+      socket_.close(ignored);  // the next async_connect opens it afresh
+      asio::steady_timer backoff(pool_->strand_, peer_info::retry_delay(attempt));
+      co_await backoff.async_wait(use_tuple);
+    }
     guard.cancel();
     if (current == state::closed) co_return;
-    if (ec) co_return fail(connect_timed_out ? info.connect_timed_out() : info.offline(ec));
+    if (ec || connect_timed_out)
+      co_return fail(connect_timed_out ? info.connect_timed_out() : info.offline(ec));
 
     boost::system::error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);
@@ -320,7 +331,9 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
   if (!conn) {  // the peer closes after every answer: a connection per message
     // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
     // full-expression twice.
-    std::string frame = encode_frame(frame_header{}, encode_request(action, value));
+    frame_header header;
+    header.auth_token = info_->options.auth_token;
+    std::string frame = encode_frame(header, encode_request(action, value));
     co_return co_await client::impl::exchange(info_, std::move(frame));
   }
 

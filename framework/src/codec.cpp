@@ -60,6 +60,10 @@ void append_frame(std::string& out, const frame_header& h, std::string_view cont
     out += ", \"request-id\": ";
     append_unsigned(out, *h.request_id);
   }
+  if (!h.auth_token.empty()) {
+    out += ", \"auth-token\": ";
+    detail::append_json_string(out, h.auth_token);
+  }
   out += '}';
   const std::size_t header_size = out.size() - start - proto_header_size;
   if (header_size > max_json_header_size)

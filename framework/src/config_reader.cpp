@@ -5,6 +5,7 @@
 // the form  <source>:<line>: <dotted.key.path>: <what is wrong>; <how to fix>
 // and the checks run in the order a reader would fix things: unknown keys
 // first (a misspelt "port" explains a missing "Port" better than "missing").
+#include "access.hpp"
 #include "config_document.hpp"
 #include "config_wording.hpp"
 
@@ -34,10 +35,11 @@ constexpr std::string_view outer_key = "settings";
 constexpr std::array<std::string_view, 2> socket_keys{"Host", "Client"};
 constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
 // In the order docs/configuration.md lists them; error messages list them so.
-constexpr std::array<std::string_view, 12> settings_keys{
+constexpr std::array<std::string_view, 14> settings_keys{
     "io_threads",         "connect_timeout", "request_timeout",    "shutdown_timeout",
     "max_content_length", "max_in_flight",   "write_buffer_limit", "max_connections",
-    "idle_timeout",       "handler_timeout", "keep_alive",         "max_connections_per_peer"};
+    "idle_timeout",       "handler_timeout", "keep_alive",         "max_connections_per_peer",
+    "auth_token",         "allow"};
 
 constexpr std::int64_t max_port = 65535;
 constexpr std::int64_t max_io_threads = 256;
@@ -332,7 +334,31 @@ class config_reader {
     if (const auto keep_alive = read_bool(table, join_key_path(path, "keep_alive"), "keep_alive")) {
       result.keep_alive = *keep_alive;
     }
+    if (const config_node* token = read_string(table, join_key_path(path, "auth_token"), "auth_token",
+                                               "\"a-long-random-secret\"")) {
+      result.auth_token = token->text;
+    }
+    if (const config_node* allow = read_string(table, join_key_path(path, "allow"), "allow",
+                                               "\"127.0.0.0/8, 10.1.0.0/16\"")) {
+      try {
+        (void)address_filter(split_allow_list(allow->text));
+      } catch (const std::invalid_argument& e) {
+        fail(*allow, join_key_path(path, "allow"),
+             std::string(e.what()) + "; list addresses and networks separated by commas");
+      }
+      result.allow = allow->text;
+    }
     return result;
+  }
+
+  // A string, or nothing when the key is absent.
+  const config_node* read_string(const config_node& table, const std::string& path,
+                                 std::string_view key, std::string_view example) const {
+    const config_node* node = table.find(key);
+    if (node == nullptr) return nullptr;
+    if (node->type != kind::string)
+      fail(*node, path, describe(*node) + "; use a string, e.g. " + words_.assign(key, example));
+    return node;
   }
 
   // true or false, or nothing when the key is absent.

@@ -14,7 +14,16 @@ namespace json = boost::json;
 using json::string_view;
 using ec_t = json::error_code;
 
-enum class field { none, byteorder, content_type, content_encoding, content_length, keep_alive, request_id };
+enum class field {
+  none,
+  byteorder,
+  content_type,
+  content_encoding,
+  content_length,
+  keep_alive,
+  request_id,
+  auth_token
+};
 
 field field_of(std::string_view key) noexcept {
   if (key == "content-length") return field::content_length;
@@ -23,6 +32,7 @@ field field_of(std::string_view key) noexcept {
   if (key == "byteorder") return field::byteorder;
   if (key == "keep-alive") return field::keep_alive;
   if (key == "request-id") return field::request_id;
+  if (key == "auth-token") return field::auth_token;
   return field::none;
 }
 
@@ -34,6 +44,7 @@ const char* name_of(field f) noexcept {
     case field::content_length: return "content-length";
     case field::keep_alive: return "keep-alive";
     case field::request_id: return "request-id";
+    case field::auth_token: return "auth-token";
     case field::none: break;
   }
   return "";
@@ -180,6 +191,7 @@ struct header_handler {
       case field::byteorder: return &out->byteorder;
       case field::content_type: return &out->content_type;
       case field::content_encoding: return &out->content_encoding;
+      case field::auth_token: return &out->auth_token;
       default: return nullptr;
     }
   }

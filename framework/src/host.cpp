@@ -36,6 +36,7 @@ host::impl::impl(std::vector<asio::any_io_executor> executors, bool one_thread_e
       spread(std::move(executors)),
       single_threaded(one_thread_each),
       options(std::move(opts)),
+      allowed(options.allow),
       control(asio::make_strand(executor)),
       acceptor(control),
       drained(control, asio::steady_timer::time_point::max()),
@@ -140,7 +141,13 @@ asio::awaitable<void> host::impl::accept_loop() {
 }
 
 std::variant<request_message, encoded_response> host::impl::prepare(
-    const frame_header& header, std::string_view content) const {
+    const frame_header& header, std::string_view content, bool peer_admitted) const {
+  if (!peer_admitted)
+    return error_response(errc::unauthorized, "this host does not accept requests from your address");
+  if (!options.auth_token.empty() && !token_matches(options.auth_token, header.auth_token))
+    return error_response(errc::unauthorized,
+                          header.auth_token.empty() ? "this host requires an auth-token"
+                                                    : "the auth-token is not valid");
   if (!header.is_json())
     return error_response(errc::bad_request,
                           "content-type '" + header.content_type +
@@ -192,6 +199,8 @@ host_options host_options::from_config(const config& cfg) {
   o.max_connections = cfg.framework.max_connections;
   o.idle_timeout = cfg.framework.idle_timeout;
   o.handler_timeout = cfg.framework.handler_timeout;
+  o.auth_token = cfg.framework.auth_token;
+  o.allow = split_allow_list(cfg.framework.allow);
   return o;
 }
 

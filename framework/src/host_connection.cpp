@@ -38,7 +38,10 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
       arrived_(last_progress_) {
   boost::system::error_code ec;
   const auto remote = socket_.remote_endpoint(ec);
-  if (!ec) peer_ = endpoint{remote.address().to_string(), remote.port()};
+  if (!ec) {
+    peer_ = endpoint{remote.address().to_string(), remote.port()};
+    admitted_ = host_->allowed.admits(remote.address());
+  }
 }
 
 void host_connection::start() {
@@ -171,13 +174,16 @@ asio::awaitable<bool> host_connection::answer_buffered() {
 
     const auto request_id = decoder_.header().request_id;
     const bool keep_alive = decoder_.header().keep_alive && !host_->stopping && !stop_reading_;
-    auto request = host_->prepare(decoder_.header(), decoder_.content());
+    auto request = host_->prepare(decoder_.header(), decoder_.content(), admitted_);
     in_start_ += decoder_.frame_size();
     decoder_.reset();
 
     if (auto* refused = std::get_if<encoded_response>(&request)) {
-      queue(request_id, keep_alive, *refused, arrived_);
-      if (!keep_alive) co_return false;
+      const bool unauthorized = refused->error == errc::unauthorized;
+      if (unauthorized)
+        log(log_level::warn, "host: refused " + peer_.to_string() + ": " + refused->content);
+      queue(request_id, keep_alive && !unauthorized, *refused, arrived_);
+      if (!keep_alive || unauthorized) co_return false;
       continue;
     }
     auto& message = std::get<request_message>(request);

@@ -5,6 +5,7 @@
 #include <comet/codec.hpp>
 #include <comet/host.hpp>
 
+#include "access.hpp"
 #include "host_metrics.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -35,6 +36,7 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   bool single_threaded;
   std::atomic<std::size_t> next_spread{0};
   host_options options;
+  address_filter allowed;
   action_router router;
   strand_type control;  // the acceptor and the stop timers live here
   tcp::acceptor acceptor;
@@ -57,7 +59,8 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // Decodes one request frame: the request to run, or the error response
   // that refuses it (bad_request, shutting_down).
   std::variant<request_message, encoded_response> prepare(const frame_header& header,
-                                                          std::string_view content) const;
+                                                          std::string_view content,
+                                                          bool peer_admitted) const;
   // Answers at once when only plain-function handlers are involved.
   std::optional<encoded_response> run_now(const request_message& request,
                                           std::optional<std::uint64_t> request_id,
@@ -112,6 +115,7 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   asio::any_io_executor strand_;
   std::shared_ptr<host::impl> host_;
   endpoint peer_;
+  bool admitted_ = true;  // the peer passed the allow-list
 
   std::string in_;  // bytes [in_start_, in_end_) are received and not yet consumed
   std::size_t in_start_ = 0;

@@ -50,6 +50,11 @@ struct client_options {
   // With keep_alive: connections kept per peer, and requests in flight on each.
   std::size_t max_connections = 4;
   std::size_t max_in_flight = 64;
+  // Sent as "auth-token" with every request, for hosts that require one.
+  std::string auth_token;
+  // A refused connection is retried this many times, after 50 ms, 100 ms,
+  // ... (within request_timeout): a host that is restarting is not offline.
+  std::size_t connect_retries = 2;
 
   static client_options from_config(const config& cfg, std::string name = {});
 };

@@ -31,6 +31,8 @@ struct frame_header {
   // PROTOCOL.md Part 2 extensions; absent unless set.
   bool keep_alive = false;
   std::optional<std::uint64_t> request_id;
+  // The shared secret a host may require ("auth-token"); empty when absent.
+  std::string auth_token;
 
   bool is_json() const noexcept { return content_type == json_content_type; }
 };

@@ -67,6 +67,11 @@ struct settings {
   bool keep_alive = false;
   // With keep_alive: connections a client keeps open to each peer.
   std::size_t max_connections_per_peer = 4;
+  // Access control (docs/security.md), off when empty: a host requires this
+  // "auth-token" on every request and clients send it; a host admits only
+  // the addresses and networks of the comma-separated allow-list.
+  std::string auth_token;
+  std::string allow;
 
   friend bool operator==(const settings&, const settings&) = default;
 };

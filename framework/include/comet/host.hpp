@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace comet {
 
@@ -48,6 +49,13 @@ struct host_options {
   // request answered `timeout`. Zero: no deadline. (A plain function cannot
   // be interrupted; it is not bounded by this.)
   std::chrono::milliseconds handler_timeout{60000};
+  // Access control, off by default so COMET peers keep working (see
+  // docs/security.md). A non-empty token must arrive in every request's
+  // "auth-token" header; a non-empty allow-list (addresses and networks,
+  // "10.0.0.0/8") admits only those peers. Requests that fail either get
+  // `unauthorized` and the connection is closed.
+  std::string auth_token;
+  std::vector<std::string> allow;
 
   static host_options from_config(const config& cfg);
 };
