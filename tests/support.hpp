@@ -195,6 +195,13 @@ inline std::string request_frame(std::string_view action, const json::value& val
   return encode_frame(h, encode_request(action, value));
 }
 
+// A coroutine handler that waits `value` milliseconds, then answers it.
+inline asio::awaitable<json::value> sleep_then_echo(const std::string&, const json::value& v) {
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(v.as_int64()));
+  co_await t.async_wait(asio::use_awaitable);
+  co_return v;
+}
+
 // An io_pool and a started host on 127.0.0.1 with an ephemeral port.
 struct host_fixture {
   explicit host_fixture(std::size_t threads = 2, host_options options = loopback())

@@ -291,12 +291,7 @@ TEST_CASE("a keep-alive client falls back to a connection per message for a COME
 TEST_CASE("a keep-alive client times out one request and keeps serving the rest",
           "[integration][client]") {
   host_fixture f;
-  f.server.on("sleep", [](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
-    asio::steady_timer t(co_await asio::this_coro::executor,
-                         std::chrono::milliseconds(v.as_int64()));
-    co_await t.async_wait(asio::use_awaitable);
-    co_return v;
-  });
+  f.server.on("sleep", sleep_then_echo);
   f.start();
   auto c = f.make_client({.request_timeout = 300ms, .keep_alive = true, .max_connections = 1});
   CHECK(c.send_sync("sleep", 1) == 1);

@@ -289,12 +289,7 @@ TEST_CASE("a host and client embed in an io_context the program runs itself",
 TEST_CASE("tagged requests on one connection run concurrently and answer in completion order",
           "[integration][host]") {
   host_fixture f;
-  f.server.on("sleep", [](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
-    asio::steady_timer t(co_await asio::this_coro::executor,
-                         std::chrono::milliseconds(v.as_int64()));
-    co_await t.async_wait(asio::use_awaitable);
-    co_return v;
-  });
+  f.server.on("sleep", sleep_then_echo);
   const auto at = f.start();
   raw_peer p(at);
   std::string burst;
