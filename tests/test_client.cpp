@@ -347,3 +347,28 @@ TEST_CASE("a refused connect is retried, so a host that is starting is reached",
   client impatient(pool.get_executor(), closed_port(), {.connect_retries = 0});
   CHECK_THROWS_AS(impatient.send_sync("echo", 1), comet::error);
 }
+
+TEST_CASE("a request over the host's limit is reported as too_large, not as a broken pipe",
+          "[integration][client]") {
+  host_options o = host_fixture::loopback();
+  o.max_content_length = 1000;
+  host_fixture f(2, o);
+  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  f.start();
+  const json::value big(json::string(4 << 20, 'x'));  // the host closes long before this is sent
+  for (const bool keep_alive : {false, true}) {
+    INFO("keep_alive " << keep_alive);
+    auto c = f.make_client({.keep_alive = keep_alive});
+    for (int i = 0; i < 5; ++i) {
+      auto e = failure_of([&] { c.send_sync("echo", big); });
+      CHECK(e.code() == errc::too_large);
+    }
+    CHECK(c.send_sync("echo", "small") == "small");
+  }
+  // The refusals did not make the keep-alive client give up on keep-alive.
+  const auto accepted = f.server.stats().connections_accepted;
+  auto pooled = f.make_client({.keep_alive = true});
+  CHECK_THROWS_AS(pooled.send_sync("echo", big), comet::error);
+  for (int i = 0; i < 5; ++i) CHECK(pooled.send_sync("echo", i) == i);
+  CHECK(f.server.stats().connections_accepted - accepted == 2);
+}

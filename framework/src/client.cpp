@@ -144,8 +144,10 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
   arm(st, started + peer.options.request_timeout);
   st->socket.set_option(tcp::no_delay(true), ignored);
 
-  if (auto [ec, n] = co_await asio::async_write(st->socket, asio::buffer(frame), use_tuple); ec)
-    throw st->timed_out ? peer.timed_out() : peer.lost(ec, "sending the request");
+  // A host may answer before it has read the whole request (too_large) and
+  // close: a failed write is reported only if no answer can be read.
+  auto [write_ec, written] = co_await asio::async_write(st->socket, asio::buffer(frame), use_tuple);
+  if (write_ec && st->timed_out) throw peer.timed_out();
 
   frame_decoder decoder(peer.options.max_content_length);
   std::string buffer(4096, '\0');
@@ -161,7 +163,9 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
       buffer.resize(2 * buffer.size());
     auto [ec, n] = co_await st->socket.async_read_some(
         asio::buffer(buffer.data() + filled, buffer.size() - filled), use_tuple);
-    if (ec) throw st->timed_out ? peer.timed_out() : peer.lost(ec, "reading the answer");
+    if (ec && st->timed_out) throw peer.timed_out();
+    if (ec && write_ec) throw peer.lost(write_ec, "sending the request");
+    if (ec) throw peer.lost(ec, "reading the answer");
     filled += n;
   }
   st->current = exchange_state::phase::connecting;  // disarms the watchdog

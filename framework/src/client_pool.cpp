@@ -72,6 +72,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   }
 
   bool accepts(std::size_t max_in_flight) const noexcept {
+    if (write_failed_) return false;
     const bool ready = current == state::open ||
                        (current == state::connecting && pool_->support_ == keep_alive_support::yes);
     return ready && pending.size() < max_in_flight;
@@ -195,22 +196,29 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       request = pending.front();
       pending.clear();
     }
+    std::optional<json::value> result;
+    std::optional<error> failure;
+    try {
+      result = pool_->info_->result_of(header, content);
+    } catch (const error& e) {
+      failure = e;
+    }
     if (header.keep_alive) {
       if (current == state::probing) {
         current = state::open;
         pool_->support_ = keep_alive_support::yes;
       }
     } else {
-      // The peer closes after this answer.
-      if (pool_->support_ == keep_alive_support::unknown) pool_->support_ = keep_alive_support::no;
+      // The peer closes after this answer. Only an ordinary answer says it
+      // never keeps connections (a COMET host): a comet-net host also closes
+      // after refusing a request (too_large, unauthorized).
+      if (pool_->support_ == keep_alive_support::unknown && !failure)
+        pool_->support_ = keep_alive_support::no;
       current = state::closing;
     }
     if (request) {
-      try {
-        request->result = pool_->info_->result_of(header, content);
-      } catch (const error& e) {
-        request->failure = e;
-      }
+      request->result = std::move(result);
+      request->failure = std::move(failure);
       request->settle(pool_->strand_);
     }
     if (current == state::closing && pending.empty()) close();
@@ -218,7 +226,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   }
 
   void flush() {
-    if (writing_ || out_pending_.empty() ||
+    if (writing_ || write_failed_ || out_pending_.empty() ||
         (current != state::open && current != state::probing && current != state::closing))
       return;
     writing_ = true;
@@ -228,8 +236,13 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
                         self->writing_ = false;
                         self->out_writing_.clear();
                         if (ec) {
-                          if (self->current != state::closed)
-                            self->fail(self->pool_->info_->lost(ec, "sending the request"));
+                          // The host may have answered before closing (too_large):
+                          // stop sending and let the reader take what arrives;
+                          // its end of stream fails whatever is left.
+                          boost::system::error_code ignored;
+                          self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+                          self->out_pending_.clear();
+                          self->write_failed_ = true;
                           return;
                         }
                         self->flush();
@@ -241,6 +254,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   frame_decoder decoder_;
   std::string out_pending_, out_writing_;
   bool writing_ = false;
+  bool write_failed_ = false;
 };
 
 peer_pool::peer_pool(asio::any_io_executor serial, bool serial_is_own_thread,

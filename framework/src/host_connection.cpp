@@ -230,8 +230,8 @@ asio::awaitable<bool> host_connection::answer_buffered() {
 void host_connection::queue(std::optional<std::uint64_t> request_id, bool keep_alive,
                             const encoded_response& response,
                             std::chrono::steady_clock::time_point arrived) {
+  if (closed_ || write_failed_) return;  // the peer is gone: nothing is answered
   host_->metrics.response(response.error, std::chrono::steady_clock::now() - arrived);
-  if (closed_ || write_failed_) return;
   frame_header h;
   h.keep_alive = keep_alive;
   h.request_id = request_id;
