@@ -204,3 +204,43 @@ TEST_CASE("JSON text is spelt as Python's json.dumps spells it", "[unit][codec]"
   CHECK(py(R"("tab\tquote\"back\\nl\nctl\u0001 µ")") ==
         "\"tab\\tquote\\\"back\\\\nl\\nctl\\u0001 µ\"");
 }
+
+TEST_CASE("canonical and free-form headers parse alike", "[unit][codec]") {
+  const std::string canonical =
+      R"({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": )";
+  struct sample {
+    std::string tail;  // after the prefix
+    bool valid;
+    std::size_t length;
+    bool keep_alive;
+    std::optional<std::uint64_t> id;
+  };
+  const std::vector<sample> samples{
+      {"54}", true, 54, false, std::nullopt},
+      {"0, \"keep-alive\": true}", true, 0, true, std::nullopt},
+      {"7, \"keep-alive\": true, \"request-id\": 18446744073709551615}", true, 7, true,
+       18446744073709551615ull},
+      {"7, \"request-id\": 3, \"keep-alive\": false}", true, 7, false, 3},
+      {"7, \"extra\": [1, {\"content-length\": \"x\"}]}", true, 7, false, std::nullopt},
+      {"054}", false, 0, false, std::nullopt},
+      {"-1}", false, 0, false, std::nullopt},
+      {"99999999999999999999999}", false, 0, false, std::nullopt},
+      {"5} ", true, 5, false, std::nullopt},
+      {"5}x", false, 0, false, std::nullopt},
+      {"5", false, 0, false, std::nullopt},
+  };
+  for (const auto& s : samples) {
+    // The same header, once as written and once respaced so that only the
+    // full parser can read it.
+    for (const std::string& text : {canonical + s.tail, "{ " + canonical.substr(1) + s.tail}) {
+      INFO(text);
+      std::string why;
+      const auto h = parse_frame_header(text, why);
+      REQUIRE(h.has_value() == s.valid);
+      if (!h) continue;
+      CHECK(h->content_length == s.length);
+      CHECK(h->keep_alive == s.keep_alive);
+      CHECK(h->request_id == s.id);
+    }
+  }
+}

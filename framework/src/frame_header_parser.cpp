@@ -5,6 +5,7 @@
 
 #include <boost/json/basic_parser_impl.hpp>
 
+#include <charconv>
 #include <cstdint>
 
 namespace comet {
@@ -212,11 +213,47 @@ json::parse_options header_options() {
   return o;
 }
 
+// The header exactly as COMET and comet-net write it, read without a JSON
+// parser: ", "-separated, in the canonical key order, only the keys we
+// write. Anything else (other spacing, order, keys, escapes) returns false
+// and goes to the full parser, which accepts every valid spelling.
+bool parse_canonical(std::string_view text, frame_header& h) {
+  constexpr std::string_view prefix =
+      R"({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": )";
+  if (!text.starts_with(prefix)) return false;
+  text.remove_prefix(prefix.size());
+  const auto read_unsigned = [&text](auto& out) {
+    if (text.empty() || text.front() < '0' || text.front() > '9' ||
+        (text.front() == '0' && text.size() > 1 && text[1] >= '0' && text[1] <= '9'))
+      return false;  // JSON has no leading zeros
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec != std::errc()) return false;
+    text.remove_prefix(static_cast<std::size_t>(end - text.data()));
+    return true;
+  };
+  if (!read_unsigned(h.content_length)) return false;
+  constexpr std::string_view keep_alive = R"(, "keep-alive": true)";
+  if (text.starts_with(keep_alive)) {
+    h.keep_alive = true;
+    text.remove_prefix(keep_alive.size());
+  }
+  constexpr std::string_view request_id = R"(, "request-id": )";
+  if (text.starts_with(request_id)) {
+    text.remove_prefix(request_id.size());
+    std::uint64_t id = 0;
+    if (!read_unsigned(id)) return false;
+    h.request_id = id;
+  }
+  return text == "}";
+}
+
 }  // namespace
 
 std::optional<frame_header> parse_frame_header(std::string_view text, std::string& error) {
   static const json::parse_options options = header_options();
   frame_header h;
+  if (parse_canonical(text, h)) return h;
+  h = frame_header{};
   json::basic_parser<header_handler> parser(options);
   parser.handler().out = &h;
   ec_t ec;

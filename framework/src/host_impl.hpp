@@ -136,6 +136,7 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   asio::steady_timer idle_watch_;
   std::chrono::steady_clock::time_point last_progress_;  // last read, or last write done
   std::chrono::steady_clock::time_point arrived_;        // when the current batch was read
+  std::uint64_t responses_ = 0;
 };
 
 }  // namespace comet

@@ -39,14 +39,15 @@ std::chrono::nanoseconds latency_histogram::percentile(double fraction) const no
   return std::chrono::nanoseconds(upper_bound_of(bucket_count - 1));
 }
 
-void host_metrics::response(std::optional<errc> error, std::chrono::nanoseconds latency) noexcept {
+void host_metrics::response(std::optional<errc> error,
+                            std::optional<std::chrono::nanoseconds> latency) noexcept {
   responses_.fetch_add(1, std::memory_order_relaxed);
   if (error) {
     const int slot = static_cast<int>(*error) - static_cast<int>(errc::bad_request);
     if (slot >= 0 && slot < error_slots)
       errors_[static_cast<std::size_t>(slot)].fetch_add(1, std::memory_order_relaxed);
   }
-  latency_.record(latency);
+  if (latency) latency_.record(*latency);
 }
 
 void host_metrics::fill(host_stats& s) const {

@@ -31,7 +31,9 @@ class latency_histogram {
 
 class host_metrics {
  public:
-  void response(std::optional<errc> error, std::chrono::nanoseconds latency) noexcept;
+  // Counts a response. Its latency is recorded when given: callers sample
+  // it (reading the clock for every response costs more than it tells).
+  void response(std::optional<errc> error, std::optional<std::chrono::nanoseconds> latency) noexcept;
   void received(std::size_t bytes) noexcept { bytes_received_.fetch_add(bytes, std::memory_order_relaxed); }
   void sent(std::size_t bytes) noexcept { bytes_sent_.fetch_add(bytes, std::memory_order_relaxed); }
   void accepted() noexcept { accepted_.fetch_add(1, std::memory_order_relaxed); }
