@@ -73,7 +73,7 @@ asio::awaitable<void> send_loop(comet::client client, json::value value, tally& 
 }  // namespace
 
 comet_host_target::comet_host_target(std::size_t threads)
-    : pool_(threads), host_(pool_, echo_host_options()) {
+    : pool_(threads, comet::io_pool_layout::context_per_thread), host_(pool_, echo_host_options()) {
   host_.on("echo", [](const std::string&, const json::value& value) { return value; });
   port_ = host_.start().port;
 }
