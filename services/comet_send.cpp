@@ -126,7 +126,8 @@ comet::client make_target(const po::variables_map& args, const comet::config& cf
     }
   }
   const std::string name = args["client"].as<std::string>();
-  const comet::client& named = comet::client_set(executor, cfg)[name];
+  const comet::client_set clients(executor, cfg);
+  const comet::client& named = clients[name];
   options = comet::client_options::from_config(cfg, name);
   options.keep_alive = args.count("keep-alive") > 0;
   return comet::client(executor, named.peer(), options);

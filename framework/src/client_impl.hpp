@@ -88,7 +88,12 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   asio::any_io_executor strand_;
   bool own_thread_;
   std::shared_ptr<const peer_info> info_;
-  std::vector<std::shared_ptr<pooled_connection>> connections_;
+  // Weak: a connection is owned by its own coroutine and handlers, and it
+  // holds the pool; owning it here too would make a cycle that outlives an
+  // io_context stopped with connections open.
+  std::vector<std::weak_ptr<pooled_connection>> connections_;
+  // The connections still alive (and the list pruned of the others).
+  std::vector<std::shared_ptr<pooled_connection>> live();
   std::list<asio::steady_timer*> slot_waiters_;
   keep_alive_support support_ = keep_alive_support::unknown;
   std::uint64_t next_id_ = 1;

@@ -279,8 +279,7 @@ void peer_pool::watch_deadlines() {
     if (ec) return;
     const auto now = std::chrono::steady_clock::now();
     bool left = false;
-    auto all = self->connections_;
-    for (auto& c : all) left = c->expire(now) || left;
+    for (auto& c : self->live()) left = c->expire(now) || left;
     if (left) self->watch_deadlines();
   });
 }
@@ -295,7 +294,7 @@ peer_pool::pooled_connection* peer_pool::pick() {
   const auto& o = info_->options;
   const std::size_t max_in_flight = std::max<std::size_t>(1, o.max_in_flight);
   pooled_connection* best = nullptr;
-  for (auto& c : connections_)
+  for (auto& c : live())
     if (c->accepts(max_in_flight) && (!best || c->pending.size() < best->pending.size()))
       best = c.get();
   if (best) return best;
@@ -306,10 +305,22 @@ peer_pool::pooled_connection* peer_pool::pick() {
   return fresh.get();
 }
 
+std::vector<std::shared_ptr<peer_pool::pooled_connection>> peer_pool::live() {
+  std::vector<std::shared_ptr<pooled_connection>> alive;
+  std::erase_if(connections_, [&](const auto& weak) {
+    auto c = weak.lock();
+    if (!c) return true;
+    alive.push_back(std::move(c));
+    return false;
+  });
+  return alive;
+}
+
 void peer_pool::remove(pooled_connection& conn) {
-  auto it = std::find_if(connections_.begin(), connections_.end(),
-                         [&](const auto& c) { return c.get() == &conn; });
-  if (it != connections_.end()) connections_.erase(it);
+  std::erase_if(connections_, [&](const auto& weak) {
+    auto c = weak.lock();
+    return !c || c.get() == &conn;
+  });
   notify_slot();
 }
 
@@ -319,8 +330,7 @@ void peer_pool::notify_slot() {
 
 void peer_pool::shutdown() {
   shut_down_ = true;
-  auto all = connections_;
-  for (auto& c : all)
+  for (auto& c : live())
     c->fail(error(errc::connection_closed, "the client to " + info_->describe() + " was destroyed"));
   notify_slot();
 }

@@ -44,8 +44,9 @@ host::impl::impl(std::vector<asio::any_io_executor> executors, bool one_thread_e
 
 void host::impl::close_connections(bool graceful) {
   std::lock_guard lock(connections_mutex);
-  for (auto& conn : connections)
-    asio::post(conn->strand(), [conn, graceful] {
+  for (auto& entry : connections)
+    if (auto conn = entry.lock())
+      asio::post(conn->strand(), [conn, graceful] {
       if (graceful)
         conn->close_gracefully();
       else
@@ -53,16 +54,16 @@ void host::impl::close_connections(bool graceful) {
     });
 }
 
+bool host::impl::unlist(host_connection& conn) {
+  std::lock_guard lock(connections_mutex);
+  if (!conn.listed) return false;
+  conn.listed = false;
+  connections.erase(conn.position);
+  return connections.empty();
+}
+
 void host::impl::forget(host_connection& conn) {
-  bool now_drained = false;
-  {
-    std::lock_guard lock(connections_mutex);
-    if (!conn.listed) return;
-    conn.listed = false;
-    connections.erase(conn.position);
-    now_drained = connections.empty();
-  }
-  if (now_drained && stopping) notify_if_drained();
+  if (unlist(conn) && stopping) notify_if_drained();
 }
 
 bool host::impl::is_drained() {

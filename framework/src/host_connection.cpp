@@ -44,6 +44,10 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
   }
 }
 
+// Normally forgotten when it closes; this covers an io_context destroyed
+// with the connection still open.
+host_connection::~host_connection() { host_->unlist(*this); }
+
 void host_connection::start() {
   asio::co_spawn(strand_, [self = shared_from_this()] { return self->read_loop(); },
                  detail::log_failure("host connection"));

@@ -52,7 +52,10 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   host_metrics metrics;
 
   std::mutex connections_mutex;
-  std::list<std::shared_ptr<host_connection>> connections;
+  // Weak: a connection is owned by its own coroutines and handlers, and it
+  // holds the host; owning it here too would make a cycle that outlives an
+  // io_context stopped with connections open.
+  std::list<std::weak_ptr<host_connection>> connections;
 
   asio::awaitable<void> accept_loop();
 
@@ -72,6 +75,8 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // Removes a connection from the set; the last one out of a stopping host
   // completes async_stop. Safe to call twice.
   void forget(host_connection& conn);
+  // Removes it from the set; true when the set is then empty.
+  bool unlist(host_connection& conn);
   void notify_if_drained();
   bool is_drained();
   void begin_stop();
@@ -86,6 +91,7 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   // context's executor.
   host_connection(tcp::socket socket, asio::any_io_executor executor,
                   std::shared_ptr<host::impl> host);
+  ~host_connection();
 
   void start();
   // Posted by the host: finish what is in flight, then close.
@@ -95,7 +101,7 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
 
   const asio::any_io_executor& strand() const noexcept { return strand_; }
 
-  std::list<std::shared_ptr<host_connection>>::iterator position;
+  std::list<std::weak_ptr<host_connection>>::iterator position;
   bool listed = false;  // guarded by host::impl::connections_mutex
 
  private:
