@@ -346,7 +346,7 @@ TEST_CASE("a connection's tagged requests beyond max_in_flight wait for a slot",
   CHECK(peak == 2);
 }
 
-TEST_CASE("a peer that stalls mid-frame is dropped after idle_timeout; others are served",
+TEST_CASE("a peer that stalls mid-frame is dropped after idle_timeout while others are served",
           "[integration][host][limits]") {
   host_options o = host_fixture::loopback();
   o.idle_timeout = 300ms;
