@@ -148,11 +148,9 @@ struct header_handler {
       key.append(s.data(), s.size());
     return true;
   }
-  bool on_key(string_view s, std::size_t n, ec_t&) {
+  bool on_key(string_view s, std::size_t n, ec_t& ec) {
     if (!top()) return true;
-    if (n == s.size()) key.assign(s.data(), s.size());
-    else
-      key.append(s.data(), s.size());
+    on_key_part(s, n, ec);  // the last part of the key
     current = field_of(key);
     return true;
   }
