@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 namespace po = boost::program_options;
 namespace json = boost::json;
@@ -35,6 +36,14 @@ int check_config(const comet::config& cfg) {
   if (ec) {
     std::cerr << "comet-host: --host '" << cfg.host.ip
               << "' is not an IPv4 or IPv6 address; write a numeric address such as 127.0.0.1\n";
+    return 2;
+  }
+  try {
+    // A host that is never started reads its TLS files, and nothing else.
+    boost::asio::io_context unused;
+    comet::host probe(unused.get_executor(), cfg);
+  } catch (const comet::error& e) {
+    std::cerr << "comet-host: " << e.what() << '\n';
     return 2;
   }
   std::cout << (cfg.source.empty() ? "config" : cfg.source) << ": ok; host "
@@ -118,7 +127,14 @@ int main(int argc, char** argv) {
   // One io_context per thread: connections are spread over them and need
   // no strands.
   comet::io_pool pool(cfg.framework.io_threads, comet::io_pool_layout::context_per_thread);
-  comet::host host(pool, cfg);
+  std::optional<comet::host> made;
+  try {
+    made.emplace(pool, cfg);
+  } catch (const comet::error& e) {  // TLS files that cannot be used
+    std::cerr << "comet-host: " << e.what() << '\n';
+    return 2;
+  }
+  comet::host& host = *made;
   host.on("echo", [](const std::string&, const json::value& value) { return value; });
   host.on("status", [&host](const std::string&, const json::value&) {
     const auto s = host.stats();
@@ -134,6 +150,7 @@ int main(int argc, char** argv) {
         {"connections_open", s.connections_open},
         {"connections_accepted", s.connections_accepted},
         {"connections_refused", s.connections_refused},
+        {"tls_handshakes_failed", s.tls_handshakes_failed},
         {"latency_us",
          {{"p50", s.latency_p50.count()},
           {"p99", s.latency_p99.count()},

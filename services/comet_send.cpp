@@ -1,8 +1,8 @@
 // comet-send: sends a message and prints the answer's `result` as JSON.
 //
 // Exit status: 0 answered; 2 usage or config error; 3 peer offline or
-// connection lost; 4 timeout; 5 the host answered an error; 6 protocol error.
-// With --repeat, the status of the first failure.
+// connection lost; 4 timeout; 5 the host answered an error; 6 protocol error;
+// 7 TLS failed (files or handshake). With --repeat, the status of the first failure.
 #include <comet/comet.hpp>
 
 #include <boost/json/parse.hpp>
@@ -26,8 +26,9 @@ const char* usage = R"(Usage: comet-send (--to IP:PORT | --client NAME [--config
 Sends a COMET message and prints the answer's `result` as JSON on stdout.
 --value takes JSON text, @FILE to read it from a file, or - to read stdin.
 Exit status: 0 answered; 2 usage or config error; 3 peer offline or connection
-lost; 4 timeout; 5 the host answered an error; 6 protocol error. With --repeat,
-the status of the first failure, and a summary line on stderr.
+lost; 4 timeout; 5 the host answered an error; 6 protocol error; 7 TLS failed
+(files or handshake). With --repeat, the status of the first failure, and a
+summary line on stderr.
 
 Options)";
 
@@ -60,6 +61,7 @@ int exit_status(const std::error_code& code) {
     case comet::errc::connect_timeout:
     case comet::errc::request_timeout: return 4;
     case comet::errc::protocol_error: return 6;
+    case comet::errc::tls_error: return 7;
     case comet::errc::unknown_client: return 2;
     default: return 5;
   }

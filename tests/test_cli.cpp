@@ -3,6 +3,7 @@
 #include <comet/comet.hpp>
 
 #include "support.hpp"
+#include "tls_pki.hpp"
 
 #include <csignal>
 #include <filesystem>
@@ -85,7 +86,8 @@ result run_cli(const std::string& program, std::vector<std::string> args,
 
 // Starts comet-host on a free port and reads the address it logs.
 struct running_host {
-  running_host() : p(start("comet-host", {"--port", "0", "--threads", "1"})) {
+  explicit running_host(std::vector<std::string> extra = {})
+      : p(start("comet-host", with(std::move(extra), {"--port", "0", "--threads", "1"}))) {
     const std::string marker = "listening on ";
     for (int i = 0; i < 1000; ++i) {
       const std::string log = p.stderr_text();
@@ -110,6 +112,10 @@ struct running_host {
     stopped = true;
     ::kill(p.pid, SIGTERM);
     return p.wait();
+  }
+  static std::vector<std::string> with(std::vector<std::string> a, std::vector<std::string> b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
   }
   process p;
   std::string address;
@@ -347,4 +353,36 @@ TEST_CASE("comet-host --check-config reports a bad config and exits 2", "[cli]")
   auto bad_host = run_cli("comet-host", {"--check-config", "--host", "lab-pc"});
   CHECK(bad_host.status == 2);
   CHECK_THAT(bad_host.err, Catch::Contains("--host 'lab-pc' is not an IPv4 or IPv6 address"));
+}
+
+TEST_CASE("comet-host and comet-send speak TLS from a config", "[cli][tls]") {
+  test_pki pki;
+  const auto config_with = [&](const std::string& name, const std::string& ca) {
+    const auto file = pki.dir() / name;
+    std::ofstream(file) << "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 0\n"
+                           "[comet]\ntls = true\ntls_certificate = \"host.pem\"\n"
+                           "tls_private_key = \"host.key\"\ntls_ca = \"" + ca + "\"\n";
+    return file.string();
+  };
+  const std::string app = config_with("app.toml", "ca.pem");
+  const std::string wrong_ca = config_with("wrong.toml", "rogue-ca.pem");
+  running_host h({"--config", app});
+
+  auto echo = run_cli("comet-send", {"--config", app, "--to", h.address, "-a", "echo", "-v", "[1]"});
+  CHECK(echo.status == 0);
+  CHECK(echo.out == "[1]\n");
+
+  auto plain = run_cli("comet-send", {"--to", h.address, "-a", "echo"});
+  CHECK(plain.status == 3);
+  CHECK_THAT(plain.err, Catch::Contains("TLS"));
+
+  auto untrusted = run_cli("comet-send", {"--config", wrong_ca, "--to", h.address, "-a", "echo"});
+  CHECK(untrusted.status == 7);
+  CHECK(line_count(untrusted.err) == 1);
+  CHECK_THAT(untrusted.err, Catch::Contains("certificate verify failed"));
+
+  auto status = run_cli("comet-send", {"--config", app, "--to", h.address, "-a", "status"});
+  REQUIRE(status.status == 0);
+  CHECK(json::parse(status.out).at("tls_handshakes_failed").to_number<std::int64_t>() == 2);
+  CHECK(h.stop() == 0);
 }

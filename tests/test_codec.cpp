@@ -123,8 +123,10 @@ TEST_CASE("the decoder rejects malformed headers with a reason", "[unit][codec]"
     std::string reason;
   };
   const std::vector<bad> cases{
-      {"not json", "not valid JSON"},
-      {"[1,2]", "not an object"},
+      {"not json", "not a JSON object: it starts with 'n'"},
+      {"[1,2]", "not a JSON object: it starts with '['"},
+      {" [1]", "not an object"},
+      {"{not json}", "not valid JSON"},
       {R"({"content-type":"text/json","content-encoding":"utf-8","content-length":1})",
        "byteorder"},
       {R"({"byteorder":"little","content-encoding":"utf-8","content-length":1})", "content-type"},
@@ -147,6 +149,11 @@ TEST_CASE("the decoder rejects malformed headers with a reason", "[unit][codec]"
     CHECK(d.decode(with_header(c.header)) == frame_decoder::status::malformed);
     CHECK_THAT(d.error(), Catch::Contains(c.reason));
   }
+  // A TLS ClientHello seems to declare a 5,635-byte header: refused at once
+  // by its first bytes instead of waited for.
+  frame_decoder tls(1 << 20);
+  CHECK(tls.decode(std::string("\x16\x03\x01\x02\x00\x01", 6)) == frame_decoder::status::malformed);
+  CHECK_THAT(tls.error(), Catch::Contains("byte 0x01") && Catch::Contains("the peer uses TLS"));
   frame_decoder zero(1 << 20);
   CHECK(zero.decode(std::string(2, '\0')) == frame_decoder::status::malformed);
 }

@@ -30,9 +30,10 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // The socket and its watchdog for one request. Both live on one strand, so
 // the watchdog can close the socket without racing the coroutine.
 struct exchange_state {
-  explicit exchange_state(const asio::any_io_executor& ex) : socket(ex), watchdog(ex) {}
+  exchange_state(const asio::any_io_executor& ex, asio::ssl::context* tls)
+      : stream(tcp::socket(ex), tls), watchdog(ex) {}
   enum class phase { connecting, requesting };
-  tcp::socket socket;
+  transport stream;
   asio::steady_timer watchdog;
   phase current = phase::connecting;
   std::optional<phase> timed_out;
@@ -43,8 +44,7 @@ void arm(const std::shared_ptr<exchange_state>& st, std::chrono::steady_clock::t
   st->watchdog.async_wait([st, phase = st->current](boost::system::error_code ec) {
     if (ec || st->current != phase) return;
     st->timed_out = phase;
-    boost::system::error_code ignored;
-    st->socket.close(ignored);
+    st->stream.close();
   });
 }
 
@@ -83,9 +83,30 @@ error peer_info::timed_out() const {
                                           std::to_string(options.request_timeout.count()) + " ms");
 }
 
+error peer_info::tls_failed(const boost::system::error_code& ec) const {
+  return error(errc::tls_error,
+               "TLS handshake with " + describe() + " failed: " + describe_tls_failure(ec));
+}
+
+error peer_info::tls_timed_out() const {
+  return error(errc::tls_error,
+               "TLS handshake with " + describe() + " did not finish within " +
+                   std::to_string(std::min(options.connect_timeout, options.request_timeout).count()) +
+                   " ms; does the host use TLS?");
+}
+
 error peer_info::lost(const boost::system::error_code& ec, std::string_view doing) const {
-  if (ec == asio::error::eof)
-    return error(errc::connection_closed, describe() + " closed the connection before answering");
+  // Hosts close TLS connections without close_notify (frames carry their
+  // lengths): a truncated stream is an ordinary close.
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
+    return error(errc::connection_closed,
+                 describe() + " closed the connection before answering (its log says why; a "
+                              "host using TLS closes plain connections)");
+  // With TLS 1.3 a host rejects a client certificate after the client's
+  // handshake is done: the refusal arrives as an alert on the first read.
+  if (ec.category() == asio::error::get_ssl_category())
+    return error(errc::tls_error, "TLS with " + describe() + " failed while " +
+                                      std::string(doing) + ": " + describe_tls_failure(ec));
   return error(errc::connection_closed, "lost the connection to " + describe() + " while " +
                                             std::string(doing) + ": " + ec.message());
 }
@@ -126,27 +147,34 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
                                                     std::string frame) {
   const peer_info& peer = *info;
   const auto started = std::chrono::steady_clock::now();
-  auto st = std::make_shared<exchange_state>(co_await asio::this_coro::executor);
+  auto st = std::make_shared<exchange_state>(co_await asio::this_coro::executor, peer.tls.get());
 
   arm(st, started + std::min(peer.options.connect_timeout, peer.options.request_timeout));
   boost::system::error_code ignored;
   for (std::size_t attempt = 0;; ++attempt) {
-    auto [connect_ec] = co_await st->socket.async_connect(peer.target, use_tuple);
+    auto [connect_ec] = co_await st->stream.socket().async_connect(peer.target, use_tuple);
     if (st->timed_out) throw peer.connect_timed_out();
     if (!connect_ec) break;
     if (!peer.retry_connect(connect_ec, attempt)) throw peer.offline(connect_ec);
-    st->socket.close(ignored);  // the next async_connect opens it afresh
-    asio::steady_timer backoff(st->socket.get_executor(), peer_info::retry_delay(attempt));
+    st->stream.socket().close(ignored);  // the next async_connect opens it afresh
+    asio::steady_timer backoff(st->stream.socket().get_executor(), peer_info::retry_delay(attempt));
     co_await backoff.async_wait(use_tuple);
     if (st->timed_out) throw peer.connect_timed_out();
   }
+  st->stream.socket().set_option(tcp::no_delay(true), ignored);
+  if (st->stream.secure()) {
+    st->stream.verify_peer_name(peer.peer.ip);
+    auto [handshake_ec] =
+        co_await st->stream.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
+    if (st->timed_out) throw peer.tls_timed_out();
+    if (handshake_ec) throw peer.tls_failed(handshake_ec);
+  }
   st->current = exchange_state::phase::requesting;
   arm(st, started + peer.options.request_timeout);
-  st->socket.set_option(tcp::no_delay(true), ignored);
 
   // A host may answer before it has read the whole request (too_large) and
   // close: a failed write is reported only if no answer can be read.
-  auto [write_ec, written] = co_await asio::async_write(st->socket, asio::buffer(frame), use_tuple);
+  auto [write_ec, written] = co_await st->stream.async_write(asio::buffer(frame), use_tuple);
   if (write_ec && st->timed_out) throw peer.timed_out();
 
   frame_decoder decoder(peer.options.max_content_length);
@@ -161,7 +189,7 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
       buffer.resize(std::max(decoder.bytes_needed(), 2 * buffer.size()));
     else if (filled == buffer.size())
       buffer.resize(2 * buffer.size());
-    auto [ec, n] = co_await st->socket.async_read_some(
+    auto [ec, n] = co_await st->stream.async_read_some(
         asio::buffer(buffer.data() + filled, buffer.size() - filled), use_tuple);
     if (ec && st->timed_out) throw peer.timed_out();
     if (ec && write_ec) throw peer.lost(write_ec, "sending the request");
@@ -170,7 +198,7 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
   }
   st->current = exchange_state::phase::connecting;  // disarms the watchdog
   st->watchdog.cancel();
-  st->socket.close(ignored);
+  st->stream.close();
   co_return peer.result_of(decoder.header(), decoder.content());
 }
 
@@ -183,6 +211,7 @@ client_options client_options::from_config(const config& cfg, std::string name) 
   o.keep_alive = cfg.framework.keep_alive;
   o.max_connections = cfg.framework.max_connections_per_peer;
   o.auth_token = cfg.framework.auth_token;
+  o.tls = cfg.framework.tls;
   return o;
 }
 
@@ -194,7 +223,9 @@ std::shared_ptr<const peer_info> make_peer_info(endpoint peer, client_options op
     throw std::invalid_argument("comet::client: '" + peer.ip +
                                 "' is not an IP address (IPv4 or IPv6 literal expected)");
   tcp::endpoint target(address, peer.port);
-  return std::make_shared<const peer_info>(peer_info{std::move(peer), std::move(options), target});
+  auto tls = make_client_tls_context(options.tls);
+  return std::make_shared<const peer_info>(
+      peer_info{std::move(peer), std::move(options), target, std::move(tls)});
 }
 }  // namespace
 

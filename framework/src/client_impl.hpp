@@ -6,6 +6,8 @@
 #include <comet/codec.hpp>
 #include <comet/errors.hpp>
 
+#include "transport.hpp"
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -25,11 +27,14 @@ struct peer_info {
   endpoint peer;
   client_options options;
   tcp::endpoint target;
+  std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP
 
   std::string describe() const;  // "Telegram at 127.0.0.4:65432"
   error offline(const boost::system::error_code& ec) const;
   error connect_timed_out() const;
   error timed_out() const;
+  error tls_failed(const boost::system::error_code& ec) const;
+  error tls_timed_out() const;
   error lost(const boost::system::error_code& ec, std::string_view doing) const;
   // Whether a failed connect is worth another try (refused, attempts left),
   // and how long to wait first: 50 ms, doubling.

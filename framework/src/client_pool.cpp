@@ -59,7 +59,9 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   enum class state { connecting, probing, open, closing, closed };
 
   explicit pooled_connection(peer_pool& pool)
-      : pool_(pool.shared_from_this()), socket_(pool.strand_), decoder_(pool.info_->options.max_content_length) {}
+      : pool_(pool.shared_from_this()),
+        stream_(tcp::socket(pool.strand_), pool.info_->tls.get()),
+        decoder_(pool.info_->options.max_content_length) {}
 
   state current = state::connecting;
   // At most max_in_flight entries, answered roughly in order: a vector
@@ -119,8 +121,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   void close() {
     if (current == state::closed) return;
     current = state::closed;
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    stream_.close();
     pool_->remove(*this);
   }
 
@@ -133,18 +134,25 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
     guard.async_wait([&, self = shared_from_this()](boost::system::error_code ec) {
       if (ec || current != state::connecting) return;
       connect_timed_out = true;
-      boost::system::error_code ignored;
-      socket_.close(ignored);
+      stream_.close();
     });
     boost::system::error_code ec;
     for (std::size_t attempt = 0;; ++attempt) {
-      std::tie(ec) = co_await socket_.async_connect(info.target, use_tuple);
+      std::tie(ec) = co_await stream_.socket().async_connect(info.target, use_tuple);
       if (!ec || connect_timed_out || current == state::closed || !info.retry_connect(ec, attempt))
         break;
       boost::system::error_code ignored;
-      socket_.close(ignored);  // the next async_connect opens it afresh
+      stream_.socket().close(ignored);  // the next async_connect opens it afresh
       asio::steady_timer backoff(pool_->strand_, peer_info::retry_delay(attempt));
       co_await backoff.async_wait(use_tuple);
+    }
+    if (!ec && !connect_timed_out && current != state::closed && stream_.secure()) {
+      stream_.verify_peer_name(info.peer.ip);
+      std::tie(ec) =
+          co_await stream_.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
+      if (current == state::closed) co_return;
+      if (connect_timed_out) co_return fail(info.tls_timed_out());
+      if (ec) co_return fail(info.tls_failed(ec));
     }
     guard.cancel();
     if (current == state::closed) co_return;
@@ -152,7 +160,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       co_return fail(connect_timed_out ? info.connect_timed_out() : info.offline(ec));
 
     boost::system::error_code ignored;
-    socket_.set_option(tcp::no_delay(true), ignored);
+    stream_.socket().set_option(tcp::no_delay(true), ignored);
     current = pool_->support_ == keep_alive_support::yes ? state::open : state::probing;
     flush();
 
@@ -179,7 +187,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       if (in.size() < decoder_.bytes_needed() || in.size() - end < read_chunk / 4)
         in.resize(std::max({decoder_.bytes_needed(), end + read_chunk, 2 * in.size()}));
       auto [read_ec, n] =
-          co_await socket_.async_read_some(asio::buffer(in.data() + end, in.size() - end), use_tuple);
+          co_await stream_.async_read_some(asio::buffer(in.data() + end, in.size() - end), use_tuple);
       if (read_ec) {
         if (current != state::closed) fail(info.lost(read_ec, "reading the answer"));
         co_return;
@@ -231,7 +239,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       return;
     writing_ = true;
     std::swap(out_pending_, out_writing_);
-    asio::async_write(socket_, asio::buffer(out_writing_),
+    stream_.async_write(asio::buffer(out_writing_),
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                         self->writing_ = false;
                         self->out_writing_.clear();
@@ -240,7 +248,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
                           // stop sending and let the reader take what arrives;
                           // its end of stream fails whatever is left.
                           boost::system::error_code ignored;
-                          self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+                          self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
                           self->out_pending_.clear();
                           self->write_failed_ = true;
                           return;
@@ -250,7 +258,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   }
 
   std::shared_ptr<peer_pool> pool_;
-  tcp::socket socket_;
+  transport stream_;
   frame_decoder decoder_;
   std::string out_pending_, out_writing_;
   bool writing_ = false;

@@ -93,6 +93,29 @@ frame_decoder::status frame_decoder::decode(std::string_view buffered) {
       error_ = "JSON header length is 0";
       return status::malformed;
     }
+    // A header is a JSON object: anything else is known from its first
+    // byte, without waiting for the length it seems to declare (a TLS
+    // ClientHello declares 5,635 bytes and would sit until a timeout).
+    if (buffered.size() > proto_header_size) {
+      const char first = buffered[proto_header_size];
+      if (first != '{' && first != ' ' && first != '\t' && first != '\n' && first != '\r') {
+        error_ = "the JSON header is not a JSON object: it starts with ";
+        const auto byte = static_cast<unsigned char>(first);
+        if (byte >= 0x20 && byte < 0x7F) {
+          error_ += '\'';
+          error_ += first;
+          error_ += "', not '{'";
+        } else {
+          constexpr char hex[] = "0123456789abcdef";
+          error_ += "byte 0x";
+          error_ += hex[byte >> 4];
+          error_ += hex[byte & 0xF];
+        }
+        if (buffered[0] == '\x16' && buffered[1] == '\x03')
+          error_ += " (the bytes are a TLS handshake: the peer uses TLS and this side does not)";
+        return status::malformed;
+      }
+    }
     if (buffered.size() < proto_header_size + header_size_) {
       bytes_needed_ = proto_header_size + header_size_;
       return status::need_more;

@@ -81,7 +81,17 @@ config parse_config(std::string_view text, std::string_view source_name, config_
 }
 
 config load_config(const std::filesystem::path& file) {
-  return parse_config(read_config_file(file), file.string(), config_format_of(file));
+  config cfg = parse_config(read_config_file(file), file.string(), config_format_of(file));
+  // A config names its TLS files relative to itself, so it works from any
+  // working directory.
+  const auto next_to_config = [&](std::string& path) {
+    if (!path.empty() && std::filesystem::path(path).is_relative())
+      path = (file.parent_path() / path).lexically_normal().string();
+  };
+  next_to_config(cfg.framework.tls.certificate);
+  next_to_config(cfg.framework.tls.private_key);
+  next_to_config(cfg.framework.tls.ca);
+  return cfg;
 }
 
 std::string_view default_config_text() noexcept {

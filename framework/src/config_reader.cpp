@@ -35,11 +35,12 @@ constexpr std::string_view outer_key = "settings";
 constexpr std::array<std::string_view, 2> socket_keys{"Host", "Client"};
 constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
 // In the order docs/configuration.md lists them; error messages list them so.
-constexpr std::array<std::string_view, 14> settings_keys{
+constexpr std::array<std::string_view, 19> settings_keys{
     "io_threads",         "connect_timeout", "request_timeout",    "shutdown_timeout",
     "max_content_length", "max_in_flight",   "write_buffer_limit", "max_connections",
     "idle_timeout",       "handler_timeout", "keep_alive",         "max_connections_per_peer",
-    "auth_token",         "allow"};
+    "auth_token",         "allow",           "tls",                "tls_certificate",
+    "tls_private_key",    "tls_ca",          "tls_require_client_certificate"};
 
 constexpr std::int64_t max_port = 65535;
 constexpr std::int64_t max_io_threads = 256;
@@ -348,7 +349,34 @@ class config_reader {
       }
       result.allow = allow->text;
     }
+    read_tls(table, path, result.tls);
     return result;
+  }
+
+  void read_tls(const config_node& table, const std::string& path, tls_settings& tls) const {
+    if (const auto enabled = read_bool(table, join_key_path(path, "tls"), "tls"))
+      tls.enabled = *enabled;
+    const auto read_file = [&](std::string_view key, std::string_view example, std::string& out) {
+      if (const config_node* file = read_string(table, join_key_path(path, key), key, example))
+        out = file->text;
+    };
+    read_file("tls_certificate", "\"certs/host.pem\"", tls.certificate);
+    read_file("tls_private_key", "\"certs/host.key\"", tls.private_key);
+    read_file("tls_ca", "\"certs/ca.pem\"", tls.ca);
+    const std::string require_key = join_key_path(path, "tls_require_client_certificate");
+    if (const auto require = read_bool(table, require_key, "tls_require_client_certificate"))
+      tls.require_client_certificate = *require;
+    if (!tls.enabled) return;
+    if (tls.certificate.empty() != tls.private_key.empty()) {
+      const std::string_view given = tls.certificate.empty() ? "tls_private_key" : "tls_certificate";
+      const std::string_view missing = tls.certificate.empty() ? "tls_certificate" : "tls_private_key";
+      fail(*table.find(given), join_key_path(path, given),
+           "set without " + std::string(missing) + "; a certificate needs its private key");
+    }
+    if (tls.require_client_certificate && tls.ca.empty()) {
+      fail(*table.find("tls_require_client_certificate"), require_key,
+           "needs tls_ca: the CA whose signature a client certificate must carry");
+    }
   }
 
   // A string, or nothing when the key is absent.

@@ -38,6 +38,7 @@ class comet_category final : public std::error_category {
       case errc::unknown_client: return "no client of that name";
       case errc::would_deadlock: return "the call would deadlock";
       case errc::bind_failed: return "cannot listen on the address";
+      case errc::tls_error: return "TLS failed";
     }
     return "unknown comet error";
   }

@@ -37,6 +37,7 @@ host::impl::impl(std::vector<asio::any_io_executor> executors, bool one_thread_e
       single_threaded(one_thread_each),
       options(std::move(opts)),
       allowed(options.allow),
+      tls(make_host_tls_context(options.tls)),
       control(asio::make_strand(executor)),
       acceptor(control),
       drained(control, asio::steady_timer::time_point::max()),
@@ -202,6 +203,7 @@ host_options host_options::from_config(const config& cfg) {
   o.handler_timeout = cfg.framework.handler_timeout;
   o.auth_token = cfg.framework.auth_token;
   o.allow = split_allow_list(cfg.framework.allow);
+  o.tls = cfg.framework.tls;
   return o;
 }
 

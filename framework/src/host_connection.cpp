@@ -27,7 +27,7 @@ constexpr std::size_t read_chunk = 16 * 1024;
 
 host_connection::host_connection(tcp::socket socket, asio::any_io_executor strand,
                                  std::shared_ptr<host::impl> host)
-    : socket_(std::move(socket)),
+    : stream_(std::move(socket), host->tls.get()),
       strand_(std::move(strand)),
       host_(std::move(host)),
       decoder_(host_->options.max_content_length),
@@ -37,7 +37,7 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
       last_progress_(std::chrono::steady_clock::now()),
       arrived_(last_progress_) {
   boost::system::error_code ec;
-  const auto remote = socket_.remote_endpoint(ec);
+  const auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) {
     peer_ = endpoint{remote.address().to_string(), remote.port()};
     admitted_ = host_->allowed.admits(remote.address());
@@ -92,9 +92,7 @@ void host_connection::close_gracefully() {
 void host_connection::close_now() {
   if (closed_) return;
   closed_ = true;
-  boost::system::error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  stream_.close();
   wake();
   idle_watch_.cancel();
   host_->forget(*this);
@@ -109,6 +107,7 @@ asio::awaitable<void> host_connection::wait_for_wake() {
 
 asio::awaitable<void> host_connection::read_loop() {
   const std::size_t high_water = host_->options.write_buffer_limit;
+  if (stream_.secure() && !co_await handshake()) co_return close_now();
   in_.resize(read_chunk);
 
   while (!closed_) {
@@ -135,7 +134,7 @@ asio::awaitable<void> host_connection::read_loop() {
       in_.resize(std::max({needed, in_end_ + read_chunk, std::min(2 * in_.size(), needed + read_chunk)}));
 
     auto [ec, n] =
-        co_await socket_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+        co_await stream_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
                                          use_tuple);
     if (ec) {
       if (in_end_ != in_start_ && !closed_ && ec != asio::error::operation_aborted)
@@ -155,6 +154,20 @@ asio::awaitable<void> host_connection::read_loop() {
     co_await wait_for_wake();
   }
   close_now();
+}
+
+asio::awaitable<bool> host_connection::handshake() {
+  auto [ec] = co_await stream_.tls().async_handshake(asio::ssl::stream_base::server, use_tuple);
+  if (!ec) {
+    last_progress_ = std::chrono::steady_clock::now();
+    co_return true;
+  }
+  if (!closed_) {
+    host_->metrics.tls_failed();
+    log(log_level::warn, "host: TLS handshake with " + peer_.to_string() +
+                             " failed: " + describe_tls_failure(ec) + "; closing");
+  }
+  co_return false;
 }
 
 asio::awaitable<bool> host_connection::answer_buffered() {
@@ -249,7 +262,7 @@ void host_connection::flush() {
   if (writing_ || out_pending_.empty() || closed_ || write_failed_) return;
   writing_ = true;
   std::swap(out_pending_, out_writing_);
-  asio::async_write(socket_, asio::buffer(out_writing_),
+  stream_.async_write(asio::buffer(out_writing_),
                     [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                       self->writing_ = false;
                       self->host_->metrics.sent(n);

@@ -7,6 +7,7 @@
 
 #include "access.hpp"
 #include "host_metrics.hpp"
+#include "transport.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -37,6 +38,7 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   std::atomic<std::size_t> next_spread{0};
   host_options options;
   address_filter allowed;
+  std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP
   action_router router;
   strand_type control;  // the acceptor and the stop timers live here
   tcp::acceptor acceptor;
@@ -106,6 +108,8 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
 
  private:
   asio::awaitable<void> read_loop();
+  // The TLS handshake, when the host uses TLS; false if it failed.
+  asio::awaitable<bool> handshake();
   // Answers every complete frame in the read buffer. Returns false once the
   // connection must stop reading.
   asio::awaitable<bool> answer_buffered();
@@ -117,7 +121,7 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   bool idle() const noexcept;
   void watch_idle();
 
-  tcp::socket socket_;
+  transport stream_;
   asio::any_io_executor strand_;
   std::shared_ptr<host::impl> host_;
   endpoint peer_;

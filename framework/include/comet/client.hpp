@@ -55,6 +55,11 @@ struct client_options {
   // A refused connection is retried this many times, after 50 ms, 100 ms,
   // ... (within request_timeout): a host that is restarting is not offline.
   std::size_t connect_retries = 2;
+  // TLS to the host (and a client certificate for mutual TLS). The files are
+  // read when the client is constructed, which throws
+  // comet::error(errc::tls_error) naming a file that cannot be used; a
+  // failed handshake fails the send with errc::tls_error.
+  tls_settings tls;
 
   static client_options from_config(const config& cfg, std::string name = {});
 };

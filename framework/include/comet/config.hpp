@@ -24,6 +24,11 @@
 //   handler_timeout = 60.0       # seconds; 0: no deadline
 //   keep_alive = false           # clients reuse connections
 //   max_connections_per_peer = 4 # with keep_alive
+//   tls = false                  # TLS for the host and every client
+//   tls_certificate = "host.pem" # PEM files; relative to the config file
+//   tls_private_key = "host.key"
+//   tls_ca = "ca.pem"            # whom to trust
+//   tls_require_client_certificate = false  # a host's mutual TLS
 //
 // Other top-level tables are ignored, so the block can live inside a larger
 // application config; it may also sit under a top-level `settings` table.
@@ -41,6 +46,25 @@
 #include <string_view>
 
 namespace comet {
+
+// TLS for hosts and clients (docs/security.md). Off by default: COMET's
+// Python peers speak plain TCP.
+struct tls_settings {
+  bool enabled = false;
+  // PEM files. A host needs both; a client presents them when given, for
+  // hosts that require client certificates (mutual TLS).
+  std::string certificate;  // the certificate chain, leaf first
+  std::string private_key;
+  // PEM file of the CA certificates to trust. A client checks the host's
+  // certificate against it (empty: the system's trust store) and that the
+  // certificate names the address it connected to; a host checks client
+  // certificates against it.
+  std::string ca;
+  // A host refuses clients without a certificate signed by `ca` (mutual TLS).
+  bool require_client_certificate = false;
+
+  friend bool operator==(const tls_settings&, const tls_settings&) = default;
+};
 
 struct settings {
   // Threads of the io_pool a service creates (ignored when embedding).
@@ -72,6 +96,7 @@ struct settings {
   // the addresses and networks of the comma-separated allow-list.
   std::string auth_token;
   std::string allow;
+  tls_settings tls;
 
   friend bool operator==(const settings&, const settings&) = default;
 };

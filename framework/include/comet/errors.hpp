@@ -36,6 +36,7 @@ enum class errc {
   unknown_client,     // no client of that name in the config
   would_deadlock,     // send_sync called on a thread of the pool that must run it
   bind_failed,        // a host could not listen on its address
+  tls_error,          // TLS files unusable, or the TLS handshake failed
 };
 
 const std::error_category& error_category() noexcept;

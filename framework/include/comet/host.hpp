@@ -56,6 +56,11 @@ struct host_options {
   // `unauthorized` and the connection is closed.
   std::string auth_token;
   std::vector<std::string> allow;
+  // TLS, and mutual TLS with tls.require_client_certificate. The files are
+  // read when the host is constructed, which throws comet::error(errc::tls_error)
+  // naming a file that cannot be used. A handshake that fails closes only
+  // that connection.
+  tls_settings tls;
 
   static host_options from_config(const config& cfg);
 };
@@ -70,6 +75,7 @@ struct host_stats {
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_open = 0;
   std::uint64_t connections_refused = 0;  // over max_connections
+  std::uint64_t tls_handshakes_failed = 0;
   // Time from a request's arrival to its answer, over the host's life.
   std::chrono::microseconds latency_p50{}, latency_p99{}, latency_p999{};
 };
