@@ -372,3 +372,29 @@ TEST_CASE("a request over the host's limit is reported as too_large, not as a br
   for (int i = 0; i < 5; ++i) CHECK(pooled.send_sync("echo", i) == i);
   CHECK(f.server.stats().connections_accepted - accepted == 2);
 }
+
+TEST_CASE("requests written behind one refused as too_large are sent again, not lost",
+          "[integration][client]") {
+  host_options o = host_fixture::loopback();
+  o.max_content_length = 1000;
+  host_fixture f(2, o);
+  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  f.start();
+  // One connection, so every request shares it with the oversize one.
+  auto c = f.make_client({.keep_alive = true, .max_connections = 1});
+  REQUIRE(c.send_sync("echo", 0) == 0);  // the connection is open and keeps alive
+
+  const json::value big(json::string(2000, 'x'));
+  std::vector<std::future<json::value>> answers;
+  answers.push_back(asio::co_spawn(f.pool.get_executor(), c.send("echo", big), asio::use_future));
+  for (int i = 1; i <= 20; ++i)
+    answers.push_back(asio::co_spawn(f.pool.get_executor(), c.send("echo", i), asio::use_future));
+  for (auto& a : answers) REQUIRE(a.wait_for(10s) == std::future_status::ready);
+  auto refused = failure_of([&] { answers[0].get(); });
+  CHECK(refused.code() == errc::too_large);
+  for (int i = 1; i <= 20; ++i) CHECK(answers[i].get() == i);
+  // The host read none of those written after the refused one on the first
+  // connection; they went out again on a second.
+  CHECK(f.server.stats().connections_accepted == 2);
+  CHECK(f.server.stats().requests_served == 1 + 1 + 20);
+}

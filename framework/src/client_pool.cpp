@@ -47,6 +47,9 @@ struct peer_pool::pending_request {
   std::unique_ptr<resumer> resume;
   std::optional<json::value> result;
   std::optional<error> failure;
+  // The host closed the connection without reading this request (it
+  // refused one written before it as too_large): send it again.
+  bool replay = false;
 
   // `serial` is the pool's executor, on which the waiting send runs.
   void settle(const asio::any_io_executor& serial) {
@@ -111,7 +114,11 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
 
   void fail(const error& e) {
     for (auto* request : pending) {
-      request->failure = e;
+      // Written after the refused request, on this connection: never read.
+      if (refused_id_ && request->id > *refused_id_)
+        request->replay = true;
+      else
+        request->failure = e;
       request->settle(pool_->strand_);
     }
     pending.clear();
@@ -222,6 +229,10 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       // after refusing a request (too_large, unauthorized).
       if (pool_->support_ == keep_alive_support::unknown && !failure)
         pool_->support_ = keep_alive_support::no;
+      // A comet-net host reads nothing after a frame it refuses as too
+      // large: the requests written after it never ran.
+      if (failure && failure->code() == errc::too_large && header.request_id)
+        refused_id_ = header.request_id;
       current = state::closing;
     }
     if (request) {
@@ -263,6 +274,8 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   std::string out_pending_, out_writing_;
   bool writing_ = false;
   bool write_failed_ = false;
+  // The request the host refused as too_large before closing, if it did.
+  std::optional<std::uint64_t> refused_id_;
 };
 
 peer_pool::peer_pool(asio::any_io_executor serial, bool serial_is_own_thread,
@@ -345,44 +358,58 @@ void peer_pool::shutdown() {
 
 asio::awaitable<json::value> peer_pool::send(std::string action, json::value value) {
   const auto deadline = std::chrono::steady_clock::now() + info_->options.request_timeout;
-  std::shared_ptr<pooled_connection> conn;
-  while (support_ != keep_alive_support::no) {
-    if (shut_down_)
-      throw error(errc::connection_closed, "the client to " + info_->describe() + " was destroyed");
-    if (auto* picked = pick()) {
-      conn = picked->shared_from_this();
-      break;
+  std::string content;  // encoded once, kept for a replay
+  // A request the host closed the connection without reading is sent
+  // again; each replay means another request was refused, so few suffice.
+  constexpr int max_replays = 3;
+  for (int replays = 0;; ++replays) {
+    std::shared_ptr<pooled_connection> conn;
+    while (support_ != keep_alive_support::no) {
+      if (shut_down_)
+        throw error(errc::connection_closed, "the client to " + info_->describe() + " was destroyed");
+      if (auto* picked = pick()) {
+        conn = picked->shared_from_this();
+        break;
+      }
+      asio::steady_timer waiter(strand_, deadline);
+      slot_waiters_.push_back(&waiter);
+      const auto position = std::prev(slot_waiters_.end());
+      co_await waiter.async_wait(use_tuple);
+      slot_waiters_.erase(position);
+      if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out();
     }
-    asio::steady_timer waiter(strand_, deadline);
-    slot_waiters_.push_back(&waiter);
-    const auto position = std::prev(slot_waiters_.end());
-    co_await waiter.async_wait(use_tuple);
-    slot_waiters_.erase(position);
-    if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out();
-  }
-  if (!conn) {  // the peer closes after every answer: a connection per message
+    if (content.empty()) content = encode_request(action, value);
+    if (!conn) {  // the peer closes after every answer: a connection per message
+      // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
+      // full-expression twice.
+      frame_header header;
+      header.auth_token = info_->options.auth_token;
+      std::string frame = encode_frame(header, content);
+      co_return co_await client::impl::exchange(info_, std::move(frame));
+    }
+
+    pending_request request;
+    request.id = next_id_++;
+    request.deadline = deadline;
+    conn->submit(request, content);
+    watch_deadlines();
     // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
     // full-expression twice.
-    frame_header header;
-    header.auth_token = info_->options.auth_token;
-    std::string frame = encode_frame(header, encode_request(action, value));
-    co_return co_await client::impl::exchange(info_, std::move(frame));
+    auto park = [&request](auto handler) {
+      request.resume =
+          std::make_unique<pending_request::resumer_for<decltype(handler)>>(std::move(handler));
+    };
+    co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(park, asio::use_awaitable);
+    if (request.replay) {
+      if (replays < max_replays) continue;
+      throw error(errc::connection_closed,
+                  info_->describe() + " closed the connection " + std::to_string(replays + 1) +
+                      " times without reading this request, each time after refusing another "
+                      "one as too_large");
+    }
+    if (request.failure) throw std::move(*request.failure);
+    co_return std::move(*request.result);
   }
-
-  pending_request request;
-  request.id = next_id_++;
-  request.deadline = deadline;
-  conn->submit(request, encode_request(action, value));
-  watch_deadlines();
-  // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
-  // full-expression twice.
-  auto park = [&request](auto handler) {
-    request.resume =
-        std::make_unique<pending_request::resumer_for<decltype(handler)>>(std::move(handler));
-  };
-  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(park, asio::use_awaitable);
-  if (request.failure) throw std::move(*request.failure);
-  co_return std::move(*request.result);
 }
 
 }  // namespace comet
