@@ -83,13 +83,13 @@ json::value read_value(const std::string& argument) {
     text = content.str();
     origin = "--value @" + path;
   }
-  boost::system::error_code ec;
-  json::value value = json::parse(text, ec);
-  if (ec) {
-    throw usage_error{origin + " is not valid JSON (" + ec.message() +
+  std::string why;
+  auto value = comet::parse_json(text, why);
+  if (!value) {
+    throw usage_error{origin + " is not valid JSON (" + why +
                       "); quote strings, e.g. --value '\"text\"'"};
   }
-  return value;
+  return std::move(*value);
 }
 
 comet::config read_config(const po::variables_map& args) {

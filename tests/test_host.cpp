@@ -74,6 +74,20 @@ TEST_CASE("the host closes after one response unless the request asks for keep-a
   CHECK(kept.closed_by_peer());
 }
 
+TEST_CASE("measurements pass through a host unchanged, to the last digit", "[integration][host]") {
+  host_fixture f;
+  add_echo(f.server);
+  const auto at = f.start();
+  // As a COMET peer writes them (Python repr), read and written back by the host.
+  const std::string content =
+      R"({"action": "echo", "value": {"V": [46.803017420987636, 94.17241521181185, 926.1024924743651], "n": 3}})";
+  raw_peer peer(at);
+  peer.write(encode_frame(frame_header{}, content));
+  const auto reply = split(peer.read_frame());
+  CHECK(reply.content ==
+        R"({"result": {"V": [46.803017420987636, 94.17241521181185, 926.1024924743651], "n": 3}})");
+}
+
 TEST_CASE("bad requests get bad_request and the host lives on", "[integration][host]") {
   host_fixture f;
   add_echo(f.server);

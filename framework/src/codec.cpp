@@ -11,31 +11,6 @@ namespace {
 
 namespace json = boost::json;
 
-// Deep enough for real payloads, shallow enough that parsing never
-// threatens the stack.
-constexpr std::size_t max_json_depth = 64;
-
-// Parses bounded-depth JSON; on failure returns nullopt and Boost.JSON's
-// reason. One parser per thread is reused, so its working buffers are
-// allocated once rather than per message; the values it returns use the
-// default allocator and may be kept as long as the caller likes.
-std::optional<json::value> parse_json(std::string_view text, std::string& reason) {
-  thread_local json::parser parser(json::storage_ptr(), [] {
-    json::parse_options options;
-    options.max_depth = max_json_depth;
-    return options;
-  }());
-  parser.reset();
-  boost::system::error_code ec;
-  parser.write(text.data(), text.size(), ec);
-  if (ec) {
-    reason = ec.message();
-    parser.reset();
-    return std::nullopt;
-  }
-  return parser.release();
-}
-
 void append_unsigned(std::string& out, std::uint64_t n) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, n);

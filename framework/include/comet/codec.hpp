@@ -37,6 +37,13 @@ struct frame_header {
   bool is_json() const noexcept { return content_type == json_content_type; }
 };
 
+// Parses JSON text as Python's json.loads reads it, numbers included:
+// doubles are correctly rounded (Boost.JSON 1.81's own parser can be one
+// unit in the last place off for 16- and 17-digit numbers). Nesting deeper
+// than 64 levels is refused. Returns nullopt and the reason for text that
+// is not JSON.
+std::optional<boost::json::value> parse_json(std::string_view text, std::string& error);
+
 // Serializes `v` as Python's json.dumps(v, ensure_ascii=False) would.
 std::string to_json_text(const boost::json::value& v);
 void append_json_text(std::string& out, const boost::json::value& v);
