@@ -82,6 +82,7 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
  private:
   friend class pooled_connection;
   struct pending_request;
+  struct batch_guard;
   class pooled_connection;
   enum class keep_alive_support { unknown, yes, no };
 
@@ -93,16 +94,20 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   asio::any_io_executor strand_;
   bool own_thread_;
   std::shared_ptr<const peer_info> info_;
-  // Weak: a connection is owned by its own coroutine and handlers, and it
-  // holds the pool; owning it here too would make a cycle that outlives an
-  // io_context stopped with connections open.
-  std::vector<std::weak_ptr<pooled_connection>> connections_;
-  // The connections still alive (and the list pruned of the others).
+  // Not owned: a connection is owned by its own coroutine and handlers, and
+  // it holds the pool; owning it here too would make a cycle that outlives
+  // an io_context stopped with connections open. A connection leaves the
+  // list when it closes or is destroyed.
+  std::vector<pooled_connection*> connections_;
+  // The listed connections, held for a loop that may close some.
   std::vector<std::shared_ptr<pooled_connection>> live();
   std::list<asio::steady_timer*> slot_waiters_;
   keep_alive_support support_ = keep_alive_support::unknown;
   std::uint64_t next_id_ = 1;
   bool shut_down_ = false;
+  std::string encoding_;  // request content being encoded (see submit)
+  // The connection handling the answers of a read right now, if any.
+  pooled_connection* answering_ = nullptr;
   asio::steady_timer sweeper_;
   bool sweeping_ = false;
 };

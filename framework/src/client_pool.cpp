@@ -11,6 +11,7 @@
 
 #include <comet/log.hpp>
 
+#include "json_text.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -55,6 +56,24 @@ struct peer_pool::pending_request {
   void settle(const asio::any_io_executor& serial) {
     if (resume) asio::post(serial, [r = std::move(resume)] { (*r)(); });
   }
+  // Resumes the waiting send here and now: only on the pool's executor, and
+  // only where its next request cannot disturb the caller (it may submit to
+  // any connection, and this request is gone once it returns).
+  void settle_inline() {
+    if (auto r = std::move(resume)) (*r)();
+  }
+};
+
+// Marks the pool as handling a read's answers (see submit).
+struct peer_pool::batch_guard {
+  batch_guard(peer_pool& p, pooled_connection& c) : pool(p), outer(p.answering_) {
+    pool.answering_ = &c;
+  }
+  ~batch_guard() { pool.answering_ = outer; }
+  batch_guard(const batch_guard&) = delete;
+  batch_guard& operator=(const batch_guard&) = delete;
+  peer_pool& pool;
+  pooled_connection* outer;
 };
 
 class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_connection> {
@@ -65,6 +84,10 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       : pool_(pool.shared_from_this()),
         stream_(tcp::socket(pool.strand_), pool.info_->tls.get()),
         decoder_(pool.info_->options.max_content_length) {}
+
+  // Normally removed when it closes; this covers an io_context destroyed
+  // with the connection still open.
+  ~pooled_connection() { std::erase(pool_->connections_, this); }
 
   state current = state::connecting;
   // At most max_in_flight entries, answered roughly in order: a vector
@@ -83,14 +106,24 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
     return ready && pending.size() < max_in_flight;
   }
 
-  void submit(pending_request& request, std::string_view content) {
+  void submit(pending_request& request, std::string_view action, const json::value& value) {
     pending.push_back(&request);
     frame_header h;
     h.keep_alive = true;
     h.request_id = request.id;
     h.auth_token = pool_->info_->options.auth_token;
+    // The frame's header needs the content's length: the content is
+    // encoded first, into a buffer the pool reuses.
+    std::string& content = pool_->encoding_;
+    content.clear();
+    detail::append_request(content, action, value);
     append_frame(out_pending_, h, content);
-    flush();
+    if (pool_->answering_ == this)
+      return;  // written once the answers of this read are handled
+    if (pool_->answering_)
+      flush_soon();
+    else
+      flush();  // while a write is in progress, this waits for it
   }
 
   pending_request* take(std::uint64_t id) {
@@ -174,17 +207,23 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
     std::string in(read_chunk, '\0');
     std::size_t start = 0, end = 0;
     while (current != state::closed) {
-      for (;;) {
-        const auto status = decoder_.decode({in.data() + start, end - start});
-        if (status == frame_decoder::status::need_more) break;
-        if (status != frame_decoder::status::complete)
-          co_return fail(error(errc::protocol_error, info.describe() + " sent a bad frame: " +
-                                                         decoder_.error()));
-        on_response(decoder_.header(), decoder_.content());
-        start += decoder_.frame_size();
-        decoder_.reset();
-        if (current == state::closed) co_return;
+      {
+        // The sends these answers resume submit their next requests; they
+        // are written together once every answer of this read is handled.
+        const batch_guard batch(*pool_, *this);
+        for (;;) {
+          const auto status = decoder_.decode({in.data() + start, end - start});
+          if (status == frame_decoder::status::need_more) break;
+          if (status != frame_decoder::status::complete)
+            co_return fail(error(errc::protocol_error, info.describe() + " sent a bad frame: " +
+                                                           decoder_.error()));
+          on_response(decoder_.header(), decoder_.content());
+          start += decoder_.frame_size();
+          decoder_.reset();
+          if (current == state::closed) co_return;
+        }
       }
+      flush();
       if (start == end) start = end = 0;
       else if (start > 0) {
         std::copy(in.begin() + start, in.begin() + end, in.begin());
@@ -235,13 +274,27 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
         refused_id_ = header.request_id;
       current = state::closing;
     }
+    if (current == state::closing && pending.empty()) close();
+    pool_->notify_slot();
+    // Last: the resumed send may already send its next request, which
+    // then goes out with this batch's other ones.
     if (request) {
       request->result = std::move(result);
       request->failure = std::move(failure);
-      request->settle(pool_->strand_);
+      request->settle_inline();
     }
-    if (current == state::closing && pending.empty()) close();
-    pool_->notify_slot();
+  }
+
+  // Writes once the connection reading answers has resumed their sends:
+  // their next requests go out in one write. The connection that read them
+  // flushes itself when done; this covers the others.
+  void flush_soon() {
+    if (flush_queued_ || writing_) return;  // a finished write flushes too
+    flush_queued_ = true;
+    asio::post(pool_->strand_, [self = shared_from_this()] {
+      self->flush_queued_ = false;
+      self->flush();
+    });
   }
 
   void flush() {
@@ -273,6 +326,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   frame_decoder decoder_;
   std::string out_pending_, out_writing_;
   bool writing_ = false;
+  bool flush_queued_ = false;
   bool write_failed_ = false;
   // The request the host refused as too_large before closing, if it did.
   std::optional<std::uint64_t> refused_id_;
@@ -314,34 +368,30 @@ bool peer_pool::inline_ok() const noexcept {
 peer_pool::pooled_connection* peer_pool::pick() {
   const auto& o = info_->options;
   const std::size_t max_in_flight = std::max<std::size_t>(1, o.max_in_flight);
+  // A send resumed by an answer goes out on the connection that brought it,
+  // with the other sends that answers of the same read resume: one write.
+  if (answering_ && answering_->accepts(max_in_flight)) return answering_;
   pooled_connection* best = nullptr;
-  for (auto& c : live())
+  for (auto* c : connections_)
     if (c->accepts(max_in_flight) && (!best || c->pending.size() < best->pending.size()))
-      best = c.get();
+      best = c;
   if (best) return best;
   if (connections_.size() >= std::max<std::size_t>(1, o.max_connections)) return nullptr;
   auto fresh = std::make_shared<pooled_connection>(*this);
-  connections_.push_back(fresh);
+  connections_.push_back(fresh.get());
   fresh->start();
   return fresh.get();
 }
 
 std::vector<std::shared_ptr<peer_pool::pooled_connection>> peer_pool::live() {
   std::vector<std::shared_ptr<pooled_connection>> alive;
-  std::erase_if(connections_, [&](const auto& weak) {
-    auto c = weak.lock();
-    if (!c) return true;
-    alive.push_back(std::move(c));
-    return false;
-  });
+  for (auto* c : connections_)
+    if (auto held = c->weak_from_this().lock()) alive.push_back(std::move(held));
   return alive;
 }
 
 void peer_pool::remove(pooled_connection& conn) {
-  std::erase_if(connections_, [&](const auto& weak) {
-    auto c = weak.lock();
-    return !c || c.get() == &conn;
-  });
+  std::erase(connections_, &conn);
   notify_slot();
 }
 
@@ -358,7 +408,6 @@ void peer_pool::shutdown() {
 
 asio::awaitable<json::value> peer_pool::send(std::string action, json::value value) {
   const auto deadline = std::chrono::steady_clock::now() + info_->options.request_timeout;
-  std::string content;  // encoded once, kept for a replay
   // A request the host closed the connection without reading is sent
   // again; each replay means another request was refused, so few suffice.
   constexpr int max_replays = 3;
@@ -378,20 +427,19 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       slot_waiters_.erase(position);
       if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out();
     }
-    if (content.empty()) content = encode_request(action, value);
     if (!conn) {  // the peer closes after every answer: a connection per message
       // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
       // full-expression twice.
       frame_header header;
       header.auth_token = info_->options.auth_token;
-      std::string frame = encode_frame(header, content);
+      std::string frame = encode_frame(header, encode_request(action, value));
       co_return co_await client::impl::exchange(info_, std::move(frame));
     }
 
     pending_request request;
     request.id = next_id_++;
     request.deadline = deadline;
-    conn->submit(request, content);
+    conn->submit(request, action, value);
     watch_deadlines();
     // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
     // full-expression twice.

@@ -124,12 +124,17 @@ void frame_decoder::reset() noexcept {
   error_.clear();
 }
 
-std::string encode_request(std::string_view action, const json::value& value) {
-  std::string out = "{\"action\": ";
+void detail::append_request(std::string& out, std::string_view action, const json::value& value) {
+  out += "{\"action\": ";
   detail::append_json_string(out, action);
   out += ", \"value\": ";
   append_json_text(out, value);
   out += '}';
+}
+
+std::string encode_request(std::string_view action, const json::value& value) {
+  std::string out;
+  detail::append_request(out, action, value);
   return out;
 }
 
@@ -176,6 +181,19 @@ std::string encode_error_response(errc code, std::string_view message) {
 }
 
 response_message decode_response(std::string_view content) {
+  // The common answer, {"result": <value>} as comet-net and COMET write it:
+  // only the value is parsed. Anything more ("error") leaves extra text
+  // after the value, which fails this parse and takes the full path.
+  constexpr std::string_view plain = "{\"result\": ";
+  if (content.size() > plain.size() + 1 && content.starts_with(plain) && content.back() == '}') {
+    std::string ignored;
+    if (auto result = parse_json(content.substr(plain.size(), content.size() - plain.size() - 1),
+                                 ignored)) {
+      response_message m;
+      m.result = std::move(*result);
+      return m;
+    }
+  }
   std::string reason;
   auto parsed = parse_json(content, reason);
   if (!parsed) throw error(errc::protocol_error, "response content is not valid JSON (" + reason + ")");
