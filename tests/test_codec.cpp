@@ -158,6 +158,37 @@ TEST_CASE("the decoder rejects malformed headers with a reason", "[unit][codec]"
   CHECK(zero.decode(std::string(2, '\0')) == frame_decoder::status::malformed);
 }
 
+TEST_CASE("requests decode the same whatever their spelling", "[unit][codec]") {
+  // The canonical spelling is read by a fast path; every other spelling by
+  // the full parser. Both must agree with a plain JSON reading.
+  const std::vector<std::string> contents{
+      R"({"action": "echo", "value": 1})",
+      R"({"action": "echo", "value": {"x": "}", "y": [1, 2]}})",
+      R"({"action": "a\u00e9", "value": 1})",
+      "{\"action\": \"\xc3\xa9t\xc3\xa9\", \"value\": \"\xc3\xa9\"}",
+      R"({"action": "a\"b", "value": null})",
+      R"({"action": "a", "value": 1, "extra": 2})",
+      R"({"action": "a", "value": 1, "value": 2})",
+      R"({"action": "a", "value": 1 })",
+      R"({"value": [true], "action": "b"})",
+      R"({"action":"c","value":"x"})",
+      R"({"action": "", "value": ""})",
+  };
+  for (const auto& content : contents) {
+    INFO(content);
+    std::string why;
+    const auto request = decode_request(content, why);
+    REQUIRE(request);
+    const json::object expected = json::parse(content).as_object();
+    CHECK(request->action == expected.at("action").as_string());
+    CHECK(request->value == expected.at("value"));
+  }
+  std::string why;
+  CHECK_FALSE(decode_request(R"({"action": "a", "value": 1, })", why));
+  CHECK_FALSE(decode_request(R"({"action": "a", "value": })", why));
+  CHECK_FALSE(decode_request(R"({"action": "a", "value": 1)", why));
+}
+
 TEST_CASE("request content errors are explained", "[unit][codec]") {
   std::string why;
   CHECK_FALSE(decode_request("{nope", why));
@@ -175,6 +206,15 @@ TEST_CASE("request content errors are explained", "[unit][codec]") {
   CHECK_THAT(why, Catch::Contains("not valid JSON"));
   const std::string nested = std::string(30, '[') + std::string(30, ']');
   CHECK(decode_request(R"({"action": "a", "value": )" + nested + "}", why));
+  // The limit is the content's, however it is spelt: 64 levels in all.
+  const auto levels = [](int n) { return std::string(n, '[') + std::string(n, ']'); };
+  for (const std::string& spelling :
+       {std::string(R"({"action": "a", "value": )"), std::string(R"({ "value": )")}) {
+    const std::string tail = spelling.find("action") == std::string::npos ? R"(, "action": "a"})" : "}";
+    INFO(spelling);
+    CHECK(decode_request(spelling + levels(63) + tail, why));
+    CHECK_FALSE(decode_request(spelling + levels(64) + tail, why));
+  }
   auto no_value = decode_request(R"({"action": "a"})", why);
   REQUIRE(no_value);
   CHECK(no_value->value.is_null());

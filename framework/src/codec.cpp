@@ -138,7 +138,42 @@ std::string encode_request(std::string_view action, const json::value& value) {
   return out;
 }
 
+namespace {
+
+// What comet::parse_json allows a whole content.
+constexpr std::size_t max_content_depth = 64;
+
+// The request as COMET and comet-net write it, {"action": "<name>", "value":
+// <value>}, with a plain ASCII action: the action is taken as it stands and
+// only the value is parsed. Anything else (escapes, other keys, another
+// spelling) returns nullopt and takes the full path.
+std::optional<request_message> decode_canonical_request(std::string_view content) {
+  constexpr std::string_view opening = "{\"action\": \"";
+  constexpr std::string_view between = "\", \"value\": ";
+  if (!content.starts_with(opening) || content.back() != '}') return std::nullopt;
+  const std::size_t action_start = opening.size();
+  std::size_t action_end = action_start;
+  for (; action_end < content.size(); ++action_end) {
+    const auto c = static_cast<unsigned char>(content[action_end]);
+    if (c == '"') break;
+    if (c == '\\' || c < 0x20 || c >= 0x80) return std::nullopt;
+  }
+  if (content.substr(action_end, between.size()) != between) return std::nullopt;
+  const std::size_t value_start = action_end + between.size();
+  if (value_start >= content.size()) return std::nullopt;
+  std::string ignored;
+  // One level less than a whole content may nest: the object holding it.
+  auto value = detail::parse_json(content.substr(value_start, content.size() - 1 - value_start),
+                                  ignored, max_content_depth - 1);
+  if (!value) return std::nullopt;  // maybe more keys after it: the full path decides
+  return request_message{std::string(content.substr(action_start, action_end - action_start)),
+                         std::move(*value)};
+}
+
+}  // namespace
+
 std::optional<request_message> decode_request(std::string_view content, std::string& error) {
+  if (auto canonical = decode_canonical_request(content)) return canonical;
   std::string reason;
   auto parsed = parse_json(content, reason);
   if (!parsed) {
@@ -187,8 +222,9 @@ response_message decode_response(std::string_view content) {
   constexpr std::string_view plain = "{\"result\": ";
   if (content.size() > plain.size() + 1 && content.starts_with(plain) && content.back() == '}') {
     std::string ignored;
-    if (auto result = parse_json(content.substr(plain.size(), content.size() - plain.size() - 1),
-                                 ignored)) {
+    if (auto result = detail::parse_json(
+            content.substr(plain.size(), content.size() - plain.size() - 1), ignored,
+            max_content_depth - 1)) {
       response_message m;
       m.result = std::move(*result);
       return m;

@@ -6,6 +6,8 @@
 // pass through a comet-net host.
 #include <comet/codec.hpp>
 
+#include "json_text.hpp"
+
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/value_stack.hpp>
 
@@ -29,16 +31,26 @@ struct value_builder {
 
   json::value_stack stack;
   std::string number;  // a number's text so far, when it arrives in parts
+  std::size_t depth = 0;
+  std::size_t max_depth = 0;
+
+  bool open(error_code& ec) {
+    if (++depth <= max_depth) return true;
+    ec = json::error::too_deep;
+    return false;
+  }
 
   bool on_document_begin(error_code&) { return true; }
   bool on_document_end(error_code&) { return true; }
-  bool on_object_begin(error_code&) { return true; }
+  bool on_object_begin(error_code& ec) { return open(ec); }
   bool on_object_end(std::size_t n, error_code&) {
+    --depth;
     stack.push_object(n);
     return true;
   }
-  bool on_array_begin(error_code&) { return true; }
+  bool on_array_begin(error_code& ec) { return open(ec); }
   bool on_array_end(std::size_t n, error_code&) {
+    --depth;
     stack.push_array(n);
     return true;
   }
@@ -107,13 +119,21 @@ json::parse_options bounded() {
 }  // namespace
 
 std::optional<json::value> parse_json(std::string_view text, std::string& error) {
+  return detail::parse_json(text, error, max_json_depth);
+}
+
+std::optional<json::value> detail::parse_json(std::string_view text, std::string& error,
+                                              std::size_t max_depth) {
   // One parser per thread, so its working buffers are allocated once, not
   // per message; the values it returns use the default allocator and may be
   // kept as long as the caller likes.
   thread_local json::basic_parser<value_builder> parser(bounded());
   parser.reset();
-  parser.handler().stack.reset();
-  parser.handler().number.clear();
+  value_builder& builder = parser.handler();
+  builder.stack.reset();
+  builder.number.clear();
+  builder.depth = 0;
+  builder.max_depth = std::min(max_depth, max_json_depth);
   error_code ec;
   const std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
   if (!ec && used < text.size()) ec = json::error::extra_data;
