@@ -131,9 +131,30 @@ void check_json_text_round_trip(const json::value& v) {
   FUZZ_CHECK(json_match(v, again));
 }
 
+// Boost.JSON's own reading of `content` as an object, the oracle for the
+// codec's fast paths: null when it is not a JSON object within the depth.
+const json::object* oracle_object(std::string_view content, json::value& storage) {
+  json::parse_options options;
+  options.max_depth = max_json_depth;
+  boost::system::error_code ec;
+  storage = json::parse(content, ec, {}, options);
+  if (ec || !storage.is_object()) return nullptr;
+  return &storage.get_object();
+}
+
 void check_request(std::string_view content) {
   std::string why;
   auto request = comet::decode_request(content, why);
+  // Whatever path read it, the codec agrees with a plain JSON reading.
+  json::value storage;
+  const json::object* expected = oracle_object(content, storage);
+  const json::value* action = expected ? expected->if_contains("action") : nullptr;
+  FUZZ_CHECK(bool(request) == (action && action->is_string()));
+  if (request) {
+    FUZZ_CHECK(request->action == action->get_string());
+    const json::value* value = expected->if_contains("value");
+    FUZZ_CHECK(json_match(request->value, value ? *value : json::value(nullptr)));
+  }
   if (!request) {
     FUZZ_CHECK(!why.empty());
     return;
@@ -150,12 +171,19 @@ void check_request(std::string_view content) {
 
 void check_response(std::string_view content) {
   comet::response_message response;
+  json::value storage;
+  const json::object* expected = oracle_object(content, storage);
+  const json::value* result = expected ? expected->if_contains("result") : nullptr;
   try {
     response = comet::decode_response(content);
   } catch (const comet::error& e) {
     FUZZ_CHECK(e.code() == comet::errc::protocol_error);
+    FUZZ_CHECK(!result);
     return;
   }
+  FUZZ_CHECK(result && json_match(response.result, *result));
+  FUZZ_CHECK(bool(response.error) == bool(expected->if_contains("error") &&
+                                          expected->at("error").is_object()));
   if (has_non_finite(response.result)) return;
   auto again = comet::decode_response(comet::encode_response(response.result));
   FUZZ_CHECK(!again.error);

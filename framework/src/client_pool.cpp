@@ -31,37 +31,60 @@ constexpr std::size_t read_chunk = 16 * 1024;
 // One send waiting for its answer. Settling it resumes the send through its
 // own executor; the pool's sweeper settles it with a timeout at its deadline.
 struct peer_pool::pending_request {
-  // The parked coroutine's completion handler, type-erased.
+  // The parked coroutine's completion handler, type-erased and kept in
+  // place (no allocation per send). Either call moves the handler out and
+  // ends the resumer before the coroutine runs, since running it destroys
+  // the frame this request lives in.
   struct resumer {
-    virtual ~resumer() = default;
-    virtual void operator()() = 0;
+    virtual void post_to(const asio::any_io_executor& serial) = 0;
+    virtual void invoke() = 0;
+
+   protected:
+    ~resumer() = default;
   };
   template <class Handler>
   struct resumer_for final : resumer {
     explicit resumer_for(Handler h) : handler(std::move(h)) {}
-    void operator()() override { std::move(handler)(); }
+    void post_to(const asio::any_io_executor& serial) override {
+      Handler h = std::move(handler);
+      this->~resumer_for();
+      asio::post(serial, std::move(h));
+    }
+    void invoke() override {
+      Handler h = std::move(handler);
+      this->~resumer_for();
+      std::move(h)();
+    }
     Handler handler;
   };
 
   std::uint64_t id = 0;
   std::chrono::steady_clock::time_point deadline;
-  std::unique_ptr<resumer> resume;
   std::optional<json::value> result;
   std::optional<error> failure;
   // The host closed the connection without reading this request (it
   // refused one written before it as too_large): send it again.
   bool replay = false;
 
-  // `serial` is the pool's executor, on which the waiting send runs.
+  template <class Handler>
+  void park(Handler handler) {
+    static_assert(sizeof(resumer_for<Handler>) <= sizeof storage_);
+    resume_ = ::new (static_cast<void*>(storage_)) resumer_for<Handler>(std::move(handler));
+  }
+  // Resumes the waiting send through `serial`, the pool's executor.
   void settle(const asio::any_io_executor& serial) {
-    if (resume) asio::post(serial, [r = std::move(resume)] { (*r)(); });
+    if (auto* r = std::exchange(resume_, nullptr)) r->post_to(serial);
   }
   // Resumes the waiting send here and now: only on the pool's executor, and
   // only where its next request cannot disturb the caller (it may submit to
   // any connection, and this request is gone once it returns).
   void settle_inline() {
-    if (auto r = std::move(resume)) (*r)();
+    if (auto* r = std::exchange(resume_, nullptr)) r->invoke();
   }
+
+ private:
+  resumer* resume_ = nullptr;
+  alignas(std::max_align_t) unsigned char storage_[64];
 };
 
 // Marks the pool as handling a read's answers (see submit).
@@ -443,10 +466,7 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
     watch_deadlines();
     // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
     // full-expression twice.
-    auto park = [&request](auto handler) {
-      request.resume =
-          std::make_unique<pending_request::resumer_for<decltype(handler)>>(std::move(handler));
-    };
+    auto park = [&request](auto handler) { request.park(std::move(handler)); };
     co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(park, asio::use_awaitable);
     if (request.replay) {
       if (replays < max_replays) continue;
