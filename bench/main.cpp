@@ -222,6 +222,8 @@ int main(int argc, char** argv) {
         "in-process comet host; the baseline still runs in-process")
     ("duration,d", po::value<double>()->default_value(2.0, "2"), "measured seconds per run (at most 60)")
     ("warmup,w", po::value<double>()->default_value(0.3, "0.3"), "unmeasured seconds before each run")
+    ("rounds,r", po::value<int>(), "run every row this many times, round after round, and report "
+        "the median ratio with its range (1-10; default 1, 3 with --suite)")
     ("pin", po::bool_switch(), "pin the load generator to the last CPU and the servers to the others")
     ("json", po::value<std::string>()->default_value("bench-results.json"), "write results here")
     ("plot", po::value<std::string>(), "draw msgs/s vs requests in flight into this PNG (gnuplot)")
@@ -295,7 +297,10 @@ int main(int argc, char** argv) {
       scenarios = expand(p);
     }
     if (scenarios.empty()) throw usage_error("nothing to run: check --servers and --clients");
-    if (scenarios.size() > 200) throw usage_error("more than 200 runs requested; narrow the lists");
+    const int rounds = vm.count("rounds") ? vm["rounds"].as<int>() : vm.count("suite") ? 3 : 1;
+    if (rounds < 1 || rounds > 10) throw usage_error("--rounds: 1 to 10");
+    if (scenarios.size() * static_cast<std::size_t>(rounds) > 200)
+      throw usage_error("more than 200 runs requested; narrow the lists or lower --rounds");
 
     std::size_t most_sockets = 64;
     for (const auto& s : scenarios) most_sockets = std::max(most_sockets, 2 * s.connections + 64);
@@ -305,14 +310,21 @@ int main(int argc, char** argv) {
       std::cerr << "comet-bench: fewer than 2 CPUs available, not pinning\n";
     pin_this_thread(cpus.server);
 
-    std::vector<result> results;
-    for (std::size_t i = 0; i < scenarios.size(); ++i) {
-      results.push_back(run_scenario(scenarios[i], timing, cpus, external));
-      const result& r = results.back();
-      std::cerr << "[" << i + 1 << "/" << scenarios.size() << "] " << row_label(r) << ": "
-                << static_cast<long long>(r.rate()) << " msgs/s, " << r.errors << " errors\n";
+    // Round after round, so a slow spell of a shared machine falls on every
+    // row of a round rather than on one row.
+    std::vector<std::vector<result>> by_round(static_cast<std::size_t>(rounds));
+    const std::size_t total = scenarios.size() * by_round.size();
+    std::size_t done = 0;
+    for (auto& round : by_round) {
+      for (const auto& s : scenarios) {
+        round.push_back(run_scenario(s, timing, cpus, external));
+        const result& r = round.back();
+        std::cerr << "[" << ++done << "/" << total << "] " << row_label(r) << ": "
+                  << static_cast<long long>(r.rate()) << " msgs/s, " << r.errors << " errors\n";
+      }
+      assign_ratios(round);
     }
-    assign_ratios(results);
+    std::vector<result> results = rounds == 1 ? by_round.front() : merge_rounds(by_round);
     print_table(stdout, results);
     std::fflush(stdout);
 
@@ -322,6 +334,7 @@ int main(int argc, char** argv) {
     info.cpus = usable_cpus();
     info.warmup_s = std::chrono::duration<double>(timing.warmup).count();
     info.duration_s = std::chrono::duration<double>(timing.duration).count();
+    info.rounds = rounds;
     info.target = external ? vm["to"].as<std::string>() : "in-process";
     std::string error;
     const auto json_path = vm["json"].as<std::string>();

@@ -97,6 +97,35 @@ void assign_ratios(std::vector<result>& rows) {
   }
 }
 
+std::vector<result> merge_rounds(const std::vector<std::vector<result>>& rounds) {
+  std::vector<result> merged = rounds.front();
+  for (std::size_t i = 0; i < merged.size(); ++i) {
+    result& m = merged[i];
+    m.round_ratios.clear();
+    for (std::size_t k = 0; k < rounds.size(); ++k) {
+      const result& r = rounds[k][i];
+      if (k > 0) {
+        m.seconds += r.seconds;
+        m.messages += r.messages;
+        m.errors += r.errors;
+        if (m.first_error.empty()) m.first_error = r.first_error;
+        m.latency.merge(r.latency);
+      }
+      if (r.ratio) m.round_ratios.push_back(*r.ratio);
+    }
+    if (m.round_ratios.size() != rounds.size()) {  // a reference missing from some round
+      m.ratio.reset();
+      m.round_ratios.clear();
+      continue;
+    }
+    std::vector<double> sorted = m.round_ratios;
+    std::sort(sorted.begin(), sorted.end());
+    const std::size_t n = sorted.size();
+    m.ratio = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  }
+  return merged;
+}
+
 std::string row_label(const result& r) {
   const scenario& s = r.what;
   std::string label = server_label(s) + " / " + std::string(to_string(s.driver)) + ", " +
@@ -118,6 +147,11 @@ void print_table(std::FILE* out, const std::vector<result>& rows) {
       char buf[64];
       std::snprintf(buf, sizeof buf, "%.2fx %s", *r.ratio, r.ratio_to.c_str());
       ratio = buf;
+      if (r.round_ratios.size() > 1) {
+        const auto [low, high] = std::minmax_element(r.round_ratios.begin(), r.round_ratios.end());
+        std::snprintf(buf, sizeof buf, " [%.2f-%.2f]", *low, *high);
+        ratio += buf;
+      }
     }
     std::fprintf(out, "%-14s %-12s %-11s %5zu %5zu %7zu %2s %11s %9.1f %9.1f %9.1f %6llu  %s\n",
                  server_label(s).c_str(), std::string(to_string(s.driver)).c_str(),
@@ -170,7 +204,8 @@ bool write_json(const std::string& path, const run_info& info, const std::vector
       .text("pinning", info.cpu_plan)
       .text("target", info.target)
       .number("warmup_s", info.warmup_s, 3)
-      .number("duration_s", info.duration_s, 3);
+      .number("duration_s", info.duration_s, 3)
+      .integer("rounds", static_cast<std::uint64_t>(info.rounds));
   std::string text = "{\"run\": " + run.str() + ",\n \"results\": [";
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const result& r = rows[i];
@@ -196,6 +231,15 @@ bool write_json(const std::string& path, const run_info& info, const std::vector
         .integer("errors", r.errors)
         .text("first_error", r.first_error);
     if (r.ratio) row.number("ratio", *r.ratio, 3).text("ratio_to", r.ratio_to);
+    if (!r.round_ratios.empty()) {
+      std::string list = "[";
+      for (std::size_t k = 0; k < r.round_ratios.size(); ++k) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%s%.3f", k ? ", " : "", r.round_ratios[k]);
+        list += buf;
+      }
+      row.raw("round_ratios", list + "]");
+    }
     text += (i ? ",\n  " : "\n  ") + row.str();
   }
   text += "\n]}\n";

@@ -16,6 +16,7 @@ struct run_info {
   std::string cpu_plan;
   unsigned cpus = 0;
   double warmup_s = 0, duration_s = 0;
+  int rounds = 1;
   std::string target;  // "in-process" or the --to address
 };
 
@@ -25,6 +26,12 @@ struct run_info {
 //  - comet::client, over the raw client against the same server on the
 //    same load ("raw client").
 void assign_ratios(std::vector<result>& rows);
+
+// Several rounds of the same rows (each with its ratios assigned) as one:
+// counts, seconds and latencies add up; a row's ratio is the median of its
+// rounds' ratios, each of which was measured against a reference run next
+// to it in time.
+std::vector<result> merge_rounds(const std::vector<std::vector<result>>& rounds);
 
 // One line per row: server, client, mode, C, depth, S, T, msgs/s,
 // p50/p99/p99.9 in microseconds, errors, ratio.

@@ -74,9 +74,11 @@ struct result {
 
   double rate() const noexcept { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
 
-  // Set by the report: this result divided by its reference row.
+  // Set by the report: this result divided by its reference row (over
+  // several rounds, the median of each round's ratio, which are kept).
   std::optional<double> ratio;
   std::string ratio_to;
+  std::vector<double> round_ratios;
 };
 
 }  // namespace comet_bench
