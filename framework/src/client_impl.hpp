@@ -106,8 +106,10 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   std::uint64_t next_id_ = 1;
   bool shut_down_ = false;
   std::string encoding_;  // request content being encoded (see submit)
-  // The connection handling the answers of a read right now, if any.
+  // The connection handling the answers of a read right now, if any, and
+  // when that read completed.
   pooled_connection* answering_ = nullptr;
+  std::chrono::steady_clock::time_point answers_read_at_;
   asio::steady_timer sweeper_;
   bool sweeping_ = false;
 };

@@ -262,6 +262,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
         co_return;
       }
       end += n;
+      pool_->answers_read_at_ = std::chrono::steady_clock::now();
     }
   }
 
@@ -430,7 +431,10 @@ void peer_pool::shutdown() {
 }
 
 asio::awaitable<json::value> peer_pool::send(std::string action, json::value value) {
-  const auto deadline = std::chrono::steady_clock::now() + info_->options.request_timeout;
+  // A send resumed by an answer starts when that answer was read: no clock
+  // read per request in a busy pool.
+  const auto started = answering_ ? answers_read_at_ : std::chrono::steady_clock::now();
+  const auto deadline = started + info_->options.request_timeout;
   // A request the host closed the connection without reading is sent
   // again; each replay means another request was refused, so few suffice.
   constexpr int max_replays = 3;
