@@ -357,15 +357,31 @@ TEST_CASE("comet-host --check-config reports a bad config and exits 2", "[cli]")
 
 TEST_CASE("comet-host and comet-send speak TLS from a config", "[cli][tls]") {
   test_pki pki;
-  const auto config_with = [&](const std::string& name, const std::string& ca) {
+  const auto config_with = [&](const std::string& name, const std::string& ca,
+                               const std::string& certificate = "host.pem") {
     const auto file = pki.dir() / name;
     std::ofstream(file) << "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 0\n"
-                           "[comet]\ntls = true\ntls_certificate = \"host.pem\"\n"
+                           "[comet]\ntls = true\ntls_certificate = \"" + certificate + "\"\n"
                            "tls_private_key = \"host.key\"\ntls_ca = \"" + ca + "\"\n";
     return file.string();
   };
   const std::string app = config_with("app.toml", "ca.pem");
   const std::string wrong_ca = config_with("wrong.toml", "rogue-ca.pem");
+  const std::string no_ca = config_with("no-ca.toml", "absent.pem");
+  const std::string no_certificate = config_with("no-cert.toml", "ca.pem", "absent.pem");
+
+  // --check-config reads the TLS files too, and so does a host that starts.
+  CHECK(run_cli("comet-host", {"--config", app, "--check-config"}).status == 0);
+  for (const auto& args :
+       {std::vector<std::string>{"--config", no_certificate, "--check-config"},
+        std::vector<std::string>{"--config", no_certificate, "--port", "0"}}) {
+    auto unusable = run_cli("comet-host", args);
+    CHECK(unusable.status == 2);
+    CHECK_THAT(unusable.err, Catch::Contains("absent.pem"));
+  }
+  auto sender = run_cli("comet-send", {"--config", no_ca, "--to", "127.0.0.1:9", "-a", "echo"});
+  CHECK(sender.status == 7);
+  CHECK_THAT(sender.err, Catch::Contains("absent.pem"));
   running_host h({"--config", app});
 
   auto echo = run_cli("comet-send", {"--config", app, "--to", h.address, "-a", "echo", "-v", "[1]"});
