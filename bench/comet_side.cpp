@@ -21,10 +21,11 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-comet::host_options echo_host_options() {
+comet::host_options echo_host_options(const comet::tls_settings& tls) {
   comet::host_options o;
   o.listen = {"127.0.0.1", 0};
   o.shutdown_timeout = std::chrono::milliseconds(500);
+  o.tls = tls;
   return o;
 }
 
@@ -76,8 +77,9 @@ asio::awaitable<void> send_loop(comet::client client, json::value value, tally& 
 
 }  // namespace
 
-comet_host_target::comet_host_target(std::size_t threads)
-    : pool_(threads, comet::io_pool_layout::context_per_thread), host_(pool_, echo_host_options()) {
+comet_host_target::comet_host_target(std::size_t threads, const comet::tls_settings& tls)
+    : pool_(threads, comet::io_pool_layout::context_per_thread),
+      host_(pool_, echo_host_options(tls)) {
   host_.on("echo", [](const std::string&, const json::value& value) { return value; });
   port_ = host_.start().port;
 }
@@ -90,7 +92,7 @@ comet_host_target::~comet_host_target() {
 }
 
 result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& target,
-                             const run_timing& timing) {
+                             const run_timing& timing, const comet::tls_settings& tls) {
   tally t;
   t.out.what = s;
   t.begin = clock_type::now() + timing.warmup;
@@ -104,6 +106,7 @@ result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& t
   options.keep_alive = s.mode != load_mode::one_shot;
   options.max_connections = s.connections;
   options.max_in_flight = s.mode == load_mode::multiplexed ? s.depth : 1;
+  if (s.tls) options.tls = tls;
   const std::size_t senders = s.mode == load_mode::multiplexed ? s.connections * s.depth
                                                                : s.connections;
   {

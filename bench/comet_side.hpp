@@ -6,6 +6,7 @@
 
 #include "scenario.hpp"
 
+#include <comet/config.hpp>
 #include <comet/host.hpp>
 #include <comet/io_pool.hpp>
 
@@ -16,10 +17,11 @@
 namespace comet_bench {
 
 // A comet::host on 127.0.0.1 (a free port) with `threads` io threads and
-// one routed action, "echo", that answers the request's value.
+// one routed action, "echo", that answers the request's value; over TLS
+// when `tls` is enabled.
 class comet_host_target {
  public:
-  explicit comet_host_target(std::size_t threads);
+  comet_host_target(std::size_t threads, const comet::tls_settings& tls);
   comet_host_target(const comet_host_target&) = delete;
   comet_host_target& operator=(const comet_host_target&) = delete;
   // Graceful stop, bounded to about a second, then the pool is stopped.
@@ -42,7 +44,8 @@ class comet_host_target {
 // .max_connections = connections, .max_in_flight = depth}. Pipelining has
 // no client API (a client multiplexes instead), so it is not supported.
 // Latency is measured around each co_await.
+// With s.tls, the client uses `tls`.
 result run_comet_client_load(const scenario& s, const boost::asio::ip::tcp::endpoint& target,
-                             const run_timing& timing);
+                             const run_timing& timing, const comet::tls_settings& tls);
 
 }  // namespace comet_bench

@@ -6,6 +6,7 @@
 #include "load.hpp"
 #include "platform.hpp"
 #include "report.hpp"
+#include "tls_pki.hpp"
 
 #include <comet/log.hpp>
 
@@ -91,13 +92,15 @@ struct plan_request {
   bool baseline = true, comet = true, raw_client = true, comet_client = false;
   server_kind client_server = server_kind::baseline;
   bool external = false;
+  bool tls = false;  // each comet::client row on the comet host also over TLS
 };
 
 std::vector<scenario> expand(const plan_request& p) {
   std::vector<scenario> out;
   auto add = [&](scenario s) {
     for (const auto& o : out)
-      if (o.same_load(s) && o.server == s.server && o.driver == s.driver && o.threads == s.threads)
+      if (o.same_load(s) && o.server == s.server && o.driver == s.driver &&
+          o.threads == s.threads && o.tls == s.tls)
         return;
     out.push_back(s);
   };
@@ -125,6 +128,11 @@ std::vector<scenario> expand(const plan_request& p) {
             for (auto t : on_comet && !p.external ? p.threads : std::vector<std::size_t>{1}) {
               s.threads = t;
               add(s);
+              if (p.tls && s.server == server_kind::comet) {
+                scenario secure = s;
+                secure.tls = true;
+                add(secure);
+              }
             }
           }
         }
@@ -167,8 +175,14 @@ std::vector<scenario> issue4_suite(bool external, std::size_t payload) {
   return unique;
 }
 
+// The two ends of --tls: a host certificate for 127.0.0.1 and the CA that
+// signed it, made once per run in a temporary directory.
+struct tls_ends {
+  comet::tls_settings host, client;
+};
+
 result run_scenario(const scenario& s, const run_timing& timing, const cpu_plan& cpus,
-                    const std::optional<tcp::endpoint>& external) {
+                    const std::optional<tcp::endpoint>& external, const tls_ends& tls) {
   // Servers start on this thread, which is pinned to the servers' CPUs, so
   // their threads inherit that affinity.
   std::optional<baseline_server> baseline;
@@ -179,7 +193,7 @@ result run_scenario(const scenario& s, const run_timing& timing, const cpu_plan&
     case server_kind::baseline: target = {loopback, baseline.emplace().port()}; break;
     case server_kind::comet:
       name_this_thread("comet-host");  // its io_pool's threads inherit the name
-      target = {loopback, host.emplace(s.threads).port()};
+      target = {loopback, host.emplace(s.threads, s.tls ? tls.host : comet::tls_settings{}).port()};
       name_this_thread("comet-bench");
       break;
     case server_kind::external: target = *external; break;
@@ -188,8 +202,8 @@ result run_scenario(const scenario& s, const run_timing& timing, const cpu_plan&
   if (s.driver == driver_kind::raw)
     return run_bounded<result>([&] { return run_raw_load(s, target, timing); }, cpus.load, limit,
                                "the raw load generator");
-  return run_bounded<result>([&] { return run_comet_client_load(s, target, timing); }, cpus.load,
-                             limit, "the comet::client load");
+  return run_bounded<result>([&] { return run_comet_client_load(s, target, timing, tls.client); },
+                             cpus.load, limit, "the comet::client load");
 }
 
 }  // namespace
@@ -225,6 +239,9 @@ int main(int argc, char** argv) {
     ("rounds,r", po::value<int>(), "run every row this many times, round after round, and report "
         "the median ratio with its range (1-10; default 1, 3 with --suite)")
     ("pin", po::bool_switch(), "pin the load generator to the last CPU and the servers to the others")
+    ("tls", po::bool_switch(), "also run each comet::client row against the comet host over TLS "
+        "(throwaway certificates), as a ratio to the same row in plain TCP; needs --clients comet "
+        "--client-server comet")
     ("json", po::value<std::string>()->default_value("bench-results.json"), "write results here")
     ("plot", po::value<std::string>(), "draw msgs/s vs requests in flight into this PNG (gnuplot)")
     ("log-level", po::value<std::string>()->default_value("error"), "comet-net's log level");
@@ -257,7 +274,7 @@ int main(int argc, char** argv) {
       if (vm["suite"].as<std::string>() != "issue4")
         throw usage_error("--suite: the only preset is 'issue4'");
       for (const char* o : {"mode", "connections", "depth", "threads", "servers", "clients",
-                            "client-server"})
+                            "client-server", "tls"})
         if (!vm[o].defaulted()) throw usage_error(std::string("--suite sets --") + o + " itself");
       scenarios = issue4_suite(external.has_value(),
                                number_list("payload", vm["payload"].as<std::string>(), 0,
@@ -294,9 +311,22 @@ int main(int argc, char** argv) {
       if (cs != "baseline" && cs != "comet") throw usage_error("--client-server: baseline or comet");
       p.client_server = cs == "comet" ? server_kind::comet : server_kind::baseline;
       p.external = external.has_value();
+      p.tls = vm["tls"].as<bool>();
+      if (p.tls && (!p.comet_client || p.client_server != server_kind::comet || p.external))
+        throw usage_error("--tls measures comet::client and the in-process comet host over TLS: "
+                          "add --clients comet --client-server comet (and no --to)");
       scenarios = expand(p);
     }
     if (scenarios.empty()) throw usage_error("nothing to run: check --servers and --clients");
+    std::optional<comet::test::test_pki> pki;
+    tls_ends tls;
+    if (std::any_of(scenarios.begin(), scenarios.end(), [](const scenario& s) { return s.tls; })) {
+      pki.emplace();
+      tls.host.enabled = tls.client.enabled = true;
+      tls.host.certificate = pki->file("host.pem");
+      tls.host.private_key = pki->file("host.key");
+      tls.client.ca = pki->file("ca.pem");
+    }
     const int rounds = vm.count("rounds") ? vm["rounds"].as<int>() : vm.count("suite") ? 3 : 1;
     if (rounds < 1 || rounds > 10) throw usage_error("--rounds: 1 to 10");
     if (scenarios.size() * static_cast<std::size_t>(rounds) > 200)
@@ -317,7 +347,7 @@ int main(int argc, char** argv) {
     std::size_t done = 0;
     for (auto& round : by_round) {
       for (const auto& s : scenarios) {
-        round.push_back(run_scenario(s, timing, cpus, external));
+        round.push_back(run_scenario(s, timing, cpus, external, tls));
         const result& r = round.back();
         std::cerr << "[" << ++done << "/" << total << "] " << row_label(r) << ": "
                   << static_cast<long long>(r.rate()) << " msgs/s, " << r.errors << " errors\n";

@@ -51,6 +51,7 @@ namespace {
 std::string server_label(const scenario& s) {
   std::string label(to_string(s.server));
   if (s.server == server_kind::comet) label += " T=" + std::to_string(s.threads);
+  if (s.tls) label += " TLS";
   return label;
 }
 
@@ -59,9 +60,20 @@ double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 // The row `r` is compared with, if it is in `rows`.
 const result* reference_of(const result& r, const std::vector<result>& rows, std::string& name) {
   const scenario& w = r.what;
+  if (w.tls) {  // the same run without TLS
+    for (const result& other : rows) {
+      const scenario& o = other.what;
+      if (!o.tls && o.same_load(w) && o.server == w.server && o.driver == w.driver &&
+          o.threads == w.threads) {
+        name = "plain";
+        return &other;
+      }
+    }
+    return nullptr;
+  }
   for (const result& other : rows) {
     const scenario& o = other.what;
-    if (&other == &r || !o.same_load(w) || o.driver != driver_kind::raw) continue;
+    if (&other == &r || o.tls || !o.same_load(w) || o.driver != driver_kind::raw) continue;
     if (w.driver == driver_kind::raw && w.server != server_kind::baseline &&
         o.server == server_kind::baseline) {
       name = "baseline";
@@ -136,7 +148,9 @@ std::string row_label(const result& r) {
 
 void print_table(std::FILE* out, const std::vector<result>& rows) {
   // printf pads bytes, not characters: "\u00b5" is two bytes, hence the widths 10 here.
-  std::fprintf(out, "%-14s %-12s %-11s %5s %5s %7s %2s %11s %10s %10s %10s %6s  %s\n", "server",
+  int width = 14;
+  for (const result& r : rows) width = std::max(width, static_cast<int>(server_label(r.what).size()));
+  std::fprintf(out, "%-*s %-12s %-11s %5s %5s %7s %2s %11s %10s %10s %10s %6s  %s\n", width, "server",
                "client", "mode", "C", "depth", "S", "T", "msgs/s", "p50 \u00b5s", "p99 \u00b5s",
                "p99.9 \u00b5s", "errors", "ratio");
   for (const result& r : rows) {
@@ -153,8 +167,8 @@ void print_table(std::FILE* out, const std::vector<result>& rows) {
         ratio += buf;
       }
     }
-    std::fprintf(out, "%-14s %-12s %-11s %5zu %5zu %7zu %2s %11s %9.1f %9.1f %9.1f %6llu  %s\n",
-                 server_label(s).c_str(), std::string(to_string(s.driver)).c_str(),
+    std::fprintf(out, "%-*s %-12s %-11s %5zu %5zu %7zu %2s %11s %9.1f %9.1f %9.1f %6llu  %s\n",
+                 width, server_label(s).c_str(), std::string(to_string(s.driver)).c_str(),
                  std::string(to_string(s.mode)).c_str(), s.connections, s.depth, s.payload,
                  threads.c_str(), with_commas(r.rate()).c_str(), us(r.latency.quantile(0.5)),
                  us(r.latency.quantile(0.99)), us(r.latency.quantile(0.999)),
@@ -212,6 +226,7 @@ bool write_json(const std::string& path, const run_info& info, const std::vector
     const scenario& s = r.what;
     json_fields row;
     row.text("server", to_string(s.server))
+        .raw("tls", s.tls ? "true" : "false")
         .text("client", to_string(s.driver))
         .text("mode", to_string(s.mode))
         .integer("connections", s.connections)

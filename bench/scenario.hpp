@@ -47,6 +47,7 @@ struct scenario {
   std::size_t depth = 1;  // 1 for one-shot and keep-alive
   std::size_t payload = 16;
   std::size_t threads = 1;  // io threads of the comet host (1 for the others)
+  bool tls = false;         // comet::client and the comet host over TLS (--tls)
 
   // The same load against another server or with another driver.
   bool same_load(const scenario& o) const noexcept {
