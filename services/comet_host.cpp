@@ -151,6 +151,7 @@ int main(int argc, char** argv) {
         {"connections_accepted", s.connections_accepted},
         {"connections_refused", s.connections_refused},
         {"tls_handshakes_failed", s.tls_handshakes_failed},
+        {"tls_sessions_resumed", s.tls_sessions_resumed},
         {"latency_us",
          {{"p50", s.latency_p50.count()},
           {"p99", s.latency_p99.count()},

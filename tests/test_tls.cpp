@@ -79,6 +79,36 @@ TEST_CASE("a TLS host answers a TLS client, one-shot and keep-alive", "[tls]") {
   CHECK(stats.connections_accepted <= 2 + 2);  // two one-shots, at most two pooled
 }
 
+TEST_CASE("TLS clients resume their session on the next connection", "[tls]") {
+  test_pki pki;
+  tls_settings server_side = host_tls(pki);
+  server_side.ca = pki.file("ca.pem");
+  server_side.require_client_certificate = true;  // resumption keeps the client's identity
+  host_fixture f(1, tls_host_options(server_side));
+  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  f.start();
+  client_options o;
+  o.tls = client_tls(pki);
+  o.tls.certificate = pki.file("client.pem");
+  o.tls.private_key = pki.file("client.key");
+  const client one_shot = f.make_client(o);
+  for (int i = 0; i < 4; ++i) CHECK(one_shot.send_sync("echo", i) == i);
+  CHECK(f.server.stats().tls_sessions_resumed == 3);  // every connection after the first
+
+  o.keep_alive = true;
+  o.max_connections = 1;
+  const client pooled = f.make_client(o);
+  CHECK(pooled.send_sync("echo", "pooled") == "pooled");
+  CHECK(f.server.stats().tls_sessions_resumed == 3);  // a new client starts afresh
+
+  // Another client, another cache: a client never offers a session it did
+  // not get itself.
+  client_options anonymous;
+  anonymous.tls = client_tls(pki);
+  CHECK_THROWS_AS(f.make_client(anonymous).send_sync("echo", 1), comet::error);
+  CHECK(f.server.stats().tls_handshakes_failed == 1);
+}
+
 TEST_CASE("a TLS client refuses a host its CA did not sign, and the host serves others", "[tls]") {
   test_pki pki;
   host_fixture rogue(2, tls_host_options(host_tls(pki, "rogue-host")));

@@ -164,6 +164,7 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
   st->stream.socket().set_option(tcp::no_delay(true), ignored);
   if (st->stream.secure()) {
     st->stream.verify_peer_name(peer.peer.ip);
+    peer.sessions->offer(st->stream);
     auto [handshake_ec] =
         co_await st->stream.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
     if (st->timed_out) throw peer.tls_timed_out();
@@ -198,6 +199,7 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
   }
   st->current = exchange_state::phase::connecting;  // disarms the watchdog
   st->watchdog.cancel();
+  if (peer.sessions) peer.sessions->remember(st->stream);
   st->stream.close();
   co_return peer.result_of(decoder.header(), decoder.content());
 }
@@ -224,8 +226,9 @@ std::shared_ptr<const peer_info> make_peer_info(endpoint peer, client_options op
                                 "' is not an IP address (IPv4 or IPv6 literal expected)");
   tcp::endpoint target(address, peer.port);
   auto tls = make_client_tls_context(options.tls);
-  return std::make_shared<const peer_info>(
-      peer_info{std::move(peer), std::move(options), target, std::move(tls)});
+  auto sessions = tls ? std::make_shared<tls_session_cache>() : nullptr;
+  return std::make_shared<const peer_info>(peer_info{std::move(peer), std::move(options), target,
+                                                     std::move(tls), std::move(sessions)});
 }
 }  // namespace
 

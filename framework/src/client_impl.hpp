@@ -28,6 +28,7 @@ struct peer_info {
   client_options options;
   tcp::endpoint target;
   std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP
+  std::shared_ptr<tls_session_cache> sessions;  // with tls
 
   std::string describe() const;  // "Telegram at 127.0.0.4:65432"
   error offline(const boost::system::error_code& ec) const;

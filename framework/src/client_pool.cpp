@@ -211,6 +211,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
     }
     if (!ec && !connect_timed_out && current != state::closed && stream_.secure()) {
       stream_.verify_peer_name(info.peer.ip);
+      info.sessions->offer(stream_);
       std::tie(ec) =
           co_await stream_.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
       if (current == state::closed) co_return;
@@ -267,6 +268,10 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   }
 
   void on_response(const frame_header& header, std::string_view content) {
+    if (!session_kept_ && pool_->info_->sessions) {
+      session_kept_ = true;  // the host's session tickets came before this answer
+      pool_->info_->sessions->remember(stream_);
+    }
     pending_request* request = nullptr;
     if (header.request_id) {
       request = take(*header.request_id);
@@ -351,6 +356,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
   std::string out_pending_, out_writing_;
   bool writing_ = false;
   bool flush_queued_ = false;
+  bool session_kept_ = false;
   bool write_failed_ = false;
   // The request the host refused as too_large before closing, if it did.
   std::optional<std::uint64_t> refused_id_;

@@ -160,6 +160,7 @@ asio::awaitable<bool> host_connection::handshake() {
   auto [ec] = co_await stream_.tls().async_handshake(asio::ssl::stream_base::server, use_tuple);
   if (!ec) {
     last_progress_ = std::chrono::steady_clock::now();
+    if (SSL_session_reused(stream_.tls().native_handle())) host_->metrics.tls_resumed();
     co_return true;
   }
   if (!closed_) {

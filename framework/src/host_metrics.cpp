@@ -66,6 +66,7 @@ void host_metrics::fill(host_stats& s) const {
   s.connections_accepted = accepted_.load(std::memory_order_relaxed);
   s.connections_refused = refused_.load(std::memory_order_relaxed);
   s.tls_handshakes_failed = tls_failed_.load(std::memory_order_relaxed);
+  s.tls_sessions_resumed = tls_resumed_.load(std::memory_order_relaxed);
   using std::chrono::duration_cast;
   using std::chrono::microseconds;
   s.latency_p50 = duration_cast<microseconds>(latency_.percentile(0.50));

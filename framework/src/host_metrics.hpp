@@ -39,6 +39,7 @@ class host_metrics {
   void accepted() noexcept { accepted_.fetch_add(1, std::memory_order_relaxed); }
   void refused() noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
   void tls_failed() noexcept { tls_failed_.fetch_add(1, std::memory_order_relaxed); }
+  void tls_resumed() noexcept { tls_resumed_.fetch_add(1, std::memory_order_relaxed); }
 
   // Fills every field but uptime and connections_open.
   void fill(host_stats& s) const;
@@ -52,6 +53,7 @@ class host_metrics {
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> refused_{0};
   std::atomic<std::uint64_t> tls_failed_{0};
+  std::atomic<std::uint64_t> tls_resumed_{0};
   latency_histogram latency_;
 };
 

@@ -77,6 +77,11 @@ std::shared_ptr<ssl::context> make_host_tls_context(const tls_settings& settings
                 "tls_private_key");
   auto context = make_context(ssl::context::tls_server);
   load_identity(*context, settings);
+  // Lets clients resume sessions, client certificates included (OpenSSL
+  // refuses to resume a verified session without an id context).
+  static constexpr unsigned char session_context[] = "comet-net";
+  SSL_CTX_set_session_id_context(context->native_handle(), session_context,
+                                 sizeof session_context - 1);
   if (settings.require_client_certificate) {
     if (settings.ca.empty())
       throw error(errc::tls_error,
@@ -110,6 +115,29 @@ std::shared_ptr<ssl::context> make_client_tls_context(const tls_settings& settin
   }
   context->set_verify_mode(ssl::verify_peer);
   return context;
+}
+
+tls_session_cache::~tls_session_cache() {
+  if (session_) SSL_SESSION_free(session_);
+}
+
+void tls_session_cache::offer(transport& t) const {
+  if (!t.secure()) return;
+  std::lock_guard lock(mutex_);
+  if (session_) SSL_set_session(t.tls().native_handle(), session_);
+}
+
+void tls_session_cache::remember(transport& t) {
+  if (!t.secure()) return;
+  SSL_SESSION* current = SSL_get0_session(t.tls().native_handle());
+  if (!current || !SSL_SESSION_is_resumable(current)) return;
+  // A copy: OpenSSL marks a connection's own session unresumable when the
+  // connection is freed without a TLS shutdown, which is how ours end.
+  SSL_SESSION* copy = SSL_SESSION_dup(current);
+  if (!copy) return;
+  std::lock_guard lock(mutex_);
+  if (session_) SSL_SESSION_free(session_);
+  session_ = copy;
 }
 
 void transport::verify_peer_name(const std::string& address) {

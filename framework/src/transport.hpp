@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace comet {
@@ -75,6 +76,27 @@ class transport {
  private:
   tcp::socket socket_;
   std::unique_ptr<tls_stream> tls_;
+};
+
+// The last TLS session a client had with its peer, offered when it connects
+// again: a resumed handshake skips the certificates, which is most of a
+// handshake's cost. Shared by every connection to that peer.
+class tls_session_cache {
+ public:
+  tls_session_cache() = default;
+  tls_session_cache(const tls_session_cache&) = delete;
+  tls_session_cache& operator=(const tls_session_cache&) = delete;
+  ~tls_session_cache();
+
+  // Before the handshake.
+  void offer(transport& t) const;
+  // After an answer was read on `t` (TLS 1.3 hosts send their session
+  // tickets after the handshake: they arrive with the first answer).
+  void remember(transport& t);
+
+ private:
+  mutable std::mutex mutex_;
+  SSL_SESSION* session_ = nullptr;
 };
 
 struct tls_settings;

@@ -76,6 +76,7 @@ struct host_stats {
   std::uint64_t connections_open = 0;
   std::uint64_t connections_refused = 0;  // over max_connections
   std::uint64_t tls_handshakes_failed = 0;
+  std::uint64_t tls_sessions_resumed = 0;  // handshakes that resumed a session (no certificates)
   // Time from a request's arrival to its answer, over the host's life.
   std::chrono::microseconds latency_p50{}, latency_p99{}, latency_p999{};
 };
