@@ -397,4 +397,16 @@ TEST_CASE("requests written behind one refused as too_large are sent again, not 
   // connection; they went out again on a second.
   CHECK(f.server.stats().connections_accepted == 2);
   CHECK(f.server.stats().requests_served == 1 + 1 + 20);
+
+  // The pool learnt: a request that large now goes on a connection of its
+  // own, and the shared one carries the others undisturbed.
+  answers.clear();
+  answers.push_back(asio::co_spawn(f.pool.get_executor(), c.send("echo", big), asio::use_future));
+  for (int i = 1; i <= 20; ++i)
+    answers.push_back(asio::co_spawn(f.pool.get_executor(), c.send("echo", i), asio::use_future));
+  for (auto& a : answers) REQUIRE(a.wait_for(10s) == std::future_status::ready);
+  CHECK(failure_of([&] { answers[0].get(); }).code() == errc::too_large);
+  for (int i = 1; i <= 20; ++i) CHECK(answers[i].get() == i);
+  CHECK(f.server.stats().connections_accepted == 3);  // the big one's own
+  CHECK(f.server.stats().requests_served == 22 + 1 + 20);
 }

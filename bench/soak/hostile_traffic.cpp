@@ -282,7 +282,7 @@ asio::awaitable<problem> pipelined(scenario_env& env) {
   std::string bytes;
   for (std::size_t i = 0; i < count; ++i) {
     const std::uint64_t id = env.ctx.unique_id();
-    json::value v = unique_value(id, "pipelined", env.rng, env.ctx.options.full_precision_doubles);
+    json::value v = unique_value(id, "pipelined", env.rng);
     bytes += request_frame(env.rng() % 2 ? echo_action : slow_echo_action, v, true, id);
     waiting.emplace(id, std::move(v));
     env.ctx.counts.sent();

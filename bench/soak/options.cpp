@@ -54,12 +54,6 @@ po::options_description describe(soak_options& o) {
       ("rss-slack", po::value(&o.rss_slack_mib)->default_value(o.rss_slack_mib),
        "MiB that RSS may grow over its baseline (1 to 4096)")
       ("seed", po::value(&o.seed)->default_value(o.seed), "seed of the traffic's random choices")
-      ("keep-alive-oversize", po::bool_switch(&o.keep_alive_oversize),
-       "also send requests over the host's limit on keep-alive connections (off by default: "
-       "the host closes such a connection, failing the other requests multiplexed on it)")
-      ("full-precision-doubles", po::bool_switch(&o.full_precision_doubles),
-       "send doubles of 16 and 17 significant digits too (off by default: Boost.JSON 1.81's "
-       "parser reads some of them 1 ulp off, so their echo does not match)")
       ("strict", po::bool_switch(&o.strict),
        "fail on the known framework issues too (reported either way)")
       ("verbose,v", po::bool_switch(&o.verbose), "print the framework's log lines");

@@ -51,8 +51,6 @@ struct soak_options {
   double warmup_s = 2;
   std::size_t rss_slack_mib = 64;
   std::uint64_t seed = 1;
-  bool keep_alive_oversize = false;  // also send oversize requests on keep-alive connections
-  bool full_precision_doubles = false;  // values carry doubles of 16-17 significant digits
   bool strict = false;  // known framework issues fail the run too
   bool verbose = false;
 };
@@ -145,10 +143,8 @@ struct soak_context {
 
 // Payloads (payload.cpp).
 // A unique value: {"id": n, "via": ..., "text": ..., "number": ..., ...},
-// whose request content stays under the host's limit. Its doubles have at
-// most 15 significant digits unless `full_precision`.
-json::value unique_value(std::uint64_t id, std::string_view via, rng_type& rng,
-                         bool full_precision);
+// whose request content stays under the host's limit.
+json::value unique_value(std::uint64_t id, std::string_view via, rng_type& rng);
 // A value whose request is over the host's limit.
 json::value oversize_value(std::uint64_t id, rng_type& rng);
 std::string random_bytes(std::size_t n, rng_type& rng);

@@ -22,10 +22,9 @@ struct planned_request {
   std::optional<comet::errc> expected_error;
 };
 
-planned_request plan(soak_context& ctx, std::string_view via, bool oversize_allowed,
-                     rng_type& rng) {
+planned_request plan(soak_context& ctx, std::string_view via, rng_type& rng) {
   const auto roll = rng() % 100;
-  if (roll < 3 && oversize_allowed)
+  if (roll < 3)
     return {std::string(echo_action), oversize_value(ctx.unique_id(), rng), comet::errc::too_large};
   if (roll < 5) return {std::string(unknown_action), ctx.fresh_value(via, rng), comet::errc::no_handler};
   if (roll < 15) return {std::string(fail_action), ctx.fresh_value(via, rng), comet::errc::handler_failed};
@@ -52,9 +51,7 @@ void record_error(soak_context& ctx, std::string_view via, const planned_request
   if (request.expected_error == comet::errc::too_large &&
       e.code() == comet::errc::connection_closed && via == "one-shot") {
     // The host answered too_large and closed; the client, still writing
-    // the content, failed on the write and never read the answer. (On a
-    // keep-alive connection the same error can also be collateral damage
-    // from another oversize request: counted as lost there.)
+    // the content, failed on the write and never read the answer.
     ctx.counts.unread_error("too_large");
     ctx.counts.known_issue("client_loses_too_large", std::string(via) + " id " +
                                                          id_of(request.value) + ": " + e.what());
@@ -65,8 +62,8 @@ void record_error(soak_context& ctx, std::string_view via, const planned_request
 }
 
 asio::awaitable<void> send_one(soak_context& ctx, const comet::client& client,
-                               std::string_view via, bool oversize_allowed, rng_type& rng) {
-  const planned_request request = plan(ctx, via, oversize_allowed, rng);
+                               std::string_view via, rng_type& rng) {
+  const planned_request request = plan(ctx, via, rng);
   ctx.counts.sent();
   try {
     const json::value result = co_await client.send(request.action, request.value);
@@ -98,20 +95,17 @@ void check_echo(tally& counts, std::string_view via, const json::value& sent,
 
 asio::awaitable<void> one_shot_worker(soak_context& ctx, std::uint64_t seed) {
   rng_type rng(seed);
-  while (!ctx.expired()) co_await send_one(ctx, ctx.one_shot, "one-shot", true, rng);
+  while (!ctx.expired()) co_await send_one(ctx, ctx.one_shot, "one-shot", rng);
 }
 
 // Bursts of four concurrent sends, so that the pool multiplexes requests from
 // many workers on its few connections.
 asio::awaitable<void> keep_alive_worker(soak_context& ctx, std::uint64_t seed) {
   rng_type rng(seed);
-  const bool oversize = ctx.options.keep_alive_oversize;
   const comet::client& c = ctx.keep_alive;
   while (!ctx.expired())
-    co_await (send_one(ctx, c, "keep-alive", oversize, rng) &&
-              send_one(ctx, c, "keep-alive", oversize, rng) &&
-              send_one(ctx, c, "keep-alive", oversize, rng) &&
-              send_one(ctx, c, "keep-alive", oversize, rng));
+    co_await (send_one(ctx, c, "keep-alive", rng) && send_one(ctx, c, "keep-alive", rng) &&
+              send_one(ctx, c, "keep-alive", rng) && send_one(ctx, c, "keep-alive", rng));
 }
 
 }  // namespace comet_soak

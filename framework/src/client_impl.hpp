@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <limits>
 #include <list>
 #include <memory>
 #include <optional>
@@ -106,7 +107,10 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   keep_alive_support support_ = keep_alive_support::unknown;
   std::uint64_t next_id_ = 1;
   bool shut_down_ = false;
-  std::string encoding_;  // request content being encoded (see submit)
+  std::string encoding_;  // request content being encoded (see send)
+  // The smallest request content the peer refused as too_large: requests
+  // at least this large are sent on a connection of their own.
+  std::size_t refused_size_ = std::numeric_limits<std::size_t>::max();
   // The connection handling the answers of a read right now, if any, and
   // when that read completed.
   pooled_connection* answering_ = nullptr;

@@ -60,6 +60,7 @@ struct peer_pool::pending_request {
 
   std::uint64_t id = 0;
   std::chrono::steady_clock::time_point deadline;
+  std::size_t content_size = 0;
   std::optional<json::value> result;
   std::optional<error> failure;
   // The host closed the connection without reading this request (it
@@ -129,17 +130,13 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
     return ready && pending.size() < max_in_flight;
   }
 
-  void submit(pending_request& request, std::string_view action, const json::value& value) {
+  void submit(pending_request& request, std::string_view content) {
     pending.push_back(&request);
+    request.content_size = content.size();
     frame_header h;
     h.keep_alive = true;
     h.request_id = request.id;
     h.auth_token = pool_->info_->options.auth_token;
-    // The frame's header needs the content's length: the content is
-    // encoded first, into a buffer the pool reuses.
-    std::string& content = pool_->encoding_;
-    content.clear();
-    detail::append_request(content, action, value);
     append_frame(out_pending_, h, content);
     if (pool_->answering_ == this)
       return;  // written once the answers of this read are handled
@@ -299,8 +296,12 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
         pool_->support_ = keep_alive_support::no;
       // A comet-net host reads nothing after a frame it refuses as too
       // large: the requests written after it never ran.
-      if (failure && failure->code() == errc::too_large && header.request_id)
+      if (failure && failure->code() == errc::too_large && header.request_id) {
         refused_id_ = header.request_id;
+        // From now on, requests this large go on a connection of their own.
+        if (request)
+          pool_->refused_size_ = std::min(pool_->refused_size_, request->content_size);
+      }
       current = state::closing;
     }
     if (current == state::closing && pending.empty()) close();
@@ -442,9 +443,9 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
   const auto started = answering_ ? answers_read_at_ : std::chrono::steady_clock::now();
   const auto deadline = started + info_->options.request_timeout;
   // A request the host closed the connection without reading is sent
-  // again; each replay means another request was refused, so few suffice.
-  constexpr int max_replays = 3;
-  for (int replays = 0;; ++replays) {
+  // again, until its deadline; each replay means another request was
+  // refused as too large, and requests that large then go alone.
+  for (;;) {
     std::shared_ptr<pooled_connection> conn;
     while (support_ != keep_alive_support::no) {
       if (shut_down_)
@@ -460,30 +461,34 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       slot_waiters_.erase(position);
       if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out();
     }
-    if (!conn) {  // the peer closes after every answer: a connection per message
+    // Encoded into a buffer the pool reuses: nothing suspends from here to
+    // the submit.
+    encoding_.clear();
+    detail::append_request(encoding_, action, value);
+    // A connection of its own when the peer closes after every answer (a
+    // COMET host), or when a request this large was refused before: its
+    // refusal closes the connection, which must not carry others.
+    if (!conn || encoding_.size() >= refused_size_) {
       // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
       // full-expression twice.
       frame_header header;
       header.auth_token = info_->options.auth_token;
-      std::string frame = encode_frame(header, encode_request(action, value));
+      std::string frame = encode_frame(header, encoding_);
       co_return co_await client::impl::exchange(info_, std::move(frame));
     }
 
     pending_request request;
     request.id = next_id_++;
     request.deadline = deadline;
-    conn->submit(request, action, value);
+    conn->submit(request, encoding_);
     watch_deadlines();
     // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
     // full-expression twice.
     auto park = [&request](auto handler) { request.park(std::move(handler)); };
     co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(park, asio::use_awaitable);
     if (request.replay) {
-      if (replays < max_replays) continue;
-      throw error(errc::connection_closed,
-                  info_->describe() + " closed the connection " + std::to_string(replays + 1) +
-                      " times without reading this request, each time after refusing another "
-                      "one as too_large");
+      if (std::chrono::steady_clock::now() < deadline) continue;
+      throw info_->timed_out();
     }
     if (request.failure) throw std::move(*request.failure);
     co_return std::move(*request.result);
