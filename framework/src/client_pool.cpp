@@ -447,9 +447,17 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
   // refused as too large, and requests that large then go alone.
   for (;;) {
     std::shared_ptr<pooled_connection> conn;
-    while (support_ != keep_alive_support::no) {
+    for (;;) {
       if (shut_down_)
         throw error(errc::connection_closed, "the client to " + info_->describe() + " was destroyed");
+      // Encoded into a buffer the pool reuses (again after any wait: other
+      // sends use it meanwhile); nothing suspends from here to the submit.
+      encoding_.clear();
+      detail::append_request(encoding_, action, value);
+      // A connection of its own when the peer closes after every answer (a
+      // COMET host), or when a request this large was refused before: its
+      // refusal closes the connection, which must not carry others.
+      if (support_ == keep_alive_support::no || encoding_.size() >= refused_size_) break;
       if (auto* picked = pick()) {
         conn = picked->shared_from_this();
         break;
@@ -461,14 +469,7 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       slot_waiters_.erase(position);
       if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out();
     }
-    // Encoded into a buffer the pool reuses: nothing suspends from here to
-    // the submit.
-    encoding_.clear();
-    detail::append_request(encoding_, action, value);
-    // A connection of its own when the peer closes after every answer (a
-    // COMET host), or when a request this large was refused before: its
-    // refusal closes the connection, which must not carry others.
-    if (!conn || encoding_.size() >= refused_size_) {
+    if (!conn) {
       // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
       // full-expression twice.
       frame_header header;
