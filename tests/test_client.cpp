@@ -380,15 +380,17 @@ TEST_CASE("requests written behind one refused as too_large are sent again, not 
   host_fixture f(2, o);
   f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
   f.start();
-  // One connection, so every request shares it with the oversize one.
-  auto c = f.make_client({.keep_alive = true, .max_connections = 1});
+  // One connection, so every request shares it with the oversize one; one
+  // client thread, so the sends are submitted in the order they are spawned.
+  io_pool client_thread(1);
+  const client c(client_thread, f.at, {.keep_alive = true, .max_connections = 1});
   REQUIRE(c.send_sync("echo", 0) == 0);  // the connection is open and keeps alive
 
   const json::value big(json::string(2000, 'x'));
   std::vector<std::future<json::value>> answers;
-  answers.push_back(asio::co_spawn(f.pool.get_executor(), c.send("echo", big), asio::use_future));
+  answers.push_back(asio::co_spawn(client_thread.get_executor(), c.send("echo", big), asio::use_future));
   for (int i = 1; i <= 20; ++i)
-    answers.push_back(asio::co_spawn(f.pool.get_executor(), c.send("echo", i), asio::use_future));
+    answers.push_back(asio::co_spawn(client_thread.get_executor(), c.send("echo", i), asio::use_future));
   for (auto& a : answers) REQUIRE(a.wait_for(10s) == std::future_status::ready);
   auto refused = failure_of([&] { answers[0].get(); });
   CHECK(refused.code() == errc::too_large);
@@ -401,9 +403,9 @@ TEST_CASE("requests written behind one refused as too_large are sent again, not 
   // The pool learnt: a request that large now goes on a connection of its
   // own, and the shared one carries the others undisturbed.
   answers.clear();
-  answers.push_back(asio::co_spawn(f.pool.get_executor(), c.send("echo", big), asio::use_future));
+  answers.push_back(asio::co_spawn(client_thread.get_executor(), c.send("echo", big), asio::use_future));
   for (int i = 1; i <= 20; ++i)
-    answers.push_back(asio::co_spawn(f.pool.get_executor(), c.send("echo", i), asio::use_future));
+    answers.push_back(asio::co_spawn(client_thread.get_executor(), c.send("echo", i), asio::use_future));
   for (auto& a : answers) REQUIRE(a.wait_for(10s) == std::future_status::ready);
   CHECK(failure_of([&] { answers[0].get(); }).code() == errc::too_large);
   for (int i = 1; i <= 20; ++i) CHECK(answers[i].get() == i);
