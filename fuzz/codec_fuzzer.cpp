@@ -133,6 +133,9 @@ void check_json_text_round_trip(const json::value& v) {
 
 // Boost.JSON's own reading of `content` as an object, the oracle for the
 // codec's fast paths: null when it is not a JSON object within the depth.
+// Where it reads a number as NaN or infinity its reading is not trusted
+// (Boost.JSON 1.81 reads 0e4047 as NaN; the codec reads 0, as Python does),
+// so a value holding one is not compared.
 const json::object* oracle_object(std::string_view content, json::value& storage) {
   json::parse_options options;
   options.max_depth = max_json_depth;
@@ -153,7 +156,8 @@ void check_request(std::string_view content) {
   if (request) {
     FUZZ_CHECK(request->action == action->get_string());
     const json::value* value = expected->if_contains("value");
-    FUZZ_CHECK(json_match(request->value, value ? *value : json::value(nullptr)));
+    const json::value oracle = value ? *value : json::value(nullptr);
+    FUZZ_CHECK(has_non_finite(oracle) || json_match(request->value, oracle));
   }
   if (!request) {
     FUZZ_CHECK(!why.empty());
@@ -181,7 +185,7 @@ void check_response(std::string_view content) {
     FUZZ_CHECK(!result);
     return;
   }
-  FUZZ_CHECK(result && json_match(response.result, *result));
+  FUZZ_CHECK(result && (has_non_finite(*result) || json_match(response.result, *result)));
   FUZZ_CHECK(bool(response.error) == bool(expected->if_contains("error") &&
                                           expected->at("error").is_object()));
   if (has_non_finite(response.result)) return;

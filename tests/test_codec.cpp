@@ -2,6 +2,8 @@
 
 #include "support.hpp"
 
+#include <cmath>
+
 using namespace comet;
 using namespace comet::test;
 
@@ -263,6 +265,11 @@ TEST_CASE("numbers are read as Python reads them, to the last bit", "[unit][code
       {"1.9162297225132058e+173", 1.9162297225132058e+173},
       {"0.1", 0.1},
       {"1e400", std::numeric_limits<double>::infinity()},
+      {"0e4047", 0.0},  // Boost.JSON 1.81 reads NaN (the fuzzer found it)
+      {"-1e-400", -0.0},
+      {"-0.000e4047", -0.0},
+      {"5e-4000", 0.0},
+      {"-5e+4000", -std::numeric_limits<double>::infinity()},
       {"123456789012345678901234567890", 123456789012345678901234567890.0}};
   for (const auto& [text, expected] : cases) {
     INFO(text);
@@ -271,6 +278,7 @@ TEST_CASE("numbers are read as Python reads them, to the last bit", "[unit][code
     REQUIRE(v);
     REQUIRE(v->as_array()[0].is_double());
     CHECK(v->as_array()[0].as_double() == expected);
+    CHECK(std::signbit(v->as_array()[0].as_double()) == std::signbit(expected));
   }
   // Written back as the same text.
   std::string why;

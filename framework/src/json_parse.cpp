@@ -12,6 +12,7 @@
 #include <boost/json/value_stack.hpp>
 
 #include <charconv>
+#include <limits>
 
 namespace comet {
 namespace {
@@ -22,6 +23,19 @@ using boost::system::error_code;
 // Deep enough for real payloads, shallow enough that parsing never
 // threatens the stack.
 constexpr std::size_t max_json_depth = 64;
+
+// A number too large or too small for a double, as Python reads it: zero
+// digits or a negative exponent make a (signed) zero, anything else an
+// infinity. (Boost.JSON 1.81 reads some of these, 0e4047, as NaN.)
+double beyond_range(std::string_view text) {
+  const bool negative = text.starts_with('-');
+  const std::size_t e = text.find_first_of("eE");
+  const std::string_view digits = text.substr(0, e);
+  const bool zero = digits.find_first_of("123456789") == std::string_view::npos;
+  const bool tiny = e != std::string_view::npos && e + 1 < text.size() && text[e + 1] == '-';
+  const double magnitude = zero || tiny ? 0.0 : std::numeric_limits<double>::infinity();
+  return negative ? -magnitude : magnitude;
+}
 
 struct value_builder {
   static constexpr std::size_t max_object_size = json::object::max_size();
@@ -92,8 +106,10 @@ struct value_builder {
     }
     double exact = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), exact);
-    // Out of range (1e400) keeps Boost.JSON's reading, infinity or zero.
-    if (ec == std::errc() && end == text.data() + text.size()) d = exact;
+    if (ec == std::errc() && end == text.data() + text.size())
+      d = exact;
+    else if (ec == std::errc::result_out_of_range)
+      d = beyond_range(text);
     number.clear();
     stack.push_double(d);
     return true;
