@@ -202,6 +202,11 @@ inline asio::awaitable<json::value> sleep_then_echo(const std::string&, const js
   co_return v;
 }
 
+// Registers "echo": the answer is the request's value.
+inline void add_echo(host& h) {
+  h.on("echo", [](const std::string&, const json::value& v) { return v; });
+}
+
 // An io_pool and a started host on 127.0.0.1 with an ephemeral port.
 struct host_fixture {
   explicit host_fixture(std::size_t threads = 2, host_options options = loopback())

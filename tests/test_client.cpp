@@ -32,7 +32,7 @@ comet::error failure_of(F&& f) {
 
 TEST_CASE("send_sync blocks a plain thread for the answer", "[integration][client]") {
   host_fixture f;
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.start();
   auto c = f.make_client();
   CHECK(c.send_sync("echo", "sync") == "sync");
@@ -79,7 +79,7 @@ TEST_CASE("post sends in the background and never throws", "[integration][client
 TEST_CASE("send_tcp_message keeps COMET's shape", "[integration][client]") {
   host_fixture f;
   std::promise<void> posted;
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.server.on("note", [&](const std::string&, const json::value&) {
     posted.set_value();
     return 1;
@@ -320,7 +320,7 @@ TEST_CASE("a keep-alive client reports a host that goes away and reconnects when
 
   o.listen = at;
   host second(pool.get_executor(), o);
-  second.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(second);
   second.start();
   CHECK(c.send_sync("echo", 3) == 3);
 }
@@ -332,7 +332,7 @@ TEST_CASE("a refused connect is retried, so a host that is starting is reached",
   host_options o;
   o.listen = at;
   host late(pool.get_executor(), o);
-  late.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(late);
   for (const bool keep_alive : {false, true}) {
     INFO("keep_alive " << keep_alive);
     client c(pool.get_executor(), at, {.keep_alive = keep_alive, .connect_retries = 3});
@@ -353,7 +353,7 @@ TEST_CASE("a request over the host's limit is reported as too_large, not as a br
   host_options o = host_fixture::loopback();
   o.max_content_length = 1000;
   host_fixture f(2, o);
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.start();
   const json::value big(json::string(4 << 20, 'x'));  // the host closes long before this is sent
   for (const bool keep_alive : {false, true}) {
@@ -378,7 +378,7 @@ TEST_CASE("requests written behind one refused as too_large are sent again, not 
   host_options o = host_fixture::loopback();
   o.max_content_length = 1000;
   host_fixture f(2, o);
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.start();
   // One connection, so every request shares it with the oversize one; one
   // client thread, so the sends are submitted in the order they are spawned.

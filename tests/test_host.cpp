@@ -11,10 +11,6 @@ using namespace comet::test;
 
 namespace {
 
-void add_echo(host& h) {
-  h.on("echo", [](const std::string&, const json::value& v) { return v; });
-}
-
 response_message answer_of(const std::string& frame) { return decode_response(split(frame).content); }
 
 }  // namespace
@@ -276,7 +272,7 @@ TEST_CASE("a host and client embed in an io_context the program runs itself",
   asio::io_context io;  // no comet threads: this test's thread runs everything
   host_options o = host_fixture::loopback();
   host h(io.get_executor(), o);
-  h.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(h);
   const auto at = h.start();
   client c(io.get_executor(), at);
 

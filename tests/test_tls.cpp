@@ -54,12 +54,19 @@ comet::error send_failure(const client& c) {
   throw std::logic_error("unreachable");
 }
 
+// A send through `c` fails in TLS, for the reason `why` names.
+void check_tls_refused(const client& c, const std::string& why) {
+  const auto e = send_failure(c);
+  CHECK(e.code() == errc::tls_error);
+  CHECK_THAT(e.what(), Catch::Contains(why));
+}
+
 }  // namespace
 
 TEST_CASE("a TLS host answers a TLS client, one-shot and keep-alive", "[tls]") {
   test_pki pki;
   host_fixture f(2, tls_host_options(host_tls(pki)));
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.start();
 
   client_options one_shot;
@@ -94,7 +101,7 @@ TEST_CASE("TLS clients resume their session on the next connection", "[tls]") {
   server_side.ca = pki.file("ca.pem");
   server_side.require_client_certificate = true;  // resumption keeps the client's identity
   host_fixture f(1, tls_host_options(server_side));
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.start();
   client_options o;
   o.tls = client_tls(pki);
@@ -121,16 +128,14 @@ TEST_CASE("TLS clients resume their session on the next connection", "[tls]") {
 TEST_CASE("a TLS client refuses a host its CA did not sign, and the host serves others", "[tls]") {
   test_pki pki;
   host_fixture rogue(2, tls_host_options(host_tls(pki, "rogue-host")));
-  rogue.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(rogue.server);
   rogue.start();
 
   client_options o;
   o.tls = client_tls(pki);
   for (bool keep_alive : {false, true}) {
     o.keep_alive = keep_alive;
-    const auto e = send_failure(rogue.make_client(o));
-    CHECK(e.code() == errc::tls_error);
-    CHECK_THAT(e.what(), Catch::Contains("certificate verify failed"));
+    check_tls_refused(rogue.make_client(o), "certificate verify failed");
   }
   // The host trusted by the rogue CA is fine for a client that trusts it.
   o.tls = client_tls(pki, "rogue-ca.pem");
@@ -143,25 +148,21 @@ TEST_CASE("a TLS client checks that the certificate names the address", "[tls]")
   host_options options = tls_host_options(host_tls(pki));
   options.listen = {"127.0.0.2", 0};
   host_fixture f(1, options);
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.start();
   client_options o;
   o.tls = client_tls(pki);
-  const auto e = send_failure(f.make_client(o));
-  CHECK(e.code() == errc::tls_error);
-  CHECK_THAT(e.what(), Catch::Contains("certificate verify failed"));
+  check_tls_refused(f.make_client(o), "certificate verify failed");
 }
 
 TEST_CASE("a TLS client refuses an expired certificate", "[tls]") {
   test_pki pki;
   host_fixture f(1, tls_host_options(host_tls(pki, "expired-host")));
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.start();
   client_options o;
   o.tls = client_tls(pki);
-  const auto e = send_failure(f.make_client(o));
-  CHECK(e.code() == errc::tls_error);
-  CHECK_THAT(e.what(), Catch::Contains("expired"));
+  check_tls_refused(f.make_client(o), "expired");
 }
 
 TEST_CASE("mutual TLS admits only clients with a certificate from the host's CA", "[tls]") {
@@ -170,7 +171,7 @@ TEST_CASE("mutual TLS admits only clients with a certificate from the host's CA"
   server_side.ca = pki.file("ca.pem");
   server_side.require_client_certificate = true;
   host_fixture f(2, tls_host_options(server_side));
-  f.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(f.server);
   f.start();
 
   client_options anonymous;
@@ -184,9 +185,7 @@ TEST_CASE("mutual TLS admits only clients with a certificate from the host's CA"
 
   for (bool keep_alive : {false, true}) {
     anonymous.keep_alive = stranger.keep_alive = member.keep_alive = keep_alive;
-    const auto no_certificate = send_failure(f.make_client(anonymous));
-    CHECK(no_certificate.code() == errc::tls_error);
-    CHECK_THAT(no_certificate.what(), Catch::Contains("certificate"));
+    check_tls_refused(f.make_client(anonymous), "certificate");
     const auto untrusted = send_failure(f.make_client(stranger));
     CHECK(untrusted.code() == errc::tls_error);
     CHECK(f.make_client(member).send_sync("echo", "member") == "member");
@@ -197,10 +196,10 @@ TEST_CASE("mutual TLS admits only clients with a certificate from the host's CA"
 TEST_CASE("plain and TLS peers that meet fail fast and clearly", "[tls]") {
   test_pki pki;
   host_fixture secure(1, tls_host_options(host_tls(pki)));
-  secure.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(secure.server);
   secure.start();
   host_fixture plain(1);
-  plain.server.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(plain.server);
   plain.start();
 
   // A plain (COMET) request to a TLS host: refused in the handshake.
@@ -216,9 +215,7 @@ TEST_CASE("plain and TLS peers that meet fail fast and clearly", "[tls]") {
   tls_client.tls = client_tls(pki);
   tls_client.connect_timeout = 10s;
   const auto started = std::chrono::steady_clock::now();
-  const auto to_plain = send_failure(plain.make_client(tls_client));
-  CHECK(to_plain.code() == errc::tls_error);
-  CHECK_THAT(to_plain.what(), Catch::Contains("does it use TLS"));
+  check_tls_refused(plain.make_client(tls_client), "does it use TLS");
   CHECK(std::chrono::steady_clock::now() - started < 5s);
 
   // Both hosts keep serving their own kind.
@@ -304,7 +301,7 @@ tls_require_client_certificate = true
   // The host and client a config makes use TLS, and mutual TLS with it.
   io_pool pool(1);
   host h(pool.get_executor(), cfg);
-  h.on("echo", [](const std::string&, const json::value& v) { return v; });
+  add_echo(h);
   const endpoint at = h.start();
   config client_cfg = cfg;
   client_cfg.framework.tls.certificate = pki.file("client.pem");

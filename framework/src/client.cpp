@@ -88,6 +88,13 @@ error peer_info::tls_failed(const boost::system::error_code& ec) const {
                "TLS handshake with " + describe() + " failed: " + describe_tls_failure(ec));
 }
 
+asio::awaitable<boost::system::error_code> peer_info::handshake(transport& t) const {
+  t.verify_peer_name(peer.ip);
+  sessions->offer(t);
+  auto [ec] = co_await t.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
+  co_return ec;
+}
+
 error peer_info::tls_timed_out() const {
   return error(errc::tls_error,
                "TLS handshake with " + describe() + " did not finish within " +
@@ -163,10 +170,7 @@ asio::awaitable<json::value> client::impl::exchange(std::shared_ptr<const peer_i
   }
   st->stream.socket().set_option(tcp::no_delay(true), ignored);
   if (st->stream.secure()) {
-    st->stream.verify_peer_name(peer.peer.ip);
-    peer.sessions->offer(st->stream);
-    auto [handshake_ec] =
-        co_await st->stream.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
+    const auto handshake_ec = co_await peer.handshake(st->stream);
     if (st->timed_out) throw peer.tls_timed_out();
     if (handshake_ec) throw peer.tls_failed(handshake_ec);
   }

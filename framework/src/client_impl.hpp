@@ -36,6 +36,9 @@ struct peer_info {
   error connect_timed_out() const;
   error timed_out() const;
   error tls_failed(const boost::system::error_code& ec) const;
+  // The client's TLS handshake on a connected `t`: checks the certificate
+  // names the peer's address, offers the last session to resume.
+  asio::awaitable<boost::system::error_code> handshake(transport& t) const;
   error tls_timed_out() const;
   error lost(const boost::system::error_code& ec, std::string_view doing) const;
   // Whether a failed connect is worth another try (refused, attempts left),

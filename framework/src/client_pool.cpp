@@ -207,10 +207,7 @@ class peer_pool::pooled_connection : public std::enable_shared_from_this<pooled_
       co_await backoff.async_wait(use_tuple);
     }
     if (!ec && !connect_timed_out && current != state::closed && stream_.secure()) {
-      stream_.verify_peer_name(info.peer.ip);
-      info.sessions->offer(stream_);
-      std::tie(ec) =
-          co_await stream_.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
+      ec = co_await info.handshake(stream_);
       if (current == state::closed) co_return;
       if (connect_timed_out) co_return fail(info.tls_timed_out());
       if (ec) co_return fail(info.tls_failed(ec));

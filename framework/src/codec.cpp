@@ -143,6 +143,17 @@ namespace {
 // What comet::parse_json allows a whole content.
 constexpr std::size_t max_content_depth = 64;
 
+// The fast paths' common step: the last member's value of a content object,
+// from `start` to the closing brace, when nothing else follows it (anything
+// more, another key, fails this parse: the full path decides then).
+std::optional<json::value> last_member_value(std::string_view content, std::size_t start) {
+  if (start >= content.size() || content.back() != '}') return std::nullopt;
+  std::string ignored;
+  // One level less than a whole content may nest: the object holding it.
+  return detail::parse_json(content.substr(start, content.size() - 1 - start), ignored,
+                            max_content_depth - 1);
+}
+
 // The request as COMET and comet-net write it, {"action": "<name>", "value":
 // <value>}, with a plain ASCII action: the action is taken as it stands and
 // only the value is parsed. Anything else (escapes, other keys, another
@@ -150,7 +161,7 @@ constexpr std::size_t max_content_depth = 64;
 std::optional<request_message> decode_canonical_request(std::string_view content) {
   constexpr std::string_view opening = "{\"action\": \"";
   constexpr std::string_view between = "\", \"value\": ";
-  if (!content.starts_with(opening) || content.back() != '}') return std::nullopt;
+  if (!content.starts_with(opening)) return std::nullopt;
   const std::size_t action_start = opening.size();
   std::size_t action_end = action_start;
   for (; action_end < content.size(); ++action_end) {
@@ -159,13 +170,8 @@ std::optional<request_message> decode_canonical_request(std::string_view content
     if (c == '\\' || c < 0x20 || c >= 0x80) return std::nullopt;
   }
   if (content.substr(action_end, between.size()) != between) return std::nullopt;
-  const std::size_t value_start = action_end + between.size();
-  if (value_start >= content.size()) return std::nullopt;
-  std::string ignored;
-  // One level less than a whole content may nest: the object holding it.
-  auto value = detail::parse_json(content.substr(value_start, content.size() - 1 - value_start),
-                                  ignored, max_content_depth - 1);
-  if (!value) return std::nullopt;  // maybe more keys after it: the full path decides
+  auto value = last_member_value(content, action_end + between.size());
+  if (!value) return std::nullopt;
   return request_message{std::string(content.substr(action_start, action_end - action_start)),
                          std::move(*value)};
 }
@@ -220,11 +226,8 @@ response_message decode_response(std::string_view content) {
   // only the value is parsed. Anything more ("error") leaves extra text
   // after the value, which fails this parse and takes the full path.
   constexpr std::string_view plain = "{\"result\": ";
-  if (content.size() > plain.size() + 1 && content.starts_with(plain) && content.back() == '}') {
-    std::string ignored;
-    if (auto result = detail::parse_json(
-            content.substr(plain.size(), content.size() - plain.size() - 1), ignored,
-            max_content_depth - 1)) {
+  if (content.starts_with(plain)) {
+    if (auto result = last_member_value(content, plain.size())) {
       response_message m;
       m.result = std::move(*result);
       return m;
