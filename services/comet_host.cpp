@@ -160,6 +160,9 @@ int main(int argc, char** argv) {
     };
   });
 
+  // Before start(): a signal that arrives once the host says it is
+  // listening must find the handler in place, not the default action.
+  boost::asio::signal_set signals(pool.context(), SIGINT, SIGTERM);
   try {
     host.start();
   } catch (const comet::error& e) {
@@ -167,7 +170,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  boost::asio::signal_set signals(pool.context(), SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signal) {
     if (ec) return;
     comet::log(comet::log_level::info,

@@ -8,7 +8,6 @@
 
 #include <string>
 #include <string_view>
-#include <thread>
 
 namespace comet::test {
 
@@ -36,9 +35,7 @@ inline void require_alive(echo_host& f) {
     REQUIRE_FALSE(r.error);
     REQUIRE(r.result == "alive");
   }
-  for (int i = 0; i < 300 && f.server.stats().connections_open != 0; ++i)
-    std::this_thread::sleep_for(10ms);
-  REQUIRE(f.server.stats().connections_open == 0);
+  REQUIRE(wait_until([&] { return f.server.stats().connections_open == 0; }));
 }
 
 // The host closed the connection (FIN or reset) without writing anything.

@@ -12,12 +12,18 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <mutex>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
 
 namespace comet::test {
 
@@ -33,6 +39,75 @@ auto run(asio::any_io_executor ex, F make, std::chrono::milliseconds limit = 20s
   if (done.wait_for(limit) != std::future_status::ready) FAIL("coroutine did not finish in time");
   return done.get();
 }
+
+// Polls `done` until it holds or `limit` passes; returns whether it held.
+// For what a test observes asynchronously (a counter, a log line, a closed
+// socket): `REQUIRE(wait_until([&] { return stats().x == 3; }))`.
+template <class F>
+bool wait_until(F done, std::chrono::milliseconds limit = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+}
+
+// The comet::error that `f` throws; fails the test if it throws none.
+template <class F>
+comet::error error_thrown_by(F&& f) {
+  try {
+    f();
+  } catch (const comet::error& e) {
+    return e;
+  }
+  FAIL("expected a comet::error");
+  throw std::logic_error("unreachable");
+}
+
+// Collects the library's log lines while it lives (instead of stderr), at
+// `level` and above; then restores the stderr sink and the previous level.
+class log_capture {
+ public:
+  struct line {
+    log_level level;
+    std::string text;
+  };
+
+  explicit log_capture(log_level level = log_level::info) : previous_(get_log_level()) {
+    set_log_level(level);
+    set_log_sink([this](log_level l, std::string_view text) {
+      std::lock_guard lock(mutex_);
+      lines_.push_back({l, std::string(text)});
+    });
+  }
+  log_capture(const log_capture&) = delete;
+  log_capture& operator=(const log_capture&) = delete;
+  ~log_capture() {
+    set_log_sink({});  // waits for a call in progress: `this` is not used after it
+    set_log_level(previous_);
+  }
+
+  std::vector<line> lines() const {
+    std::lock_guard lock(mutex_);
+    return lines_;
+  }
+  bool contains(std::string_view text) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& l : lines_)
+      if (l.text.find(text) != std::string::npos) return true;
+    return false;
+  }
+  // Waits (generously) for a line containing `text`.
+  bool wait_for(std::string_view text, std::chrono::milliseconds limit = 10s) const {
+    return wait_until([&] { return contains(text); }, limit);
+  }
+
+ private:
+  log_level previous_;
+  mutable std::mutex mutex_;
+  std::vector<line> lines_;
+};
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -172,6 +247,56 @@ class raw_peer {
   asio::io_context io_;
   tcp::socket socket_;
   std::chrono::milliseconds timeout_ = 10s;
+};
+
+// A TCP peer on 127.0.0.1 that is not a comet host: it reads each request
+// frame and answers `reply` (any bytes), then closes. Serves on its own
+// thread until destroyed.
+class scripted_peer {
+ public:
+  explicit scripted_peer(std::string reply)
+      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        at_{"127.0.0.1", acceptor_.local_endpoint().port()},
+        reply_(std::move(reply)),
+        thread_([this] { serve(); }) {}
+  scripted_peer(const scripted_peer&) = delete;
+  scripted_peer& operator=(const scripted_peer&) = delete;
+  ~scripted_peer() {
+    done_ = true;
+    thread_.join();
+  }
+
+  const endpoint& at() const { return at_; }
+  // Requests read and answered so far.
+  int answered() const { return answered_; }
+
+ private:
+  void serve() {
+    while (!done_) {
+      pollfd p{acceptor_.native_handle(), POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;  // wakes to notice done_
+      boost::system::error_code ec;
+      tcp::socket s(io_);
+      acceptor_.accept(s, ec);
+      if (ec) continue;
+      try {
+        raw_peer peer(std::move(s));
+        if (peer.read_frame().empty()) continue;
+        peer.write(reply_, ec);
+        ++answered_;
+      } catch (const std::exception&) {
+        // Not a request frame: a failing test says so, not this thread.
+      }
+    }
+  }
+
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  endpoint at_;
+  std::string reply_;
+  std::atomic<bool> done_{false};
+  std::atomic<int> answered_{0};
+  std::thread thread_;  // last: starts once the rest is ready
 };
 
 // Splits a whole frame into its JSON header and content.

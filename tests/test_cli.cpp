@@ -156,28 +156,35 @@ TEST_CASE("comet-send queries a comet-host started on a free port", "[cli]") {
   CHECK(line_count(unknown.err) == 1);
   CHECK_THAT(unknown.err, Catch::Contains("no_handler") && Catch::Contains("'nope'"));
 
+  // Five answers that take measurable time (256 KiB parsed and written back):
+  // most of the answers so far, so the host's median latency is not zero.
+  const auto big = write_file("big.json", "\"" + std::string(256 << 10, 'b') + "\"");
+  auto slow = run_cli("comet-send", {"--to", h.address, "--action", "echo", "--value",
+                                     "@" + big.string(), "--repeat", "5", "--quiet"});
+  CHECK(slow.status == 0);
+
   // Everything in host_stats, the no_handler answer counted by its code.
   auto after = run_cli("comet-send", {"--to", h.address, "--action", "status"});
   REQUIRE(after.status == 0);
   const auto t = json::parse(after.out).as_object();
   const auto count = [&t](std::string_view key) { return t.at(key).to_number<std::int64_t>(); };
-  CHECK(count("requests_served") >= 3);  // echo, status, nope
+  CHECK(count("requests_served") >= 8);  // echo, status, nope, 5 echoes
   CHECK(count("error_responses") == 1);
   const auto& by_code = t.at("errors_by_code").as_object();
   CHECK(by_code.size() == 1);
   REQUIRE(by_code.contains("no_handler"));
   CHECK(by_code.at("no_handler").to_number<std::int64_t>() == 1);
-  CHECK(count("bytes_received") > 0);
+  CHECK(count("bytes_received") > 5 * (256 << 10));
   CHECK(count("bytes_sent") > 0);
   CHECK(count("connections_open") >= 1);
-  CHECK(count("connections_accepted") >= 4);  // echo, status, nope, status
+  CHECK(count("connections_accepted") >= 9);  // echo, status, nope, 5 echoes, status
   CHECK(count("connections_refused") == 0);
   const auto& latency = t.at("latency_us").as_object();
   CHECK(latency.size() == 3);
   const auto p50 = latency.at("p50").to_number<std::int64_t>();
   const auto p99 = latency.at("p99").to_number<std::int64_t>();
   const auto p999 = latency.at("p999").to_number<std::int64_t>();
-  CHECK(0 <= p50);
+  CHECK(p50 > 0);
   CHECK(p50 <= p99);
   CHECK(p99 <= p999);
   CHECK(t.at("version").as_string() == comet::version);
@@ -233,6 +240,16 @@ TEST_CASE("comet-send fails with one clear line and a distinct status", "[cli]")
   CHECK(no_target.status == 2);
   auto bad_target = run_cli("comet-send", {"--to", "localhost", "--action", "echo"});
   CHECK(bad_target.status == 2);
+}
+
+TEST_CASE("comet-send exits 6 when the peer answers something that is not a frame", "[cli]") {
+  scripted_peer garbage(std::string("\x00\x05hello", 7));  // a header that is not JSON
+  auto confused = run_cli("comet-send", {"--to", garbage.at().to_string(), "--action", "echo"});
+  CHECK(confused.status == 6);
+  CHECK(confused.out.empty());
+  CHECK(line_count(confused.err) == 1);
+  CHECK_THAT(confused.err, Catch::Contains("sent a bad frame"));
+  CHECK(wait_until([&] { return garbage.answered() == 1; }));  // counted just after its write
 }
 
 TEST_CASE("the executables explain themselves and reject bad configs", "[cli]") {

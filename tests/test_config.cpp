@@ -1,6 +1,8 @@
 #include <comet/config.hpp>
 
+#include <comet/client.hpp>
 #include <comet/errors.hpp>
+#include <comet/host.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -14,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using Catch::Contains;
@@ -167,6 +170,83 @@ max_connections_per_peer = 16
   CHECK(config.framework.handler_timeout == 2500ms);
   CHECK(config.framework.keep_alive);
   CHECK(config.framework.max_connections_per_peer == 16);
+}
+
+TEST_CASE("from_config takes every key of the comet table into host and client options",
+          "[unit]") {
+  // Every key set, each to something other than its default.
+  const std::string comet_table = R"([comet]
+io_threads = 3
+connect_timeout = 1.25
+request_timeout = 7.5
+shutdown_timeout = 0.75
+max_content_length = 5000
+max_in_flight = 9
+write_buffer_limit = 8192
+max_connections = 77
+idle_timeout = 12.5
+handler_timeout = 0.5
+keep_alive = true
+max_connections_per_peer = 6
+auth_token = "s3cret"
+allow = "127.0.0.0/8, ::1"
+tls = true
+tls_certificate = "certs/host.pem"
+tls_private_key = "certs/host.key"
+tls_ca = "/etc/lab/ca.pem"
+tls_require_client_certificate = true
+)";
+  for (const auto& key : accepted_comet_keys()) {
+    INFO("key " << key);
+    CHECK(comet_table.find('\n' + key + " = ") != std::string::npos);
+  }
+  const temp_file file(R"([Socket_connection.Host]
+IP = "127.0.0.3"
+Port = 4567
+
+[Socket_connection.Client.Telegram]
+IP = "127.0.0.4"
+Port = 65001
+
+)" + comet_table);
+  const comet::config cfg = comet::load_config(file.path());
+  const auto next_to_config = [&](const std::string& name) {
+    return (file.path().parent_path() / name).lexically_normal().string();
+  };
+  CHECK(cfg.framework.io_threads == 3);  // for the io_pool a service makes; no option takes it
+
+  const auto h = comet::host_options::from_config(cfg);
+  CHECK(h.listen == endpoint{"127.0.0.3", 4567});
+  CHECK(h.max_content_length == 5000);
+  CHECK(h.shutdown_timeout == 750ms);
+  CHECK(h.max_in_flight == 9);
+  CHECK(h.write_buffer_limit == 8192);
+  CHECK(h.max_connections == 77);
+  CHECK(h.idle_timeout == 12500ms);
+  CHECK(h.handler_timeout == 500ms);
+  CHECK(h.auth_token == "s3cret");
+  CHECK(h.allow == std::vector<std::string>{"127.0.0.0/8", "::1"});
+  CHECK(h.tls.enabled);
+  CHECK(h.tls.certificate == next_to_config("certs/host.pem"));
+  CHECK(h.tls.private_key == next_to_config("certs/host.key"));
+  CHECK(h.tls.ca == "/etc/lab/ca.pem");
+  CHECK(h.tls.require_client_certificate);
+
+  const auto c = comet::client_options::from_config(cfg, "Telegram");
+  CHECK(c.name == "Telegram");
+  CHECK(c.connect_timeout == 1250ms);
+  CHECK(c.request_timeout == 7500ms);
+  CHECK(c.max_content_length == 5000);
+  CHECK(c.keep_alive);
+  CHECK(c.max_connections == 6);  // max_connections_per_peer
+  CHECK(c.auth_token == "s3cret");
+  CHECK(c.tls.enabled);
+  CHECK(c.tls.certificate == next_to_config("certs/host.pem"));
+  CHECK(c.tls.private_key == next_to_config("certs/host.key"));
+  CHECK(c.tls.ca == "/etc/lab/ca.pem");
+  // Not from the config: a client's own settings keep their defaults.
+  CHECK(c.max_in_flight == comet::client_options{}.max_in_flight);
+  CHECK(c.connect_retries == comet::client_options{}.connect_retries);
 }
 
 TEST_CASE("settings keep their defaults when [comet] is absent or partial", "[unit]") {

@@ -237,19 +237,31 @@ TEST_CASE("a peer that resets mid-frame or before reading its answer",
   const std::string frame = request_frame("echo", json::string(1000, 'r'));
   for (std::size_t cut : {std::size_t{1}, std::size_t{20}, frame.size() - 10}) {
     INFO("reset after " << cut << " bytes");
+    log_capture log;
+    const auto received = f.server.stats().bytes_received;
     raw_peer p(f.at, peer_timeout);
+    const auto peer = "127.0.0.1:" + std::to_string(p.socket().local_endpoint().port());
     p.write(std::string_view(frame).substr(0, cut));
-    std::this_thread::sleep_for(20ms);  // let the host start reading
+    // The host has read the part-frame before the reset arrives...
+    REQUIRE(wait_until([&] { return f.server.stats().bytes_received >= received + cut; }));
     p.reset();
+    // ...and sees the reset while it waits for the rest.
+    CHECK(log.wait_for(peer + " closed the connection mid-frame"));
     require_alive(f);
   }
   {
-    // The answer (4 MiB) cannot all be buffered by the kernel: the host is
-    // mid-write when the reset arrives.
+    // The answer (8 MiB) is more than the kernel buffers for a peer that
+    // does not read (at most about 4 MiB here): the host is mid-write when
+    // the reset arrives.
+    log_capture log;
+    const auto served = f.server.stats().requests_served;
     raw_peer p(f.at, peer_timeout);
-    p.write(request_frame("echo", json::string(4 << 20, 'w')));
-    std::this_thread::sleep_for(50ms);
+    const auto peer = "127.0.0.1:" + std::to_string(p.socket().local_endpoint().port());
+    p.write(request_frame("echo", json::string(8 << 20, 'w')));
+    // Counted when the answer is queued, just before its write starts.
+    REQUIRE(wait_until([&] { return f.server.stats().requests_served == served + 1; }));
     p.reset();
+    CHECK(log.wait_for("cannot answer " + peer));
     require_alive(f);
   }
 }

@@ -1,53 +1,68 @@
-// Internal: what a client knows about its peer, shared by the one-shot
-// exchange (client.cpp) and the keep-alive pool (client_pool.cpp).
+// Internal: a client's shared state. client.cpp holds the public API and the
+// one-shot exchange; client_pool.cpp the keep-alive pool; both connect
+// through the peer layer (peer.hpp).
 #pragma once
 
 #include <comet/client.hpp>
-#include <comet/codec.hpp>
-#include <comet/errors.hpp>
 
-#include "transport.hpp"
+#include "multiplexer.hpp"
+#include "peer.hpp"
 
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 
-#include <limits>
+#include <atomic>
 #include <list>
 #include <memory>
-#include <optional>
+#include <mutex>
 #include <string>
 #include <vector>
 
 namespace comet {
 
-using tcp = asio::ip::tcp;
+// The sends of one client in flight (awaited and posted), so that close()
+// can cancel them and async_close() can wait for them.
+class send_tracker {
+ public:
+  // Something close() can cancel from outside: a one-shot exchange.
+  struct cancellable {
+    virtual void cancel_for_close() = 0;  // called on the cancellable's own executor
+    virtual const asio::any_io_executor& executor() const = 0;
 
-// The peer and the options, with the wording of every transport error.
-struct peer_info {
-  endpoint peer;
-  client_options options;
-  tcp::endpoint target;
-  std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP
-  std::shared_ptr<tls_session_cache> sessions;  // with tls
+   protected:
+    ~cancellable() = default;
+  };
 
-  std::string describe() const;  // "Telegram at 127.0.0.4:65432"
-  error offline(const boost::system::error_code& ec) const;
-  error connect_timed_out() const;
-  error timed_out() const;
-  error tls_failed(const boost::system::error_code& ec) const;
-  // The client's TLS handshake on a connected `t`: checks the certificate
-  // names the peer's address, offers the last session to resume.
-  asio::awaitable<boost::system::error_code> handshake(transport& t) const;
-  error tls_timed_out() const;
-  error lost(const boost::system::error_code& ec, std::string_view doing) const;
-  // Whether a failed connect is worth another try (refused, attempts left),
-  // and how long to wait first: 50 ms, doubling.
-  bool retry_connect(const boost::system::error_code& ec, std::size_t attempt) const;
-  static std::chrono::milliseconds retry_delay(std::size_t attempt);
-  // The result of a response frame, or the error it reports (thrown).
-  json::value result_of(const frame_header& header, std::string_view content) const;
+  // A send begins; false (nothing begun) when the client is closed.
+  bool begin() noexcept;
+  void end() noexcept;
+  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  void track(const std::shared_ptr<cancellable>& c);
+  void untrack(const cancellable* c);
+
+  // No new sends; cancels the tracked ones.
+  void close_now();
+  // No new sends.
+  void refuse_new() noexcept { closed_.store(true, std::memory_order_release); }
+  // Calls `done` (through `ex`) once no send is in flight.
+  void when_idle(asio::any_io_executor ex, asio::any_completion_handler<void()> done);
+
+ private:
+  void notify();
+  std::atomic<std::size_t> active_{0};
+  std::atomic<bool> closed_{false};
+  std::mutex mutex_;
+  std::list<std::weak_ptr<cancellable>> tracked_;
+  std::vector<std::pair<asio::any_io_executor, asio::any_completion_handler<void()>>> waiters_;
 };
+
+// One request on a connection of its own (COMET's way), bounded by
+// `timeout` (connect included). Runs on a strand of its own; completes with
+// the answer's result or throws comet::error. Cancellation: the calling
+// coroutine's (terminal, partial) closes the connection at once (cancelled).
+asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> info,
+                                               send_tracker& tracker, std::string frame,
+                                               std::chrono::milliseconds timeout);
 
 class peer_pool;
 
@@ -58,26 +73,35 @@ struct client::impl {
 
   asio::any_io_executor executor;
   std::shared_ptr<const peer_info> info;
+  send_tracker tracker;
   std::shared_ptr<peer_pool> pool;  // with keep_alive only
 
-  // One request on a connection of its own (COMET's way).
-  static asio::awaitable<json::value> exchange(std::shared_ptr<const peer_info> info,
-                                               std::string frame);
+  std::chrono::milliseconds timeout_of(const send_options& o) const noexcept;
+
+  // client::send; `counted`: the send was counted by the tracker already (a post).
+  static asio::awaitable<json::value> send(std::shared_ptr<impl> self, std::string action,
+                                           json::value value, send_options options, bool counted);
 };
 
 // Keep-alive connections to one peer, shared by concurrent sends and
-// multiplexed with request ids. Everything runs on one strand.
+// multiplexed with request ids. Everything runs on one serial executor.
 class peer_pool : public std::enable_shared_from_this<peer_pool> {
  public:
   // `serial` runs everything of the pool one handler at a time: a strand,
   // or the executor of a context that only one thread runs.
   peer_pool(asio::any_io_executor serial, bool serial_is_own_thread,
-            std::shared_ptr<const peer_info> info);
+            std::shared_ptr<const peer_info> info, send_tracker& tracker);
+  ~peer_pool();
 
-  // Runs on the serial executor (co_spawn it there, unless inline_ok()).
-  asio::awaitable<json::value> send(std::string action, json::value value);
-  // Closes every connection; pending sends fail.
-  void shutdown();
+  // Runs on the serial executor (co_spawn it there, `spawned`, unless
+  // inline_ok()). Completes with the answer's result, or throws comet::error.
+  // Cancellation (terminal, partial): the request is abandoned at once
+  // (cancelled); its late answer is read and dropped.
+  asio::awaitable<json::value> send(std::string action, json::value value,
+                                    std::chrono::milliseconds timeout, bool spawned);
+  // On the serial executor: every pending send fails with `why`, every
+  // connection closes; later sends fail client_closed.
+  void close(const error& why);
 
   const asio::any_io_executor& strand() const noexcept { return strand_; }
   // True when the calling thread is the single thread of the serial
@@ -85,41 +109,34 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   bool inline_ok() const noexcept;
 
  private:
-  friend class pooled_connection;
-  struct pending_request;
+  class connection;
   struct batch_guard;
-  class pooled_connection;
-  enum class keep_alive_support { unknown, yes, no };
 
-  pooled_connection* pick();
-  void remove(pooled_connection& conn);
+  connection* pick();
+  void remove(connection& conn);
   void notify_slot();
-  void watch_deadlines();
+  // Keeps the deadline timer at the earliest pending deadline (or off).
+  void watch_deadlines(pooled_request::time_point deadline);
+  // Turns the deadline timer off when no caller waits any more.
+  void recheck_deadlines();
+  void on_deadline();
 
   asio::any_io_executor strand_;
   bool own_thread_;
   std::shared_ptr<const peer_info> info_;
-  // Not owned: a connection is owned by its own coroutine and handlers, and
-  // it holds the pool; owning it here too would make a cycle that outlives
-  // an io_context stopped with connections open. A connection leaves the
-  // list when it closes or is destroyed.
-  std::vector<pooled_connection*> connections_;
-  // The listed connections, held for a loop that may close some.
-  std::vector<std::shared_ptr<pooled_connection>> live();
+  send_tracker& tracker_;
+  std::vector<std::shared_ptr<connection>> connections_;
   std::list<asio::steady_timer*> slot_waiters_;
-  keep_alive_support support_ = keep_alive_support::unknown;
+  peer_knowledge knowledge_;
   std::uint64_t next_id_ = 1;
-  bool shut_down_ = false;
+  bool closed_ = false;
+  std::optional<error> closed_why_;
   std::string encoding_;  // request content being encoded (see send)
-  // The smallest request content the peer refused as too_large: requests
-  // at least this large are sent on a connection of their own.
-  std::size_t refused_size_ = std::numeric_limits<std::size_t>::max();
   // The connection handling the answers of a read right now, if any, and
   // when that read completed.
-  pooled_connection* answering_ = nullptr;
+  connection* answering_ = nullptr;
   std::chrono::steady_clock::time_point answers_read_at_;
-  asio::steady_timer sweeper_;
-  bool sweeping_ = false;
+  deadline_timer deadlines_;
 };
 
 }  // namespace comet

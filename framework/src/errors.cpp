@@ -6,7 +6,10 @@
 namespace comet {
 namespace {
 
-constexpr std::array<std::pair<errc, std::string_view>, 7> wire_codes{{
+// Every code has a wire spelling: a host answers its own codes, and a
+// handler that fails with a comet::error (a relay whose upstream is
+// offline, say) is answered with that error's code.
+constexpr std::array<std::pair<errc, std::string_view>, 20> wire_codes{{
     {errc::bad_request, "bad_request"},
     {errc::no_handler, "no_handler"},
     {errc::handler_failed, "handler_failed"},
@@ -14,6 +17,19 @@ constexpr std::array<std::pair<errc, std::string_view>, 7> wire_codes{{
     {errc::too_large, "too_large"},
     {errc::unauthorized, "unauthorized"},
     {errc::shutting_down, "shutting_down"},
+    {errc::remote_error, "remote_error"},
+    {errc::peer_offline, "peer_offline"},
+    {errc::connect_timeout, "connect_timeout"},
+    {errc::request_timeout, "request_timeout"},
+    {errc::connection_closed, "connection_closed"},
+    {errc::protocol_error, "protocol_error"},
+    {errc::unknown_client, "unknown_client"},
+    {errc::would_deadlock, "would_deadlock"},
+    {errc::bind_failed, "bind_failed"},
+    {errc::tls_error, "tls_error"},
+    {errc::cancelled, "cancelled"},
+    {errc::client_closed, "client_closed"},
+    {errc::unresolved, "unresolved"},
 }};
 
 class comet_category final : public std::error_category {
@@ -39,6 +55,9 @@ class comet_category final : public std::error_category {
       case errc::would_deadlock: return "the call would deadlock";
       case errc::bind_failed: return "cannot listen on the address";
       case errc::tls_error: return "TLS failed";
+      case errc::cancelled: return "the send was cancelled";
+      case errc::client_closed: return "the client is closed";
+      case errc::unresolved: return "the host name does not resolve";
     }
     return "unknown comet error";
   }

@@ -3,18 +3,37 @@
 #include <comet/codec.hpp>
 #include <comet/log.hpp>
 
+#include <boost/system/system_error.hpp>
+
 #include <exception>
 
 namespace comet {
 namespace {
 
-std::string describe_current_exception() {
+// How a handler failed, as the peer is told: a comet::error keeps its code
+// and message (a relay answers its upstream's peer_offline); any other
+// exception is handler_failed with its message. A Boost system_error's
+// what() carries the library's source location: the peer gets the error's
+// own message only, the host's log the whole text.
+struct handler_failure {
+  errc code = errc::handler_failed;
+  std::string message;  // for the peer
+  std::string logged;   // for the host's log
+};
+
+handler_failure describe_current_exception() {
   try {
     throw;
+  } catch (const error& e) {
+    const auto code = e.code().category() == error_category() ? static_cast<errc>(e.code().value())
+                                                              : errc::handler_failed;
+    return {code, e.what(), e.what()};
+  } catch (const boost::system::system_error& e) {
+    return {errc::handler_failed, e.code().message(), e.what()};
   } catch (const std::exception& e) {
-    return e.what();
+    return {errc::handler_failed, e.what(), e.what()};
   } catch (...) {
-    return "unknown exception";
+    return {errc::handler_failed, "unknown exception", "unknown exception"};
   }
 }
 
@@ -23,11 +42,12 @@ encoded_response routed_answer(const handler_result& answer) {
 }
 
 encoded_response routed_failure(const std::string& action, const request_context& context,
-                                 const std::string& failure) {
+                                 const handler_failure& failure) {
   log(log_level::warn, "handler for action '" + action + "' from " + context.peer.to_string() +
-                           " failed: " + failure);
+                           " failed: " + failure.logged);
+  if (failure.code != errc::handler_failed) return error_response(failure.code, failure.message);
   return error_response(errc::handler_failed,
-                        "handler for action '" + action + "' failed: " + failure);
+                        "handler for action '" + action + "' failed: " + failure.message);
 }
 
 // The chain's bookkeeping: the first answer wins, failures are logged and
@@ -43,23 +63,25 @@ class chain_run {
     response_ = {encode_response(*answer), {}};
     return true;
   }
-  void failed(const std::string& failure) {
+  void failed(handler_failure failure) {
     log(log_level::warn, "action handler failed for action '" + action_ + "' from " +
-                             context_.peer.to_string() + ", trying the next one: " + failure);
-    if (first_failure_.empty()) first_failure_ = failure;
+                             context_.peer.to_string() + ", trying the next one: " + failure.logged);
+    if (!first_failure_) first_failure_ = std::move(failure);
   }
   encoded_response finish() {
     if (response_.error || !response_.content.empty()) return std::move(response_);
-    if (!first_failure_.empty())
+    if (first_failure_ && first_failure_->code != errc::handler_failed)
+      return error_response(first_failure_->code, first_failure_->message);
+    if (first_failure_)
       return error_response(errc::handler_failed, "no handler answered action '" + action_ +
-                                                      "'; one failed: " + first_failure_);
+                                                      "'; one failed: " + first_failure_->message);
     return error_response(errc::no_handler, "no handler answered action '" + action_ + "'");
   }
 
  private:
   const std::string& action_;
   const request_context& context_;
-  std::string first_failure_;
+  std::optional<handler_failure> first_failure_;
   encoded_response response_;
 };
 
@@ -103,7 +125,7 @@ asio::awaitable<encoded_response> action_router::dispatch(const std::string& act
   if (auto now = dispatch_now(action, value, context)) co_return std::move(*now);
 
   if (auto route = routes_.find(action); route != routes_.end()) {
-    std::string failure;
+    handler_failure failure;
     try {
       co_return routed_answer(co_await route->second.coroutine(action, value, context));
     } catch (...) {
@@ -114,7 +136,7 @@ asio::awaitable<encoded_response> action_router::dispatch(const std::string& act
 
   chain_run chain(action, context);
   for (const auto& handler : chain_) {
-    std::string failure;
+    handler_failure failure;
     try {
       const handler_result answer = handler.plain ? handler.plain(action, value, context)
                                                   : co_await handler.coroutine(action, value, context);

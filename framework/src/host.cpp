@@ -270,6 +270,8 @@ endpoint host::start() {
 
 endpoint host::local_endpoint() const { return impl_->bound; }
 
+asio::any_io_executor host::get_executor() const noexcept { return impl_->executor; }
+
 bool host::running() const noexcept { return impl_->started && !impl_->stopping; }
 
 void host::stop() {

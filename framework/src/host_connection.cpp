@@ -9,19 +9,22 @@
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <cerrno>
 #include <cstring>
+
+#include <sys/socket.h>
 
 namespace comet {
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t read_chunk = 16 * 1024;
 
 }  // namespace
 
@@ -33,7 +36,7 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
       decoder_(host_->options.max_content_length),
       max_in_flight_(std::max<std::size_t>(1, host_->options.max_in_flight)),
       wake_(strand_, asio::steady_timer::time_point::max()),
-      idle_watch_(strand_),
+      idle_deadline_(strand_, [this] { on_idle_deadline(); }),
       last_progress_(std::chrono::steady_clock::now()),
       arrived_(last_progress_) {
   boost::system::error_code ec;
@@ -52,34 +55,36 @@ void host_connection::start() {
   asio::co_spawn(strand_, [self = shared_from_this()] { return self->read_loop(); },
                  detail::log_failure("host connection"));
   if (host_->options.idle_timeout.count() > 0)
-    asio::dispatch(strand_, [self = shared_from_this()] { self->watch_idle(); });
+    asio::dispatch(strand_, [self = shared_from_this()] {
+      // A no-op once the connection closed (close_now() stops the timer).
+      self->idle_deadline_.expires_after(self->host_->options.idle_timeout);
+    });
 }
 
-// One timer per connection, checked every idle_timeout/2 instead of re-armed
-// on every read: the hot path only stores a timestamp.
-void host_connection::watch_idle() {
+// The idle deadline is last_progress_ + idle_timeout; reads and writes only
+// store last_progress_, and the timer re-arms itself when it fires early.
+void host_connection::on_idle_deadline() {
+  if (closed_) return;
   const auto timeout = host_->options.idle_timeout;
-  idle_watch_.expires_after(timeout / 2);
-  idle_watch_.async_wait([self = shared_from_this(), timeout](boost::system::error_code ec) {
-    if (ec || self->closed_) return;
-    const bool handling = self->busy_ || self->in_flight_ > 0;
-    if (!handling && std::chrono::steady_clock::now() - self->last_progress_ >= timeout) {
-      const bool stalled_write = self->writing_;
-      log(log_level::info, "host: " + self->peer_.to_string() +
-                               (stalled_write ? " has not read its answers"
-                                              : self->in_end_ != self->in_start_
-                                                    ? " stalled in the middle of a frame"
-                                                    : " was idle") +
-                               " for " + std::to_string(timeout.count()) + " ms; disconnecting");
-      self->close_now();
-      return;
-    }
-    self->watch_idle();
-  });
+  const auto now = std::chrono::steady_clock::now();
+  const bool handling = busy_ || in_flight_ > 0;
+  if (handling || now - last_progress_ < timeout) {
+    idle_deadline_.expires_at(std::max(last_progress_ + timeout, now + timeout / 2));
+    return;
+  }
+  log(log_level::info, "host: " + peer_.to_string() +
+                           (out_.writing() ? " has not read its answers"
+                            : !in_.empty() ? " stalled in the middle of a frame"
+                                           : " was idle") +
+                           " for " + std::to_string(timeout.count()) + " ms; disconnecting");
+  close_now();
 }
 
-bool host_connection::idle() const noexcept {
-  return !busy_ && in_flight_ == 0 && !writing_ && out_pending_.empty();
+bool host_connection::idle() const noexcept { return !busy_ && in_flight_ == 0 && out_.idle(); }
+
+asio::any_io_executor host_connection::handler_executor() const {
+  return host_->single_threaded ? host_->executor
+                                : asio::any_io_executor(asio::make_strand(host_->executor));
 }
 
 void host_connection::close_gracefully() {
@@ -93,12 +98,37 @@ void host_connection::close_now() {
   if (closed_) return;
   closed_ = true;
   stream_.close();
+  idle_deadline_.stop();
   wake();
-  idle_watch_.cancel();
+  for (auto& signal : handler_signals_) signal.emit(asio::cancellation_type::terminal);
   host_->forget(*this);
 }
 
 void host_connection::wake() { wake_.cancel(); }
+
+void host_connection::peer_gone() {
+  log(log_level::info, "host: " + peer_.to_string() + " went away with " +
+                           std::to_string(in_flight_ + (busy_ ? 1 : 0)) +
+                           " request(s) in flight; cancelling their handlers");
+  close_now();
+}
+
+// While an untagged request's handler runs the connection does not read
+// (requests are answered in order); this notices meanwhile that the peer
+// closed, so that the handler is cancelled rather than left to run for
+// nobody. Readable data (a pipelined request) is left for the read loop.
+void host_connection::watch_peer() {
+  stream_.socket().async_wait(
+      tcp::socket::wait_read,
+      [self = shared_from_this(), generation = watch_generation_](boost::system::error_code ec) {
+        if (ec || self->closed_ || generation != self->watch_generation_) return;
+        char byte;
+        const auto n = ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+          return self->peer_gone();
+        if (n < 0) self->watch_peer();
+      });
+}
 
 asio::awaitable<void> host_connection::wait_for_wake() {
   wake_.expires_at(asio::steady_timer::time_point::max());
@@ -108,7 +138,6 @@ asio::awaitable<void> host_connection::wait_for_wake() {
 asio::awaitable<void> host_connection::read_loop() {
   const std::size_t high_water = host_->options.write_buffer_limit;
   if (stream_.secure() && !co_await handshake()) co_return close_now();
-  in_.resize(read_chunk);
 
   while (!closed_) {
     if (!co_await answer_buffered()) break;
@@ -117,33 +146,23 @@ asio::awaitable<void> host_connection::read_loop() {
 
     // Backpressure: a peer that does not read its answers is not read from
     // either, and tagged requests wait for a free slot.
-    while (!closed_ && (out_pending_.size() + out_writing_.size() > high_water ||
-                        in_flight_ >= max_in_flight_))
+    while (!closed_ && (out_.buffered() > high_water || in_flight_ >= max_in_flight_))
       co_await wait_for_wake();
     if (closed_ || stop_reading_) break;
 
-    if (in_start_ == in_end_) {
-      in_start_ = in_end_ = 0;
-    } else if (in_start_ > 0 && in_.size() - in_end_ < read_chunk / 2) {
-      std::memmove(in_.data(), in_.data() + in_start_, in_end_ - in_start_);
-      in_end_ -= in_start_;
-      in_start_ = 0;
-    }
-    const std::size_t needed = in_start_ + decoder_.bytes_needed();
-    if (in_.size() < needed || in_.size() - in_end_ < read_chunk / 4)
-      in_.resize(std::max({needed, in_end_ + read_chunk, std::min(2 * in_.size(), needed + read_chunk)}));
-
-    auto [ec, n] =
-        co_await stream_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-                                         use_tuple);
+    auto [room, size] = in_.prepare(decoder_.bytes_needed());
+    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(room, size), use_tuple);
     if (ec) {
-      if (in_end_ != in_start_ && !closed_ && ec != asio::error::operation_aborted)
+      if (!in_.empty() && !closed_ && ec != asio::error::operation_aborted)
         log(log_level::warn, "host: " + peer_.to_string() + " closed the connection mid-frame (" +
-                                 ec.message() + "); dropping " +
-                                 std::to_string(in_end_ - in_start_) + " bytes");
+                                 ec.message() + "); dropping " + std::to_string(in_.size()) +
+                                 " bytes");
+      // Nobody is left to answer: the handlers still running are cancelled,
+      // and with them the sends they await.
+      if (!closed_ && in_flight_ > 0) peer_gone();
       break;
     }
-    in_end_ += n;
+    in_.commit(n);
     arrived_ = last_progress_ = std::chrono::steady_clock::now();
     host_->metrics.received(n);
   }
@@ -173,7 +192,7 @@ asio::awaitable<bool> host_connection::handshake() {
 
 asio::awaitable<bool> host_connection::answer_buffered() {
   for (;;) {
-    const auto status = decoder_.decode({in_.data() + in_start_, in_end_ - in_start_});
+    const auto status = decoder_.decode(in_.data());
     switch (status) {
       case frame_decoder::status::need_more: co_return true;
       case frame_decoder::status::malformed:
@@ -193,7 +212,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     const auto request_id = decoder_.header().request_id;
     const bool keep_alive = decoder_.header().keep_alive && !host_->stopping && !stop_reading_;
     auto request = host_->prepare(decoder_.header(), decoder_.content(), admitted_);
-    in_start_ += decoder_.frame_size();
+    in_.consume(decoder_.frame_size());
     decoder_.reset();
 
     if (auto* refused = std::get_if<encoded_response>(&request)) {
@@ -223,23 +242,37 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       }
       if (closed_) co_return false;
       ++in_flight_;
+      auto signal = handler_signals_.emplace(handler_signals_.end());
       asio::co_spawn(
-          host_->executor, host_->run(std::move(message), request_id, peer_),
-          asio::bind_executor(strand_, [self = shared_from_this(), request_id, arrived = arrived_](
-                                           std::exception_ptr failure, encoded_response response) {
-            --self->in_flight_;
-            if (failure) response = error_response(errc::handler_failed, "internal error");
-            self->queue(request_id, true, response, arrived);
-            self->flush();
-            self->wake();
-          }));
+          handler_executor(), host_->run(std::move(message), request_id, peer_),
+          asio::bind_cancellation_slot(
+              signal->slot(),
+              asio::bind_executor(strand_, [self = shared_from_this(), request_id, signal,
+                                            arrived = arrived_](std::exception_ptr failure,
+                                                                encoded_response response) {
+                self->handler_signals_.erase(signal);
+                --self->in_flight_;
+                if (failure) response = error_response(errc::handler_failed, "internal error");
+                self->queue(request_id, true, response, arrived);
+                self->flush();
+                self->wake();
+              })));
       continue;
     }
 
     busy_ = true;
-    const encoded_response response =
-        co_await host_->run(std::move(message), request_id, peer_);
+    watch_peer();
+    // Spawned with a signal of this connection's, so that close_now() can
+    // cancel it; it runs on this strand meanwhile.
+    auto signal = handler_signals_.emplace(handler_signals_.end());
+    auto [failure, response] = co_await asio::co_spawn(
+        strand_, host_->run(std::move(message), request_id, peer_),
+        asio::bind_cancellation_slot(signal->slot(), use_tuple));
+    handler_signals_.erase(signal);
     busy_ = false;
+    ++watch_generation_;
+    if (closed_) co_return false;
+    if (failure) response = error_response(errc::handler_failed, "internal error");
     queue(request_id, keep_alive, response, arrived_);
     if (!keep_alive) co_return false;
   }
@@ -256,31 +289,30 @@ void host_connection::queue(std::optional<std::uint64_t> request_id, bool keep_a
   frame_header h;
   h.keep_alive = keep_alive;
   h.request_id = request_id;
-  append_frame(out_pending_, h, response.content);
+  append_frame(out_.pending(), h, response.content);
 }
 
 void host_connection::flush() {
-  if (writing_ || out_pending_.empty() || closed_ || write_failed_) return;
-  writing_ = true;
-  std::swap(out_pending_, out_writing_);
-  stream_.async_write(asio::buffer(out_writing_),
-                    [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                      self->writing_ = false;
-                      self->host_->metrics.sent(n);
-                      self->last_progress_ = std::chrono::steady_clock::now();
-                      self->out_writing_.clear();
-                      if (ec) {
-                        if (!self->closed_)
-                          log(log_level::warn, "host: cannot answer " + self->peer_.to_string() +
-                                                   ": " + ec.message());
-                        self->write_failed_ = true;
-                        self->out_pending_.clear();
-                        self->close_now();
-                        return;
-                      }
-                      self->flush();
-                      self->wake();
-                    });
+  if (closed_ || write_failed_) return;
+  const auto bytes = out_.begin();
+  if (bytes.empty()) return;
+  stream_.async_write(asio::buffer(bytes.data(), bytes.size()),
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                        self->out_.done();
+                        self->host_->metrics.sent(n);
+                        self->last_progress_ = std::chrono::steady_clock::now();
+                        if (ec) {
+                          if (!self->closed_)
+                            log(log_level::warn, "host: cannot answer " + self->peer_.to_string() +
+                                                     ": " + ec.message());
+                          self->write_failed_ = true;
+                          self->out_.discard();
+                          self->close_now();
+                          return;
+                        }
+                        self->flush();
+                        self->wake();
+                      });
 }
 
 }  // namespace comet

@@ -6,9 +6,12 @@
 #include <comet/host.hpp>
 
 #include "access.hpp"
+#include "deadline_timer.hpp"
+#include "read_buffer.hpp"
 #include "host_metrics.hpp"
 #include "transport.hpp"
 
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -98,7 +101,8 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   void start();
   // Posted by the host: finish what is in flight, then close.
   void close_gracefully();
-  // Posted by the host: close now, whatever is in flight.
+  // Posted by the host: close now, whatever is in flight; handlers still
+  // running are cancelled (terminal), and so are the sends they await.
   void close_now();
 
   const asio::any_io_executor& strand() const noexcept { return strand_; }
@@ -118,8 +122,13 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
              const encoded_response& response, std::chrono::steady_clock::time_point arrived);
   void flush();
   void wake();
+  void watch_peer();
+  void peer_gone();
   bool idle() const noexcept;
-  void watch_idle();
+  void on_idle_deadline();
+  // The executor a handler coroutine runs on: serial, so that close_now()
+  // can cancel it from this connection's strand.
+  asio::any_io_executor handler_executor() const;
 
   transport stream_;
   asio::any_io_executor strand_;
@@ -127,15 +136,11 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   endpoint peer_;
   bool admitted_ = true;  // the peer passed the allow-list
 
-  std::string in_;  // bytes [in_start_, in_end_) are received and not yet consumed
-  std::size_t in_start_ = 0;
-  std::size_t in_end_ = 0;
+  read_buffer in_;
   frame_decoder decoder_;
   std::size_t max_in_flight_;
 
-  std::string out_pending_;  // responses waiting for the current write to finish
-  std::string out_writing_;  // the bytes of the write in progress
-  bool writing_ = false;
+  write_queue out_;
   bool write_failed_ = false;
 
   bool busy_ = false;          // an untagged request is being answered
@@ -143,7 +148,11 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   bool stop_reading_ = false;
   bool closed_ = false;
   asio::steady_timer wake_;  // the read loop waits here for slots and drained writes
-  asio::steady_timer idle_watch_;
+  // At last_progress_ + idle_timeout, unless handlers are running.
+  deadline_timer idle_deadline_;
+  // One per coroutine handler running for this connection.
+  std::list<asio::cancellation_signal> handler_signals_;
+  std::uint64_t watch_generation_ = 0;  // which untagged request watch_peer() watches for
   std::chrono::steady_clock::time_point last_progress_;  // last read, or last write done
   std::chrono::steady_clock::time_point arrived_;        // when the current batch was read
   std::uint64_t responses_ = 0;

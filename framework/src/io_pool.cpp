@@ -16,7 +16,7 @@ io_pool::io_pool(std::size_t threads, io_pool_layout layout) {
   const std::size_t context_count = per_thread ? count : 1;
   for (std::size_t i = 0; i < context_count; ++i) {
     // A hint of 1 lets Asio skip locking it needs only for many threads.
-    contexts_.push_back(std::make_unique<asio::io_context>(per_thread ? 1 : static_cast<int>(count)));
+    contexts_.push_back(std::make_unique<owned_context>(per_thread ? 1 : static_cast<int>(count)));
     work_.emplace_back(contexts_.back()->get_executor());
   }
   threads_.reserve(count);
@@ -41,6 +41,12 @@ io_pool::io_pool(std::size_t threads, io_pool_layout layout) {
 io_pool::~io_pool() {
   stop();
   join();
+  // Work on one context may hold objects of another (a connection spread to
+  // context 1 holds its host, whose acceptor is on context 0). Every
+  // context's pending handlers are destroyed first, while all the contexts
+  // still exist; only then are the contexts themselves.
+  for (auto& c : contexts_) c->drop_pending_handlers();
+  contexts_.clear();
 }
 
 std::vector<asio::any_io_executor> io_pool::executors() const {

@@ -1,7 +1,13 @@
-// Internal: a TCP socket, optionally wrapped in TLS. Host and client
-// connections read and write through it, so plain TCP pays one branch per
-// operation and no type erasure.
+// Internal: a TCP socket, optionally wrapped in TLS, with an expiry. Host
+// and client connections read and write through it, so plain TCP pays one
+// branch per operation and no type erasure.
+//
+// The expiry (as Beast's basic_stream has one): once it passes, the socket
+// is closed, so whatever operation is pending completes with an error and
+// expired() says why. It is a deadline_timer: setting it later costs a store.
 #pragma once
+
+#include "deadline_timer.hpp"
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
@@ -24,7 +30,11 @@ class transport {
   using tls_stream = asio::ssl::stream<tcp::socket&>;
 
   // `tls` (may be null: plain TCP) must outlive the transport.
-  transport(tcp::socket socket, asio::ssl::context* tls) : socket_(std::move(socket)) {
+  transport(tcp::socket socket, asio::ssl::context* tls)
+      : socket_(std::move(socket)), expiry_(socket_.get_executor(), [this] {
+          expired_ = true;
+          close();
+        }) {
     if (tls) tls_ = std::make_unique<tls_stream>(socket_, *tls);
   }
   // The TLS stream refers to socket_: the transport stays where it is.
@@ -66,16 +76,24 @@ class transport {
   }
 
   // Closes the socket at once (no TLS close_notify: frames carry their own
-  // lengths, so a truncated stream is always detected).
+  // lengths, so a truncated stream is always detected), and its expiry.
   void close() noexcept {
+    expiry_.expires_never();
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
 
+  // Only from the transport's executor.
+  void expires_at(deadline_timer::time_point deadline) { expiry_.expires_at(deadline); }
+  void expires_never() { expiry_.expires_never(); }
+  bool expired() const noexcept { return expired_; }
+
  private:
   tcp::socket socket_;
   std::unique_ptr<tls_stream> tls_;
+  deadline_timer expiry_;
+  bool expired_ = false;
 };
 
 // The last TLS session a client had with its peer, offered when it connects

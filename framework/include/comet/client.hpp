@@ -15,14 +15,26 @@
 // logged.
 //
 // Each request uses its own connection, closed after the answer, which is
-// what COMET hosts expect.
+// what COMET hosts expect (keep_alive opts into a pool of connections).
+//
+// Lifetimes: a client's sends, its pool and their timers run on the
+// executor; the client handle may be dropped while sends are in flight
+// (each holds the client's state until it completes). When the last handle
+// and the last send are gone, the pool's connections close. close() and
+// async_close() end a client explicitly. Nothing of a client keeps
+// io_context::run() busy once its sends are done: an idle keep-alive pool
+// holds no pending operation (it checks an idle connection is still open
+// before reusing it).
 #pragma once
 
 #include <comet/config.hpp>
+#include <comet/convert.hpp>
 #include <comet/endpoint.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/json/value_from.hpp>
 #include <boost/json/value.hpp>
 
 #include <chrono>
@@ -64,6 +76,13 @@ struct client_options {
   static client_options from_config(const config& cfg, std::string name = {});
 };
 
+// Per-send settings.
+struct send_options {
+  // This send's own deadline, connect included, within the client's
+  // request_timeout (the shorter one wins). Zero: request_timeout.
+  std::chrono::milliseconds timeout{0};
+};
+
 class io_pool;
 
 class client {
@@ -73,18 +92,85 @@ class client {
   // needs no strand, and sends from that thread run without a hop.
   client(io_pool& pool, endpoint peer, client_options options = {});
 
-  // Sends one request and returns the host's `result`. Throws comet::error.
-  // The whole exchange, connect included, is bounded by request_timeout.
-  asio::awaitable<json::value> send(std::string action, json::value value) const;
+  // Sends one request and returns the host's `result`.
+  //
+  // Completes with the answer, or throws comet::error: the code the host
+  // answered, or peer_offline, connect_timeout, request_timeout (past the
+  // deadline: request_timeout, or options.timeout if shorter; connect
+  // included), connection_closed, protocol_error, tls_error, cancelled, or
+  // client_closed (the client was closed before the send began).
+  //
+  // Per-operation cancellation: the awaiting coroutine's cancellation slot,
+  // types terminal and partial (e.g. `co_await (c.send(..) || timer)`, a
+  // host's handler_timeout, or asio::bind_cancellation_slot). The send
+  // completes at once with errc::cancelled: a one-shot connection is closed
+  // at once; a pooled request is abandoned (its late answer is read and
+  // dropped, the connection stays usable for other sends). The request may
+  // still reach the host: total cancellation is not supported.
+  //
+  // Outlives: nothing; action and value are moved in, and the send keeps
+  // the client's state alive until it completes.
+  asio::awaitable<json::value> send(std::string action, json::value value,
+                                    send_options options = {}) const;
+
+  // Typed: the value goes through boost::json::value_from, the answer comes
+  // back as R through try_value_to; an answer that is not an R fails with
+  // errc::protocol_error naming the field ("result.x: expected a number,
+  // got a string"). `co_await c.send<int>("add", point{1, 2})`.
+  // (By value: a coroutine's reference parameter would outlive its argument.)
+  template <class R = json::value, class T>
+  asio::awaitable<R> send(std::string action, T value, send_options options = {}) const {
+    json::value content = json::value_from(value);
+    json::value answer = co_await send(std::move(action), std::move(content), options);
+    co_return answer_as<R>(std::move(answer));
+  }
+
+  // send() with any completion token, signature void(std::exception_ptr, R):
+  // asio::use_awaitable, asio::use_future, asio::deferred, a callback,
+  // asio::as_tuple(...), asio::bind_cancellation_slot(...). The exception
+  // is the comet::error that send() would throw. Runs on the client's
+  // executor; cancellation and lifetimes are send()'s.
+  template <class R = json::value, class T = json::value, class CompletionToken>
+  auto async_send(std::string action, T value, send_options options, CompletionToken&& token) const {
+    return asio::co_spawn(get_executor(), send<R>(std::move(action), std::move(value), options),
+                          std::forward<CompletionToken>(token));
+  }
+  template <class R = json::value, class T = json::value, class CompletionToken>
+  auto async_send(std::string action, T value, CompletionToken&& token) const {
+    return async_send<R>(std::move(action), std::move(value), send_options{},
+                         std::forward<CompletionToken>(token));
+  }
 
   // Runs send() on the executor and blocks this thread for the answer.
   // Throws comet::error(errc::would_deadlock) when called on a thread that
   // the executor needs (a pool thread): use `co_await send()` there.
-  json::value send_sync(std::string action, json::value value) const;
+  json::value send_sync(std::string action, json::value value, send_options options = {}) const;
+  template <class R = json::value, class T>
+  R send_sync(std::string action, const T& value, send_options options = {}) const {
+    return answer_as<R>(send_sync(std::move(action), json::value_from(value), options));
+  }
 
   // Starts send() in the background and returns at once. Never throws for a
-  // send failure: it is logged at warn level.
+  // send failure: it is logged at warn level. async_close() waits for it.
   void post(std::string action, json::value value) const;
+  template <class T>
+  void post(std::string action, const T& value) const {
+    post(std::move(action), json::value_from(value));
+  }
+
+  // Closes the client now, from any thread: later sends and posts fail with
+  // errc::client_closed; sends in flight complete at once with
+  // errc::cancelled; pooled connections close.
+  void close() const;
+
+  // Closes the client gracefully: later sends fail with client_closed;
+  // completes once every send in flight (posts included) has completed,
+  // each within its own deadline; then pooled connections close.
+  // Cancellation: none (it is bounded by the sends' deadlines); use close()
+  // to end it at once. Outlives: nothing.
+  asio::awaitable<void> async_close() const;
+
+  bool closed() const noexcept;
 
   const endpoint& peer() const noexcept;
   const std::string& name() const noexcept;
@@ -93,7 +179,16 @@ class client {
   struct impl;
 
  private:
-  std::shared_ptr<const impl> impl_;
+  template <class R>
+  R answer_as(json::value answer) const {
+    if constexpr (std::is_same_v<R, json::value>)
+      return answer;
+    else
+      return convert_to<R>(answer, "result", errc::protocol_error,
+                           describe() + " answered a result of another type: ");
+  }
+  std::string describe() const;
+  std::shared_ptr<impl> impl_;
 };
 
 // The named clients of a config: clients["Telegram"].
@@ -106,6 +201,10 @@ class client_set {
   const client& at(std::string_view name) const { return (*this)[name]; }
   bool contains(std::string_view name) const;
   const std::map<std::string, client, std::less<>>& all() const noexcept { return clients_; }
+
+  // close() / async_close() of every client.
+  void close() const;
+  asio::awaitable<void> async_close() const;
 
  private:
   std::map<std::string, client, std::less<>> clients_;

@@ -4,6 +4,7 @@
 #include <comet/client.hpp>
 #include <comet/codec.hpp>
 #include <comet/config.hpp>
+#include <comet/convert.hpp>
 #include <comet/endpoint.hpp>
 #include <comet/errors.hpp>
 #include <comet/handlers.hpp>
@@ -11,3 +12,7 @@
 #include <comet/io_pool.hpp>
 #include <comet/log.hpp>
 #include <comet/version.hpp>
+
+// What comet-net's examples use with it: JSON text in and out.
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>

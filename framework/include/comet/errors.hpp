@@ -37,6 +37,9 @@ enum class errc {
   would_deadlock,     // send_sync called on a thread of the pool that must run it
   bind_failed,        // a host could not listen on its address
   tls_error,          // TLS files unusable, or the TLS handshake failed
+  cancelled,          // the caller cancelled the send, or closed its client meanwhile
+  client_closed,      // a send on a client after close() / async_close()
+  unresolved,         // a host name that does not resolve
 };
 
 const std::error_category& error_category() noexcept;
@@ -45,7 +48,9 @@ inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
 
-// The wire spelling of a host-side code ("no_handler"), empty for local codes.
+// The wire spelling of a code ("no_handler"). A host answers the first
+// group itself; the others reach the wire when a handler fails with them
+// (a relay answers its upstream's peer_offline).
 std::string_view wire_name(errc e) noexcept;
 
 // Parses a wire code; unknown spellings map to errc::remote_error.

@@ -11,6 +11,19 @@
 // Any return type convertible to json::value (or via boost::json::value_from)
 // works too; `void` means "no answer".
 //
+// Typed handlers take the value as any type Boost.JSON converts to
+// (standard types, tag_invoke, structs described with BOOST_DESCRIBE_STRUCT):
+//
+//   R f(const point& p);                          // or (const point&, const request_context&)
+//   asio::awaitable<R> f(point p);                // coroutine form
+//
+// A value that does not convert is answered bad_request, naming the field
+// and what was expected ("value.x: expected a number, got a string").
+//
+// A handler chooses its error by throwing comet::error: the peer gets that
+// code and message (a relay whose upstream is offline answers peer_offline).
+// Any other exception is answered handler_failed with its message.
+//
 // Two ways to register, as in COMET and beyond:
 //  - add_action_handler(fn): the chain. Every request goes to each chain
 //    handler in registration order; the first one that answers wins. A
@@ -22,6 +35,7 @@
 //    response is `handler_failed` with the exception's message.
 #pragma once
 
+#include <comet/convert.hpp>
 #include <comet/endpoint.hpp>
 #include <comet/errors.hpp>
 
@@ -37,6 +51,7 @@
 #include <optional>
 #include <string_view>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -95,6 +110,103 @@ handler_result to_handler_result(T&& answer) {
   }
 }
 
+// The parameters of a handler that is not generic (a lambda, a function
+// object or a function pointer).
+template <class F, class = void>
+struct parameters_of {
+  using type = void;
+};
+template <class F>
+struct parameters_of<F, std::void_t<decltype(&F::operator())>>
+    : parameters_of<decltype(&F::operator())> {};
+template <class C, class R, class... A>
+struct parameters_of<R (C::*)(A...), void> {
+  using type = std::tuple<A...>;
+};
+template <class C, class R, class... A>
+struct parameters_of<R (C::*)(A...) const, void> {
+  using type = std::tuple<A...>;
+};
+template <class C, class R, class... A>
+struct parameters_of<R (C::*)(A...) noexcept, void> {
+  using type = std::tuple<A...>;
+};
+template <class C, class R, class... A>
+struct parameters_of<R (C::*)(A...) const noexcept, void> {
+  using type = std::tuple<A...>;
+};
+template <class R, class... A>
+struct parameters_of<R (*)(A...), void> {
+  using type = std::tuple<A...>;
+};
+
+template <class F>
+constexpr bool takes_action_and_value() {
+  return std::is_invocable_v<F&, const std::string&, const json::value&> ||
+         std::is_invocable_v<F&, const std::string&, const json::value&, const request_context&>;
+}
+
+// A typed handler: (T) or (T, const request_context&).
+template <class F, class P = typename parameters_of<F>::type>
+struct typed_handler_traits {
+  static constexpr bool value = false;
+};
+template <class F, class T>
+struct typed_handler_traits<F, std::tuple<T>> {
+  static constexpr bool value = true;
+  static constexpr bool with_context = false;
+  using argument = std::remove_cvref_t<T>;
+};
+template <class F, class T, class C>
+  requires std::is_same_v<std::remove_cvref_t<C>, request_context>
+struct typed_handler_traits<F, std::tuple<T, C>> {
+  static constexpr bool value = true;
+  static constexpr bool with_context = true;
+  using argument = std::remove_cvref_t<T>;
+};
+
+template <class F>
+constexpr bool is_typed_handler() {
+  return !takes_action_and_value<F>() && typed_handler_traits<F>::value;
+}
+
+template <class T>
+T handler_argument(const json::value& value) {
+  return convert_to<T>(value, "value", errc::bad_request, "");
+}
+
+// A typed handler in the (action, value, context) form. A coroutine one is
+// wrapped in a coroutine, so that its converted argument lives as long as it.
+template <class F>
+auto adapt_typed(F f) {
+  using traits = typed_handler_traits<F>;
+  using T = typename traits::argument;
+  auto call = [](F& fn, T& arg, const request_context& context) -> decltype(auto) {
+    if constexpr (traits::with_context)
+      return fn(arg, context);
+    else
+      return fn(arg);
+  };
+  using R = std::remove_cvref_t<std::invoke_result_t<decltype(call), F&, T&, const request_context&>>;
+  if constexpr (is_awaitable<R>::value) {
+    using V = typename R::value_type;
+    return [fn = std::move(f), call](const std::string&, const json::value& value,
+                                     const request_context& context) mutable -> R {
+      T arg = handler_argument<T>(value);
+      if constexpr (std::is_void_v<V>)
+        co_await call(fn, arg, context);
+      else
+        co_return co_await call(fn, arg, context);
+    };
+  } else {
+    return [fn = std::move(f), call](const std::string&, const json::value& value,
+                                     const request_context& context) mutable -> R {
+      T arg = handler_argument<T>(value);
+      return call(fn, arg, context);
+    };
+  }
+}
+
 template <class F>
 decltype(auto) invoke_handler(F& f, const std::string& action, const json::value& value,
                               const request_context& context) {
@@ -103,7 +215,8 @@ decltype(auto) invoke_handler(F& f, const std::string& action, const json::value
     return f(action, value, context);
   else {
     static_assert(std::is_invocable_v<F&, const std::string&, const json::value&>,
-                  "a handler takes (action, value) or (action, value, request_context)");
+                  "a handler takes (action, value), (action, value, request_context), or a "
+                  "typed value: (T) or (T, request_context) with T convertible from JSON");
     return f(action, value);
   }
 }
@@ -136,7 +249,9 @@ struct stored_handler {
 template <class F>
 stored_handler make_stored_handler(F&& f) {
   using Fn = std::decay_t<F>;
-  if constexpr (std::is_same_v<Fn, handler_function>) {
+  if constexpr (!std::is_same_v<Fn, handler_function> && is_typed_handler<Fn>()) {
+    return make_stored_handler(adapt_typed(Fn(std::forward<F>(f))));
+  } else if constexpr (std::is_same_v<Fn, handler_function>) {
     return {std::forward<F>(f), {}};
   } else if constexpr (returns_awaitable<F>()) {
     return {[fn = Fn(std::forward<F>(f))](const std::string& action, const json::value& value,

@@ -19,6 +19,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -47,7 +48,9 @@ struct host_options {
   std::chrono::milliseconds idle_timeout{60000};
   // A coroutine handler still running after this long is cancelled and the
   // request answered `timeout`. Zero: no deadline. (A plain function cannot
-  // be interrupted; it is not bounded by this.)
+  // be interrupted; it is not bounded by this.) A coroutine handler is also
+  // cancelled when its peer closes the connection, and when a stop reaches
+  // shutdown_timeout; the cancellation reaches the sends it awaits.
   std::chrono::milliseconds handler_timeout{60000};
   // Access control, off by default so COMET peers keep working (see
   // docs/security.md). A non-empty token must arrive in every request's
@@ -116,11 +119,30 @@ class host {
 
   // Graceful stop, from any thread, returning at once: stop accepting; let
   // requests in flight finish and be answered; close idle connections; after
-  // shutdown_timeout close whatever is left.
+  // shutdown_timeout close whatever is left and cancel (terminal) the
+  // coroutine handlers still running, and with them the sends they await.
+  // A request arriving meanwhile on an open connection is answered
+  // shutting_down.
   void stop();
 
   // stop(), then wait until every connection is closed.
+  // Completes when the last connection has closed: at most shutdown_timeout
+  // after the call, plus the time a plain-function handler still running
+  // takes (it cannot be interrupted). Afterwards the host holds no pending
+  // operation or timer. Cancellation: none (it is bounded by
+  // shutdown_timeout). Outlives: the host object must outlive the wait.
   asio::awaitable<void> async_stop();
+
+  // async_stop() with any completion token (asio::use_future, a callback,
+  // asio::deferred, ...): signature void(std::exception_ptr), the pointer
+  // always null. Runs on the host's executor.
+  template <class CompletionToken>
+  auto async_stop(CompletionToken&& token) {
+    return asio::co_spawn(get_executor(), async_stop(), std::forward<CompletionToken>(token));
+  }
+
+  // The executor the host was given (the pool's first context's, for a pool).
+  asio::any_io_executor get_executor() const noexcept;
 
   host_stats stats() const;
 

@@ -56,7 +56,13 @@ class io_pool {
 
  private:
   using work_guard = asio::executor_work_guard<asio::io_context::executor_type>;
-  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  // An io_context whose pending handlers can be destroyed apart from the
+  // context itself (see ~io_pool).
+  struct owned_context : asio::io_context {
+    using asio::io_context::io_context;
+    void drop_pending_handlers() { shutdown(); }
+  };
+  std::vector<std::unique_ptr<owned_context>> contexts_;
   std::vector<std::optional<work_guard>> work_;
   std::vector<std::thread> threads_;
 };

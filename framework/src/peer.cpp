@@ -1,0 +1,130 @@
+#include "peer.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace comet {
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string in_ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+}  // namespace
+
+bool was_cancelled(const asio::cancellation_state& state) noexcept {
+  return (state.cancelled() & (asio::cancellation_type::terminal |
+                               asio::cancellation_type::partial)) != asio::cancellation_type::none;
+}
+
+asio::awaitable<void> peer_info::connect(transport& t) const {
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  boost::system::error_code ec;
+  for (std::size_t attempt = 0;; ++attempt) {
+    std::tie(ec) = co_await t.socket().async_connect(target, use_tuple);
+    if (!ec) break;
+    if (t.expired()) throw connect_timed_out();
+    if (was_cancelled(cancellation)) throw cancelled();
+    if (!retry_connect(ec, attempt)) throw offline(ec);
+    boost::system::error_code ignored;
+    t.socket().close(ignored);  // the next async_connect opens it afresh
+    asio::steady_timer backoff(t.socket().get_executor(), retry_delay(attempt));
+    co_await backoff.async_wait(use_tuple);
+    if (was_cancelled(cancellation)) throw cancelled();
+    if (t.expired()) throw connect_timed_out();
+  }
+  boost::system::error_code ignored;
+  t.socket().set_option(tcp::no_delay(true), ignored);
+  if (!t.secure()) co_return;
+  t.verify_peer_name(peer.ip);
+  sessions->offer(t);
+  std::tie(ec) = co_await t.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
+  if (!ec) co_return;
+  if (t.expired()) throw tls_timed_out();
+  if (was_cancelled(cancellation)) throw cancelled();
+  throw tls_failed(ec);
+}
+
+std::string peer_info::describe() const {
+  return options.name.empty() ? peer.to_string() : options.name + " at " + peer.to_string();
+}
+
+error peer_info::offline(const boost::system::error_code& ec) const {
+  return error(errc::peer_offline,
+               "cannot connect to " + describe() + ": " + ec.message() + "; is the host running?");
+}
+
+error peer_info::connect_timed_out() const {
+  return error(errc::connect_timeout,
+               "cannot connect to " + describe() + ": no answer within " +
+                   in_ms(std::min(options.connect_timeout, options.request_timeout)) +
+                   "; is the host up and reachable?");
+}
+
+error peer_info::timed_out(std::chrono::milliseconds timeout) const {
+  return error(errc::request_timeout, describe() + " did not answer within " + in_ms(timeout));
+}
+
+error peer_info::tls_failed(const boost::system::error_code& ec) const {
+  return error(errc::tls_error,
+               "TLS handshake with " + describe() + " failed: " + describe_tls_failure(ec));
+}
+
+error peer_info::tls_timed_out() const {
+  return error(errc::tls_error,
+               "TLS handshake with " + describe() + " did not finish within " +
+                   in_ms(std::min(options.connect_timeout, options.request_timeout)) +
+                   "; does the host use TLS?");
+}
+
+error peer_info::lost(const boost::system::error_code& ec, std::string_view doing) const {
+  // Hosts close TLS connections without close_notify (frames carry their
+  // lengths): a truncated stream is an ordinary close.
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
+    return error(errc::connection_closed,
+                 describe() + " closed the connection before answering (its log says why; a "
+                              "host using TLS closes plain connections)");
+  // With TLS 1.3 a host rejects a client certificate after the client's
+  // handshake is done: the refusal arrives as an alert on the first read.
+  if (ec.category() == asio::error::get_ssl_category())
+    return error(errc::tls_error, "TLS with " + describe() + " failed while " +
+                                      std::string(doing) + ": " + describe_tls_failure(ec));
+  return error(errc::connection_closed, "lost the connection to " + describe() + " while " +
+                                            std::string(doing) + ": " + ec.message());
+}
+
+error peer_info::cancelled() const {
+  return error(errc::cancelled, "the send to " + describe() + " was cancelled");
+}
+
+error peer_info::closed_meanwhile() const {
+  return error(errc::cancelled,
+               "the client to " + describe() + " was closed while this send was in flight");
+}
+
+error peer_info::client_closed() const {
+  return error(errc::client_closed, "the client to " + describe() +
+                                        " is closed (close() or async_close() was called); "
+                                        "make a new client to send again");
+}
+
+bool peer_info::retry_connect(const boost::system::error_code& ec, std::size_t attempt) const {
+  return ec == asio::error::connection_refused && attempt < options.connect_retries;
+}
+
+std::chrono::milliseconds peer_info::retry_delay(std::size_t attempt) {
+  return std::chrono::milliseconds(50) * (1 << std::min<std::size_t>(attempt, 6));
+}
+
+json::value peer_info::result_of(const frame_header& header, std::string_view content) const {
+  if (!header.is_json())
+    throw error(errc::protocol_error, describe() + " answered with content-type '" +
+                                          header.content_type + "', not text/json");
+  response_message response = decode_response(content);
+  if (response.error)
+    throw error(*response.error,
+                describe() + " answered " + response.error_code + ": " + response.error_message);
+  return std::move(response.result);
+}
+
+}  // namespace comet
