@@ -4,7 +4,7 @@
 #include <comet/comet.hpp>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 
@@ -31,12 +31,23 @@ Options)";
 
 // --check-config: what the config says, on stdout, or why it is unusable.
 int check_config(const comet::config& cfg) {
-  boost::system::error_code ec;
-  boost::asio::ip::make_address(cfg.host.ip, ec);
-  if (ec) {
-    std::cerr << "comet-host: --host '" << cfg.host.ip
-              << "' is not an IPv4 or IPv6 address; write a numeric address such as 127.0.0.1\n";
-    return 2;
+  if (!cfg.host.is_address()) {
+    if (!comet::is_host_name(cfg.host.ip)) {
+      std::cerr << "comet-host: --host '" << cfg.host.ip
+                << "' is neither an IPv4 or IPv6 address nor a host name; write an address "
+                   "such as 127.0.0.1 or a name such as localhost\n";
+      return 2;
+    }
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::resolver resolver(io);
+    boost::system::error_code ec;
+    const auto results = resolver.resolve(cfg.host.ip, std::to_string(cfg.host.port), ec);
+    if (ec || results.empty()) {
+      std::cerr << "comet-host: the host name '" << cfg.host.ip << "' does not resolve ("
+                << (ec ? ec.message() : std::string("no addresses"))
+                << "); check the name, or write the address to listen on\n";
+      return 2;
+    }
   }
   try {
     // A host that is never started reads its TLS files, and nothing else.
@@ -67,7 +78,7 @@ int main(int argc, char** argv) {
       ("version", "show the version and exit")
       ("config,c", po::value<std::string>(), "config file: .toml, .yaml/.yml or .json (default: the embedded config/default.toml)")
       ("check-config", "validate the config and exit: 0 when usable, 2 otherwise")
-      ("host", po::value<std::string>(), "IP address to listen on (overrides the config)")
+      ("host", po::value<std::string>(), "address or host name to listen on (overrides the config)")
       ("port,p", po::value<int>(), "port to listen on; 0 picks a free one (overrides the config)")
       ("threads,t", po::value<int>(), "io threads (overrides the config's io_threads)")
       ("log-level", po::value<std::string>()->default_value("info"),
@@ -137,27 +148,9 @@ int main(int argc, char** argv) {
   comet::host& host = *made;
   host.on("echo", [](const std::string&, const json::value& value) { return value; });
   host.on("status", [&host](const std::string&, const json::value&) {
-    const auto s = host.stats();
-    json::object errors_by_code;
-    for (const auto& [code, count] : s.errors_by_code) errors_by_code[code] = count;
-    return json::value{
-        {"uptime_seconds", std::chrono::duration<double>(s.uptime).count()},
-        {"requests_served", s.requests_served},
-        {"error_responses", s.error_responses},
-        {"errors_by_code", std::move(errors_by_code)},
-        {"bytes_received", s.bytes_received},
-        {"bytes_sent", s.bytes_sent},
-        {"connections_open", s.connections_open},
-        {"connections_accepted", s.connections_accepted},
-        {"connections_refused", s.connections_refused},
-        {"tls_handshakes_failed", s.tls_handshakes_failed},
-        {"tls_sessions_resumed", s.tls_sessions_resumed},
-        {"latency_us",
-         {{"p50", s.latency_p50.count()},
-          {"p99", s.latency_p99.count()},
-          {"p999", s.latency_p999.count()}}},
-        {"version", comet::version},
-    };
+    json::value status = json::value_from(host.stats());
+    status.as_object()["version"] = comet::version;
+    return status;
   });
 
   // Before start(): a signal that arrives once the host says it is

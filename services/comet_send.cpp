@@ -1,7 +1,7 @@
 // comet-send: sends a message and prints the answer's `result` as JSON.
 //
-// Exit status: 0 answered; 2 usage or config error; 3 peer offline or
-// connection lost; 4 timeout; 5 the host answered an error; 6 protocol error;
+// Exit status: 0 answered; 2 usage or config error; 3 peer offline, its name
+// does not resolve, or connection lost; 4 timeout; 5 the host answered an error; 6 protocol error;
 // 7 TLS failed (files or handshake). With --repeat, the status of the first failure.
 #include <comet/comet.hpp>
 
@@ -21,12 +21,12 @@ namespace json = boost::json;
 
 namespace {
 
-const char* usage = R"(Usage: comet-send (--to IP:PORT | --client NAME [--config FILE]) --action A [--value JSON]
+const char* usage = R"(Usage: comet-send (--to HOST:PORT | --client NAME [--config FILE]) --action A [--value JSON]
 
 Sends a COMET message and prints the answer's `result` as JSON on stdout.
 --value takes JSON text, @FILE to read it from a file, or - to read stdin.
-Exit status: 0 answered; 2 usage or config error; 3 peer offline or connection
-lost; 4 timeout; 5 the host answered an error; 6 protocol error; 7 TLS failed
+Exit status: 0 answered; 2 usage or config error; 3 peer offline, its name does
+not resolve, or connection lost; 4 timeout; 5 the host answered an error; 6 protocol error; 7 TLS failed
 (files or handshake). With --repeat, the status of the first failure, and a
 summary line on stderr.
 
@@ -57,6 +57,7 @@ std::optional<comet::endpoint> parse_target(const std::string& text) {
 int exit_status(const std::error_code& code) {
   switch (static_cast<comet::errc>(code.value())) {
     case comet::errc::peer_offline:
+    case comet::errc::unresolved:
     case comet::errc::connection_closed: return 3;
     case comet::errc::connect_timeout:
     case comet::errc::request_timeout: return 4;
@@ -118,7 +119,7 @@ comet::client make_target(const po::variables_map& args, const comet::config& cf
   comet::client_options options;
   if (args.count("to")) {
     const auto to = parse_target(args["to"].as<std::string>());
-    if (!to) throw usage_error{"--to '" + args["to"].as<std::string>() + "' is not IP:PORT"};
+    if (!to) throw usage_error{"--to '" + args["to"].as<std::string>() + "' is not HOST:PORT (an address or host name, then a port)"};
     options = comet::client_options::from_config(cfg);
     options.keep_alive = args.count("keep-alive") > 0;
     try {
@@ -174,7 +175,7 @@ int main(int argc, char** argv) {
       ("version", "show the version and exit")
       ("config,c", po::value<std::string>(), "config naming the clients: .toml, .yaml/.yml (COMET's settings) or .json (default: the embedded one)")
       ("client", po::value<std::string>(), "name of a client in the config (Socket_connection.Client.NAME)")
-      ("to", po::value<std::string>(), "target host as IP:PORT (instead of --client)")
+      ("to", po::value<std::string>(), "target host as HOST:PORT, an address or a name (instead of --client)")
       ("action,a", po::value<std::string>(), "the action to send")
       ("value,v", po::value<std::string>()->default_value("null"), "the value: JSON text, @FILE, or - for stdin")
       ("timeout", po::value<double>(), "seconds to wait for each answer (default: the config's request_timeout)")
@@ -205,7 +206,7 @@ int main(int argc, char** argv) {
     comet::set_log_level(*level);
     if (!args.count("action")) throw usage_error{"--action is required; see --help"};
     if (args.count("to") == args.count("client"))
-      throw usage_error{"give exactly one target: --to IP:PORT or --client NAME"};
+      throw usage_error{"give exactly one target: --to HOST:PORT or --client NAME"};
     std::size_t repeat = 1;
     if (args.count("repeat")) {
       const long long n = args["repeat"].as<long long>();

@@ -141,6 +141,12 @@ TEST_CASE("comet-send queries a comet-host started on a free port", "[cli]") {
   CHECK(echo.status == 0);
   CHECK(echo.out == "{\"a\": [1, \"ü\"], \"b\": 2.5}\n");
 
+  // A host name works wherever an address does.
+  const std::string by_name_at = "localhost:" + h.address.substr(h.address.rfind(':') + 1);
+  auto by_name = run_cli("comet-send", {"--to", by_name_at, "--action", "echo", "--value", "7"});
+  CHECK(by_name.status == 0);
+  CHECK(by_name.out == "7\n");
+
   auto status = run_cli("comet-send", {"--to", h.address, "--action", "status"});
   REQUIRE(status.status == 0);
   auto s = json::parse(status.out);
@@ -240,6 +246,11 @@ TEST_CASE("comet-send fails with one clear line and a distinct status", "[cli]")
   CHECK(no_target.status == 2);
   auto bad_target = run_cli("comet-send", {"--to", "localhost", "--action", "echo"});
   CHECK(bad_target.status == 2);
+
+  auto unknown = run_cli("comet-send", {"--to", "no-such-host.invalid:1", "--action", "echo"});
+  CHECK(unknown.status == 3);
+  CHECK(line_count(unknown.err) == 1);
+  CHECK_THAT(unknown.err, Catch::Contains("cannot resolve the host name 'no-such-host.invalid'"));
 }
 
 TEST_CASE("comet-send exits 6 when the peer answers something that is not a frame", "[cli]") {
@@ -367,9 +378,15 @@ TEST_CASE("comet-host --check-config reports a bad config and exits 2", "[cli]")
   CHECK(defaults.status == 0);
   CHECK_THAT(defaults.out, Catch::StartsWith("<embedded default config>: ok; host "
                                              "127.0.0.1:65432"));
-  auto bad_host = run_cli("comet-host", {"--check-config", "--host", "lab-pc"});
+  auto bad_host = run_cli("comet-host", {"--check-config", "--host", "lab pc"});
   CHECK(bad_host.status == 2);
-  CHECK_THAT(bad_host.err, Catch::Contains("--host 'lab-pc' is not an IPv4 or IPv6 address"));
+  CHECK_THAT(bad_host.err, Catch::Contains("--host 'lab pc' is neither an IPv4 or IPv6 address nor a host name"));
+  auto unknown_host = run_cli("comet-host", {"--check-config", "--host", "no-such-host.invalid"});
+  CHECK(unknown_host.status == 2);
+  CHECK_THAT(unknown_host.err, Catch::Contains("the host name 'no-such-host.invalid' does not resolve"));
+  auto named_host = run_cli("comet-host", {"--check-config", "--host", "localhost"});
+  CHECK(named_host.status == 0);
+  CHECK_THAT(named_host.out, Catch::Contains("host localhost:65432"));
 }
 
 TEST_CASE("comet-host and comet-send speak TLS from a config", "[cli][tls]") {

@@ -393,12 +393,12 @@ TEST_CASE("config errors: host IP and Port", "[unit]") {
         Contains("app.toml:2: Socket_connection.Host.IP: 5 is an integer; write the "
                  "address as a string"));
   }
-  SECTION("IP that is not an address") {
+  SECTION("IP that is neither an address nor a host name") {
+    CHECK(parse("[Socket_connection.Host]\nIP = \"localhost\"\nPort = 1\n").host.ip == "localhost");
     REQUIRE_THROWS_WITH(
-        parse("[Socket_connection.Host]\nIP = \"localhost\"\nPort = 1\n"),
-        Contains("app.toml:2: Socket_connection.Host.IP: \"localhost\" is a string but not "
-                 "an IPv4 or IPv6 address") &&
-            Contains("host names are not resolved"));
+        parse("[Socket_connection.Host]\nIP = \"lab pc\"\nPort = 1\n"),
+        Contains("app.toml:2: Socket_connection.Host.IP: \"lab pc\" is a string but neither "
+                 "an IPv4 or IPv6 address nor a host name"));
     REQUIRE_THROWS_WITH(parse("[Socket_connection.Host]\nIP = \"256.1.1.1\"\nPort = 1\n"),
                         Contains("app.toml:2: Socket_connection.Host.IP: \"256.1.1.1\"") &&
                             Contains("four numbers from 0 to 255"));
@@ -407,12 +407,12 @@ TEST_CASE("config errors: host IP and Port", "[unit]") {
         Contains("app.toml:2: Socket_connection.Host.IP: ") && Contains("without brackets"));
     REQUIRE_THROWS_WITH(
         parse("[Socket_connection.Host]\nIP = \"\"\nPort = 1\n"),
-        Contains("app.toml:2: Socket_connection.Host.IP: \"\" is a string but not"));
+        Contains("app.toml:2: Socket_connection.Host.IP: \"\" is a string but neither"));
     // A NUL would cut both inet_pton's view and the message; both must see it.
     REQUIRE_THROWS_WITH(
         parse("[Socket_connection.Host]\nIP = \"127.0.0.1\\u0000x\"\nPort = 1\n"),
         Contains("app.toml:2: Socket_connection.Host.IP: \"127.0.0.1\\u0000x\" is a "
-                 "string but not"));
+                 "string but neither"));
   }
 }
 

@@ -167,11 +167,11 @@ TEST_CASE("YAML errors give the line, the key path and a fix spelt in YAML", "[u
         Contains("lab.yaml:2: Socket_connection.Host: the value is empty (null); make it a "
                  "mapping: Socket_connection.Host with IP and Port"));
   }
-  SECTION("a host name instead of an address") {
-    REQUIRE_THROWS_WITH(yaml("Socket_connection:\n  Host: {IP: localhost, Port: 1}\n"),
-                        Contains("lab.yaml:2: Socket_connection.Host.IP: \"localhost\" is a "
-                                 "string but not an IPv4 or IPv6 address") &&
-                            Contains("host names are not resolved"));
+  SECTION("a host name, as COMET's settings.yml may have") {
+    CHECK(yaml("Socket_connection:\n  Host: {IP: localhost, Port: 1}\n").host.ip == "localhost");
+    REQUIRE_THROWS_WITH(yaml("Socket_connection:\n  Host: {IP: \"-lab\", Port: 1}\n"),
+                        Contains("lab.yaml:2: Socket_connection.Host.IP: \"-lab\" is a "
+                                 "string but neither an IPv4 or IPv6 address nor a host name"));
   }
   SECTION("a key given twice") {
     REQUIRE_THROWS_WITH(
@@ -250,6 +250,19 @@ TEST_CASE("JSON configs: the same keys and checks, errors by key path", "[unit]"
   REQUIRE_THROWS_WITH(json_config("{\n  \"Socket_connection\": {\n    \"Host\": ]\n}"),
                       Contains("lab.json:3:") && Contains("JSON syntax error"));
   REQUIRE_THROWS_WITH(json_config("[]"), Contains("the value is an array; a config is an object"));
+  // A key given twice is refused, as in YAML and TOML (Boost.JSON's own
+  // objects would keep the last one silently).
+  REQUIRE_THROWS_WITH(
+      json_config(R"({"Socket_connection": {"Host": {"IP": "127.0.0.1", "Port": 1, "Port": 2}}})"),
+      Contains("lab.json: Socket_connection.Host.Port: given twice; keep one of them"));
+  REQUIRE_THROWS_WITH(
+      json_config(R"({"Socket_connection": {"Host": {"IP": "127.0.0.1", "Port": 1}},
+                   "comet": {"io_threads": 1}, "comet": {"io_threads": 2}})"),
+      Contains("lab.json: comet: given twice"));
+  // Other top-level keys, arrays among them, are the application's.
+  CHECK(json_config(R"({"Socket_connection": {"Host": {"IP": "127.0.0.1", "Port": 1}},
+                        "app": {"sensors": [1, {"a": [2]}], "x": null}})")
+            .host.port == 1);
 }
 
 TEST_CASE("load_config picks the format from the extension", "[unit]") {

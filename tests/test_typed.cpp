@@ -231,3 +231,31 @@ TEST_CASE("a host's stop takes a completion token", "[integration][typed]") {
   CHECK_FALSE(f.server.running());
   CHECK(f.server.stats().connections_open == 0);
 }
+
+TEST_CASE("routing an action twice is refused, naming it", "[unit][typed]") {
+  io_pool pool(1);
+  host h(pool.get_executor(), host_fixture::loopback());
+  h.on("echo", [](const std::string&, const json::value& v) { return v; });
+  const auto e = error_thrown_by([&] { h.on("echo", [](const lab::point& p) { return p.x; }); });
+  CHECK(e.code() == errc::usage_error);
+  CHECK_THAT(e.what(), Catch::Contains("action 'echo' already has a handler"));
+  h.start();
+  CHECK(error_thrown_by([&] { h.on("late", [](int i) { return i; }); }).code() == errc::usage_error);
+  CHECK(error_thrown_by([&] { h.start(); }).code() == errc::usage_error);
+}
+
+TEST_CASE("host_stats converts to JSON with value_from", "[integration][typed]") {
+  host_fixture f;
+  add_echo(f.server);
+  f.start();
+  CHECK(f.make_client().send_sync("echo", 1) == 1);
+  REQUIRE(wait_until([&] { return f.server.stats().requests_served == 1; }));
+  const json::value stats = json::value_from(f.server.stats());
+  CHECK(stats.at("requests_served") == 1);
+  CHECK(stats.at("error_responses") == 0);
+  CHECK(stats.at("connections_accepted") == 1);
+  CHECK(stats.at("bytes_received").as_uint64() > 0);
+  CHECK(stats.at("errors_by_code").as_object().empty());
+  CHECK(stats.at("latency_us").as_object().contains("p99"));
+  CHECK(stats.at("uptime_seconds").as_double() > 0);
+}

@@ -87,12 +87,9 @@ client_options client_options::from_config(const config& cfg, std::string name) 
 
 namespace {
 std::shared_ptr<const peer_info> make_peer_info(endpoint peer, client_options options) {
-  boost::system::error_code ec;
-  const auto address = asio::ip::make_address(peer.ip, ec);
-  if (ec)
-    throw std::invalid_argument("comet::client: '" + peer.ip +
-                                "' is not an IP address (IPv4 or IPv6 literal expected)");
-  tcp::endpoint target(address, peer.port);
+  // A name is resolved for each connection (peer_info::connect).
+  std::optional<tcp::endpoint> target;
+  if (peer.is_address()) target = tcp::endpoint(asio::ip::make_address(peer.ip), peer.port);
   auto tls = make_client_tls_context(options.tls);
   auto sessions = tls ? std::make_shared<tls_session_cache>() : nullptr;
   return std::make_shared<const peer_info>(peer_info{std::move(peer), std::move(options), target,

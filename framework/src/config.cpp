@@ -2,6 +2,8 @@
 // default, and reading a file into the parser its extension names.
 #include <comet/config.hpp>
 
+#include <arpa/inet.h>
+
 #include <comet/detail/default_config.hpp>
 #include <comet/errors.hpp>
 
@@ -48,6 +50,33 @@ std::string read_config_file(const std::filesystem::path& file) {
 }
 
 }  // namespace
+
+bool endpoint::is_address() const noexcept {
+  if (ip.find('\0') != std::string::npos) return false;  // inet_pton would stop there
+  in6_addr address{};
+  return inet_pton(AF_INET, ip.c_str(), &address) == 1 ||
+         inet_pton(AF_INET6, ip.c_str(), &address) == 1;
+}
+
+bool is_host_name(std::string_view text) noexcept {
+  if (text.empty() || text.size() > 253) return false;
+  if (text.back() == '.') text.remove_suffix(1);  // a fully qualified name
+  bool all_digits_or_dots = true;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    const char c = i < text.size() ? text[i] : '.';
+    if (c == '.') {
+      if (label == 0 || label > 63 || text[i - 1] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && (c != '-' || label == 0)) return false;
+    if (!(c >= '0' && c <= '9')) all_digits_or_dots = false;
+    ++label;
+  }
+  return !all_digits_or_dots;  // "256.1.1.1" is a bad address, not a name
+}
 
 std::string endpoint::to_string() const {
   // A colon can only come from IPv6, whose own colons would make the port

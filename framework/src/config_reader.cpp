@@ -85,6 +85,11 @@ class config_reader {
     }
     const config_node* socket_node = block_parent->find(socket_key);
     if (socket_node == nullptr) fail_missing_block(root);
+    // The keys read at this level are the config's: given twice, they are
+    // refused as keys of their own tables are (others are the application's).
+    for (const config_node& entry : block_parent->entries)
+      if (entry.key == socket_key || entry.key == settings_key)
+        check_unique(*block_parent, entry, prefix_);
     socket_path_ = join_key_path(prefix_, socket_key);
     host_path_ = socket_path_ + ".Host";
     client_path_ = socket_path_ + ".Client";
@@ -238,16 +243,15 @@ class config_reader {
                words_.assign("IP", "\"127.0.0.1\""));
     }
     const std::string& text = node->text;
-    if (is_ip_literal(text)) return text;
-    std::string fix = "write a numeric IPv4 or IPv6 address such as \"127.0.0.1\" or \"::1\"";
+    if (is_ip_literal(text) || comet::is_host_name(text)) return text;
+    std::string fix = "write an IPv4 or IPv6 address such as \"127.0.0.1\" or \"::1\", or a "
+                      "host name such as \"lab-pc\"";
     if (text.size() > 1 && text.front() == '[' && text.back() == ']') {
       fix = "write IPv6 addresses without brackets, e.g. \"::1\"";
     } else if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos) {
       fix = "an IPv4 address is four numbers from 0 to 255, e.g. \"127.0.0.1\"";
-    } else if (!text.empty()) {
-      fix += " (host names are not resolved)";
     }
-    fail(*node, key_path, describe(*node) + " but not an IPv4 or IPv6 address; " + fix);
+    fail(*node, key_path, describe(*node) + " but neither an IPv4 or IPv6 address nor a host name; " + fix);
   }
 
   std::uint16_t read_port(const config_node& table, std::string_view path, bool is_host) const {

@@ -9,7 +9,7 @@ namespace {
 // Every code has a wire spelling: a host answers its own codes, and a
 // handler that fails with a comet::error (a relay whose upstream is
 // offline, say) is answered with that error's code.
-constexpr std::array<std::pair<errc, std::string_view>, 20> wire_codes{{
+constexpr std::array<std::pair<errc, std::string_view>, 21> wire_codes{{
     {errc::bad_request, "bad_request"},
     {errc::no_handler, "no_handler"},
     {errc::handler_failed, "handler_failed"},
@@ -30,6 +30,7 @@ constexpr std::array<std::pair<errc, std::string_view>, 20> wire_codes{{
     {errc::cancelled, "cancelled"},
     {errc::client_closed, "client_closed"},
     {errc::unresolved, "unresolved"},
+    {errc::usage_error, "usage_error"},
 }};
 
 class comet_category final : public std::error_category {
@@ -58,6 +59,7 @@ class comet_category final : public std::error_category {
       case errc::cancelled: return "the send was cancelled";
       case errc::client_closed: return "the client is closed";
       case errc::unresolved: return "the host name does not resolve";
+      case errc::usage_error: return "the call is not allowed here";
     }
     return "unknown comet error";
   }

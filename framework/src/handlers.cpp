@@ -91,6 +91,12 @@ encoded_response error_response(errc code, std::string_view message) {
   return {encode_error_response(code, message), code};
 }
 
+void action_router::throw_already_routed(const std::string& action) {
+  throw error(errc::usage_error, "action '" + action +
+                                     "' already has a handler (on() was called twice for it); "
+                                     "route each action once, or use add_action_handler for a chain");
+}
+
 bool action_router::may_suspend(std::string_view action) const {
   if (auto route = routes_.find(action); route != routes_.end()) return !route->second.plain;
   return chain_may_suspend_;

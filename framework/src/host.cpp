@@ -17,6 +17,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/json/object.hpp>
 
 #include <atomic>
 #include <cstring>
@@ -232,13 +233,13 @@ host::~host() {
 
 action_router& host::router() {
   if (impl_->started)
-    throw std::logic_error("comet::host: register handlers before start()");
+    throw error(errc::usage_error, "comet::host: register handlers before start()");
   return impl_->router;
 }
 
 endpoint host::start() {
   if (impl_->started.exchange(true))
-    throw std::logic_error("comet::host::start() called twice");
+    throw error(errc::usage_error, "comet::host::start() called twice");
   const endpoint& want = impl_->options.listen;
   auto fail = [&](const std::string& why) -> error {
     impl_->started = false;
@@ -247,9 +248,23 @@ endpoint host::start() {
     return error(errc::bind_failed, "cannot listen on " + want.to_string() + ": " + why);
   };
   boost::system::error_code ec;
-  const auto address = asio::ip::make_address(want.ip, ec);
-  if (ec) throw fail("'" + want.ip + "' is not an IP address");
-  const tcp::endpoint ep(address, want.port);
+  tcp::endpoint ep;
+  if (want.is_address()) {
+    ep = tcp::endpoint(asio::ip::make_address(want.ip), want.port);
+  } else {
+    // A name is resolved once, here (blocking), and the host listens on its
+    // first address.
+    tcp::resolver resolver(impl_->executor);
+    const auto results = resolver.resolve(want.ip, std::to_string(want.port), ec);
+    if (ec || results.empty()) {
+      (void)fail("");
+      throw error(errc::unresolved,
+                  "cannot listen on " + want.to_string() + ": the host name '" + want.ip +
+                      "' does not resolve (" + (ec ? ec.message() : std::string("no addresses")) +
+                      "); check the name, or write the address to listen on");
+    }
+    ep = results.begin()->endpoint();
+  }
   tcp::acceptor& acceptor = impl_->acceptor;
   if (acceptor.open(ep.protocol(), ec); ec) throw fail(ec.message());
   acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -300,6 +315,29 @@ asio::awaitable<void> host::async_stop() {
   co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(wait_until_drained,
                                                                       asio::use_awaitable);
   log(log_level::info, "host " + self->bound.to_string() + " stopped");
+}
+
+void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats& s) {
+  json::object errors_by_code;
+  for (const auto& [code, count] : s.errors_by_code) errors_by_code[code] = count;
+  json::object latency;
+  latency["p50"] = s.latency_p50.count();
+  latency["p99"] = s.latency_p99.count();
+  latency["p999"] = s.latency_p999.count();
+  json::object o;
+  o["uptime_seconds"] = std::chrono::duration<double>(s.uptime).count();
+  o["requests_served"] = s.requests_served;
+  o["error_responses"] = s.error_responses;
+  o["errors_by_code"] = std::move(errors_by_code);
+  o["bytes_received"] = s.bytes_received;
+  o["bytes_sent"] = s.bytes_sent;
+  o["connections_open"] = s.connections_open;
+  o["connections_accepted"] = s.connections_accepted;
+  o["connections_refused"] = s.connections_refused;
+  o["tls_handshakes_failed"] = s.tls_handshakes_failed;
+  o["tls_sessions_resumed"] = s.tls_sessions_resumed;
+  o["latency_us"] = std::move(latency);
+  out = std::move(o);
 }
 
 host_stats host::stats() const {

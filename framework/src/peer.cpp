@@ -1,9 +1,13 @@
 #include "peer.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <vector>
 
 namespace comet {
 namespace {
@@ -20,8 +24,24 @@ bool was_cancelled(const asio::cancellation_state& state) noexcept {
 asio::awaitable<void> peer_info::connect(transport& t) const {
   const auto cancellation = co_await asio::this_coro::cancellation_state;
   boost::system::error_code ec;
+  std::vector<tcp::endpoint> addresses;
+  if (target) {
+    addresses.push_back(*target);
+  } else {
+    // A name's addresses may change: resolved for each connection, within
+    // the connection's deadline.
+    tcp::resolver resolver(t.socket().get_executor());
+    t.also_on_expiry([&resolver] { resolver.cancel(); });
+    auto [resolve_ec, results] =
+        co_await resolver.async_resolve(peer.ip, std::to_string(peer.port), use_tuple);
+    t.also_on_expiry({});
+    if (was_cancelled(cancellation)) throw cancelled();
+    if (resolve_ec || results.empty()) throw unresolved(resolve_ec, t.expired());
+    for (const auto& entry : results) addresses.push_back(entry.endpoint());
+  }
   for (std::size_t attempt = 0;; ++attempt) {
-    std::tie(ec) = co_await t.socket().async_connect(target, use_tuple);
+    tcp::endpoint reached;
+    std::tie(ec, reached) = co_await asio::async_connect(t.socket(), addresses, use_tuple);
     if (!ec) break;
     if (t.expired()) throw connect_timed_out();
     if (was_cancelled(cancellation)) throw cancelled();
@@ -37,6 +57,7 @@ asio::awaitable<void> peer_info::connect(transport& t) const {
   t.socket().set_option(tcp::no_delay(true), ignored);
   if (!t.secure()) co_return;
   t.verify_peer_name(peer.ip);
+  if (!target) SSL_set_tlsext_host_name(t.tls().native_handle(), peer.ip.c_str());
   sessions->offer(t);
   std::tie(ec) = co_await t.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
   if (!ec) co_return;
@@ -52,6 +73,15 @@ std::string peer_info::describe() const {
 error peer_info::offline(const boost::system::error_code& ec) const {
   return error(errc::peer_offline,
                "cannot connect to " + describe() + ": " + ec.message() + "; is the host running?");
+}
+
+error peer_info::unresolved(const boost::system::error_code& ec, bool timed_out) const {
+  return error(errc::unresolved,
+               "cannot resolve the host name '" + peer.ip + "' of " + describe() + ": " +
+                   (timed_out ? "no answer within " +
+                                    in_ms(std::min(options.connect_timeout, options.request_timeout))
+                              : ec ? ec.message() : std::string("no addresses")) +
+                   "; check the name, or write the host's IP address");
 }
 
 error peer_info::connect_timed_out() const {

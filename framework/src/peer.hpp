@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace comet {
@@ -24,21 +25,24 @@ using tcp = asio::ip::tcp;
 struct peer_info {
   endpoint peer;
   client_options options;
-  tcp::endpoint target;
+  std::optional<tcp::endpoint> target;  // when peer.ip is an address; a name is resolved per connection
   std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP
   std::shared_ptr<tls_session_cache> sessions;  // with tls
 
-  // Connects `t` to the peer, retrying a refused connect (50 ms, 100 ms, ...),
-  // then makes the TLS handshake when the client uses TLS.
+  // Connects `t` to the peer (resolving its name first, if it has one, and
+  // trying each address), retrying a refused connect (50 ms, 100 ms, ...),
+  // then makes the TLS handshake when the client uses TLS (checking the
+  // certificate names the address or name dialled, and sending a name as SNI).
   // Completes when connected, or throws the comet::error that says why:
-  // peer_offline, connect_timeout / tls_error once t's expiry passes (the
-  // caller sets it), tls_error, or cancelled.
+  // unresolved, peer_offline, connect_timeout / tls_error once t's expiry
+  // passes (the caller sets it), tls_error, or cancelled.
   // Cancellation: the calling coroutine's (terminal and partial), through
   // the pending connect, wait or handshake. `t` must outlive it.
   asio::awaitable<void> connect(transport& t) const;
 
   std::string describe() const;  // "Telegram at 127.0.0.4:65432"
   error offline(const boost::system::error_code& ec) const;
+  error unresolved(const boost::system::error_code& ec, bool timed_out) const;
   error connect_timed_out() const;
   // The request ran past `timeout` (the client's request_timeout unless the
   // send set its own).

@@ -16,6 +16,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +34,7 @@ class transport {
   transport(tcp::socket socket, asio::ssl::context* tls)
       : socket_(std::move(socket)), expiry_(socket_.get_executor(), [this] {
           expired_ = true;
+          if (also_on_expiry_) also_on_expiry_();
           close();
         }) {
     if (tls) tls_ = std::make_unique<tls_stream>(socket_, *tls);
@@ -88,11 +90,15 @@ class transport {
   void expires_at(deadline_timer::time_point deadline) { expiry_.expires_at(deadline); }
   void expires_never() { expiry_.expires_never(); }
   bool expired() const noexcept { return expired_; }
+  // Also runs `f` when the expiry passes (e.g. cancels a name resolution
+  // for this connection); empty: nothing more.
+  void also_on_expiry(std::function<void()> f) { also_on_expiry_ = std::move(f); }
 
  private:
   tcp::socket socket_;
   std::unique_ptr<tls_stream> tls_;
   deadline_timer expiry_;
+  std::function<void()> also_on_expiry_;
   bool expired_ = false;
 };
 

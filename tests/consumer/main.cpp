@@ -1,34 +1,79 @@
-// An installed comet-net's round trip: a host on 127.0.0.1 (a free port) and a
-// client that sends it one message. Exit status 0 when the answer comes back
-// and the headers' version matches the package's.
+// An installed comet-net, used as an application would: a COMET-shaped YAML
+// config whose host and client are names (localhost), a typed handler, a
+// typed send, async_send with use_future and with a callback. Exit status 0
+// when every answer comes back right and the headers' version matches the
+// package's.
 #include <comet/comet.hpp>
 
+#include <boost/describe/class.hpp>
+
 #include <cstdio>
+#include <future>
+#include <string>
 #include <string_view>
 
+namespace lab {
+struct point {
+  double x = 0;
+  double y = 0;
+};
+BOOST_DESCRIBE_STRUCT(point, (), (x, y))
+}  // namespace lab
+
+namespace {
+int fail(const std::string& what) {
+  std::fprintf(stderr, "consumer: %s\n", what.c_str());
+  return 1;
+}
+}  // namespace
+
 int main() {
-  if (std::string_view(comet::version) != COMET_PACKAGE_VERSION) {
-    std::fprintf(stderr, "headers say %s, package says %s\n", comet::version,
-                 COMET_PACKAGE_VERSION);
-    return 1;
-  }
-  comet::config cfg = comet::parse_config(
-      "Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 0}\n", "consumer.yaml",
-      comet::config_format::yaml);
+  if (std::string_view(comet::version) != COMET_PACKAGE_VERSION)
+    return fail(std::string("headers say ") + comet::version + ", package says " +
+                COMET_PACKAGE_VERSION);
+
   comet::io_pool pool(1);
-  comet::host host(pool.get_executor(), cfg);
+  comet::host host(pool.get_executor(),
+                   comet::parse_config("Socket_connection:\n  Host: {IP: localhost, Port: 0}\n",
+                                       "consumer.yaml", comet::config_format::yaml));
+  host.on("add", [](const lab::point& p) { return p.x + p.y; });
   host.on("echo", [](const std::string&, const boost::json::value& value) { return value; });
   const comet::endpoint at = host.start();
 
-  comet::client client(pool.get_executor(), at, {.request_timeout = std::chrono::seconds(10)});
-  const boost::json::value answer = client.send_sync("echo", {{"from", "consumer"}});
+  const comet::config cfg = comet::parse_config(
+      "Socket_connection:\n  Host: {IP: localhost, Port: 0}\n  Client:\n    Lab: {IP: localhost, Port: " +
+          std::to_string(at.port) + "}\n",
+      "settings.yml", comet::config_format::yaml);
+  const comet::client_set clients(pool.get_executor(), cfg);
+  const comet::client& lab_client = clients["Lab"];
+
+  try {
+    const double sum = lab_client.send_sync<double>("add", lab::point{1, 2});
+    if (sum != 3) return fail("add answered " + std::to_string(sum));
+
+    std::future<double> later = lab_client.async_send<double>("add", lab::point{2, 3}, boost::asio::use_future);
+    if (later.get() != 5) return fail("async_send with use_future answered wrong");
+
+    std::promise<boost::json::value> called;
+    lab_client.async_send("echo", boost::json::value("callback"),
+                          [&](std::exception_ptr e, boost::json::value v) {
+                            if (e) called.set_exception(e);
+                            else called.set_value(std::move(v));
+                          });
+    if (called.get_future().get() != "callback") return fail("async_send with a callback answered wrong");
+
+    try {
+      lab_client.send_sync("add", boost::json::value{{"x", "one"}, {"y", 2}});
+      return fail("a mismatched value was accepted");
+    } catch (const comet::error& e) {
+      if (e.code() != comet::errc::bad_request) return fail(std::string("mismatch: ") + e.what());
+    }
+  } catch (const comet::error& e) {
+    return fail(e.what());
+  }
   host.stop();
   pool.release();
   pool.join();
-  if (answer != boost::json::value{{"from", "consumer"}}) {
-    std::fprintf(stderr, "unexpected answer: %s\n", comet::to_json_text(answer).c_str());
-    return 1;
-  }
-  std::printf("comet %s round trip ok via %s\n", comet::version, at.to_string().c_str());
+  std::printf("comet %s typed round trips ok via %s\n", comet::version, at.to_string().c_str());
   return 0;
 }

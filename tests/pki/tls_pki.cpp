@@ -73,7 +73,7 @@ cert_ptr make_cert(const std::string& common_name, EVP_PKEY* key, const identity
   } else {
     add_extension(cert.get(), signer_cert, NID_authority_key_identifier, "keyid");
     add_extension(cert.get(), signer_cert, NID_basic_constraints, "critical,CA:FALSE");
-    add_extension(cert.get(), signer_cert, NID_subject_alt_name, "IP:127.0.0.1");
+    add_extension(cert.get(), signer_cert, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
     add_extension(cert.get(), signer_cert, NID_ext_key_usage, "serverAuth,clientAuth");
   }
   check(X509_sign(cert.get(), signer_key, EVP_sha256()) > 0, "X509_sign");

@@ -13,6 +13,13 @@
 #include <comet/log.hpp>
 #include <comet/version.hpp>
 
-// What comet-net's examples use with it: JSON text in and out.
+// What programs use with it: JSON text in and out, and Asio's usual
+// completion tokens and coroutine helpers.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>

@@ -1,19 +1,29 @@
-// An IP address and port, as COMET's config spells them.
+// An address and port, as COMET's config spells them: `ip` is an IPv4 or
+// IPv6 address, or a host name ("localhost", "lab-pc"), which clients
+// resolve for each new connection and a host resolves when it starts.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace comet {
 
 struct endpoint {
-  std::string ip;
+  std::string ip;  // an address or a host name
   std::uint16_t port = 0;
 
   // "127.0.0.1:65432", or "[::1]:65432" for IPv6.
   std::string to_string() const;
+  // True when `ip` is an IPv4 or IPv6 address (no resolution needed).
+  bool is_address() const noexcept;
 
   friend bool operator==(const endpoint&, const endpoint&) = default;
 };
+
+// True for a syntactically valid host name (RFC 1123: dot-separated labels
+// of letters, digits and inner hyphens, at most 253 characters), which
+// says nothing of whether it resolves.
+bool is_host_name(std::string_view text) noexcept;
 
 }  // namespace comet

@@ -40,6 +40,7 @@ enum class errc {
   cancelled,          // the caller cancelled the send, or closed its client meanwhile
   client_closed,      // a send on a client after close() / async_close()
   unresolved,         // a host name that does not resolve
+  usage_error,        // an API called in a way it does not allow (an action routed twice...)
 };
 
 const std::error_category& error_category() noexcept;

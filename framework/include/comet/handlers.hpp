@@ -32,7 +32,8 @@
 //    response is `no_handler`, or `handler_failed` when one of them threw.
 //  - on("TelegramBot", fn): routed. The handler for that action alone, tried
 //    before the chain; its answer is final, null included. If it throws the
-//    response is `handler_failed` with the exception's message.
+//    response is `handler_failed` with the exception's message. Routing an
+//    action twice throws comet::error(errc::usage_error).
 #pragma once
 
 #include <comet/convert.hpp>
@@ -295,9 +296,12 @@ class action_router {
     chain_may_suspend_ = chain_may_suspend_ || !chain_.back().plain;
   }
 
+  // Throws comet::error(errc::usage_error) naming an action already routed:
+  // a second handler for it is a mistake, not a replacement.
   template <class F>
   void on(std::string action, F&& f) {
-    routes_.insert_or_assign(std::move(action), detail::make_stored_handler(std::forward<F>(f)));
+    if (routes_.contains(action)) throw_already_routed(action);
+    routes_.emplace(std::move(action), detail::make_stored_handler(std::forward<F>(f)));
   }
 
   bool empty() const noexcept { return chain_.empty() && routes_.empty(); }
@@ -317,6 +321,7 @@ class action_router {
                                                const request_context& context) const;
 
  private:
+  [[noreturn]] static void throw_already_routed(const std::string& action);
   std::vector<detail::stored_handler> chain_;
   std::map<std::string, detail::stored_handler, std::less<>> routes_;
   bool chain_may_suspend_ = false;

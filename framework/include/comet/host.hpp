@@ -20,6 +20,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/json/value_from.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -84,6 +85,13 @@ struct host_stats {
   std::chrono::microseconds latency_p50{}, latency_p99{}, latency_p999{};
 };
 
+// boost::json::value_from(stats): the object comet-host's `status` action
+// answers (uptime_seconds, requests_served, error_responses, errors_by_code,
+// bytes_received, bytes_sent, connections_open, connections_accepted,
+// connections_refused, tls_handshakes_failed, tls_sessions_resumed,
+// latency_us {p50, p99, p999}).
+void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats& stats);
+
 class io_pool;
 
 class host {
@@ -112,7 +120,10 @@ class host {
   }
 
   // Binds, listens and starts accepting. Returns the bound endpoint (port 0
-  // picks a free port). Throws comet::error(errc::bind_failed) with the reason.
+  // picks a free port). Throws comet::error(errc::bind_failed) with the
+  // reason. A host name in options.listen is resolved here (blocking) and
+  // the host listens on its first address; errc::unresolved if it does not
+  // resolve.
   endpoint start();
   endpoint local_endpoint() const;
   bool running() const noexcept;
