@@ -1,5 +1,7 @@
 #include "peer.hpp"
 
+#include <comet/log.hpp>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -46,6 +48,8 @@ asio::awaitable<void> peer_info::connect(transport& t) const {
     if (t.expired()) throw connect_timed_out();
     if (was_cancelled(cancellation)) throw cancelled();
     if (!retry_connect(ec, attempt)) throw offline(ec);
+    log(log_level::debug, "connecting to " + describe() + ": " + ec.message() + "; retrying in " +
+                              in_ms(retry_delay(attempt)));
     boost::system::error_code ignored;
     t.socket().close(ignored);  // the next async_connect opens it afresh
     asio::steady_timer backoff(t.socket().get_executor(), retry_delay(attempt));
