@@ -7,6 +7,10 @@
 #include "support.hpp"
 #include "tls_pki.hpp"
 
+#include <boost/asio/ssl.hpp>
+
+#include <thread>
+
 using namespace comet;
 using namespace comet::test;
 
@@ -103,5 +107,47 @@ TEST_CASE("a TLS client that dials a name checks the certificate against it",
     CAPTURE(keep_alive);
     client c(f.pool.get_executor(), {"localhost", at.port}, {.keep_alive = keep_alive, .tls = trusted});
     CHECK(c.send_sync("echo", "over TLS") == "over TLS");
+  }
+}
+
+namespace {
+// Records the server name a TLS client sent (SNI).
+int record_server_name(SSL* ssl, int*, void* seen) {
+  if (const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name))
+    *static_cast<std::string*>(seen) = name;
+  return SSL_TLSEXT_ERR_OK;
+}
+}  // namespace
+
+TEST_CASE("a TLS client sends the name it dials as SNI, and no SNI for an address",
+          "[integration][names][tls]") {
+  test_pki pki;
+  tls_settings trusted;
+  trusted.enabled = true;
+  trusted.ca = pki.file("ca.pem");
+  for (const std::string dialled : {"localhost", "127.0.0.1"}) {
+    CAPTURE(dialled);
+    asio::io_context server_io;
+    asio::ssl::context server_tls(asio::ssl::context::tls_server);
+    server_tls.use_certificate_chain_file(pki.file("host.pem"));
+    server_tls.use_private_key_file(pki.file("host.key"), asio::ssl::context::pem);
+    std::string seen = "(none)";
+    SSL_CTX_set_tlsext_servername_callback(server_tls.native_handle(), record_server_name);
+    SSL_CTX_set_tlsext_servername_arg(server_tls.native_handle(), &seen);
+    tcp::acceptor acceptor(server_io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    const std::uint16_t port = acceptor.local_endpoint().port();
+    boost::system::error_code handshake_ec;
+    // A TLS peer that makes the handshake and then closes without answering.
+    std::thread server([&] {
+      asio::ssl::stream<tcp::socket> stream(acceptor.accept(), server_tls);
+      stream.handshake(asio::ssl::stream_base::server, handshake_ec);
+    });
+    io_pool pool(1);
+    client c(pool.get_executor(), {dialled, port}, {.request_timeout = 5s, .tls = trusted});
+    const auto e = error_thrown_by([&] { c.send_sync("echo", 1); });
+    server.join();
+    CHECK_FALSE(handshake_ec);
+    CHECK(e.code() == errc::connection_closed);
+    CHECK(seen == (dialled == "localhost" ? "localhost" : "(none)"));
   }
 }
