@@ -107,7 +107,7 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     if (closed_) return;
     closed_ = true;
     auto settle = [this](pooled_request& r) { r.settle(pool_.strand_); };
-    mux.close(why, settle);
+    mux.fail(why, settle);
     stream_.close();
     pool_.remove(*this);
   }
@@ -214,7 +214,6 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     stopped_reading_ = true;
     boost::system::error_code ignored;
     stream_.socket().cancel(ignored);
-    idle_since_ = {};  // long ago: checked before it is reused
   }
 
   // Before reusing a connection that had no read outstanding: reads what

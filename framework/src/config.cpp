@@ -51,12 +51,14 @@ std::string read_config_file(const std::filesystem::path& file) {
 
 }  // namespace
 
-bool endpoint::is_address() const noexcept {
-  if (ip.find('\0') != std::string::npos) return false;  // inet_pton would stop there
+bool is_ip_address(const std::string& text) noexcept {
+  if (text.find('\0') != std::string::npos) return false;  // inet_pton would stop there
   in6_addr address{};
-  return inet_pton(AF_INET, ip.c_str(), &address) == 1 ||
-         inet_pton(AF_INET6, ip.c_str(), &address) == 1;
+  return inet_pton(AF_INET, text.c_str(), &address) == 1 ||
+         inet_pton(AF_INET6, text.c_str(), &address) == 1;
 }
+
+bool endpoint::is_address() const noexcept { return is_ip_address(ip); }
 
 bool is_host_name(std::string_view text) noexcept {
   if (text.empty() || text.size() > 253) return false;

@@ -11,8 +11,6 @@
 
 #include <comet/errors.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 #include <algorithm>
 #include <array>
@@ -51,13 +49,6 @@ constexpr std::int64_t max_write_buffer = std::int64_t{1} << 32;
 constexpr std::int64_t max_connections_limit = 1000000;
 constexpr std::int64_t max_connections_per_peer_limit = 1024;
 constexpr std::int64_t max_duration_seconds = 86400;  // a day: anything longer is a typo
-
-bool is_ip_literal(const std::string& ip) {
-  if (ip.find('\0') != std::string::npos) return false;  // inet_pton would stop there
-  in6_addr address{};
-  return inet_pton(AF_INET, ip.c_str(), &address) == 1 ||
-         inet_pton(AF_INET6, ip.c_str(), &address) == 1;
-}
 
 // A scalar as the file spells it: 70000, 1.5, nan, "abc".
 std::string written(const config_node& node) {
@@ -243,7 +234,7 @@ class config_reader {
                words_.assign("IP", "\"127.0.0.1\""));
     }
     const std::string& text = node->text;
-    if (is_ip_literal(text) || comet::is_host_name(text)) return text;
+    if (comet::is_ip_address(text) || comet::is_host_name(text)) return text;
     std::string fix = "write an IPv4 or IPv6 address such as \"127.0.0.1\" or \"::1\", or a "
                       "host name such as \"lab-pc\"";
     if (text.size() > 1 && text.front() == '[' && text.back() == ']') {

@@ -166,11 +166,9 @@ class multiplexer {
   // Settles every request past its deadline with a timeout (an abandoned
   // one is forgotten); returns the earliest deadline left (max: none).
   time_point expire(time_point now, settle_fn settled);
-  // The connection is lost: every request fails with `e`, or is settled for
-  // replay if the host never read it. State closed.
+  // The connection is lost or closed by its owner: every request fails with
+  // `e`, or is settled for replay if the host never read it. State closed.
   void fail(const error& e, settle_fn settled);
-  // Closed by its owner: requests fail with `e`, state closed.
-  void close(const error& e, settle_fn settled) { fail(e, settled); }
 
   // Requests written or queued whose answers are still due (abandoned ones too).
   std::size_t in_flight() const noexcept { return pending_.size(); }

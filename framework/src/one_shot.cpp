@@ -52,18 +52,18 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
   const tracked_scope scope{tracker, st.get()};
   if (tracker.closed()) throw peer.closed_meanwhile();
 
-  // Why a failed operation failed, when not for the deadline: the caller, or close().
-  auto why = [&](const error& otherwise) {
+  // A failed operation that the caller or close() interrupted says so.
+  auto interrupted = [&]() -> std::optional<error> {
     if (st->closed_by_client) return peer.closed_meanwhile();
     if (was_cancelled(cancellation)) return peer.cancelled();
-    return otherwise;
+    return std::nullopt;
   };
 
   st->stream.expires_at(started + std::min(peer.options.connect_timeout, timeout));
   try {
     co_await peer.connect(st->stream);
   } catch (const error&) {
-    if (st->closed_by_client) throw peer.closed_meanwhile();
+    if (auto e = interrupted()) throw *e;
     throw;
   }
   st->stream.expires_at(started + timeout);
@@ -72,8 +72,8 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
   // close: a failed write is reported only if no answer can be read.
   auto [write_ec, written] = co_await st->stream.async_write(asio::buffer(frame), use_tuple);
   if (write_ec && st->stream.expired()) throw peer.timed_out(timeout);
-  if (write_ec && (st->closed_by_client || was_cancelled(cancellation)))
-    throw why(peer.timed_out(timeout));
+  if (write_ec)
+    if (auto e = interrupted()) throw *e;
 
   frame_decoder decoder(peer.options.max_content_length);
   read_buffer in;
@@ -86,9 +86,8 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
     auto [ec, n] = co_await st->stream.async_read_some(asio::buffer(room, size), use_tuple);
     if (ec) {
       if (st->stream.expired()) throw peer.timed_out(timeout);
-      const auto failure = write_ec ? peer.lost(write_ec, "sending the request")
-                                    : peer.lost(ec, "reading the answer");
-      throw why(failure);
+      if (auto e = interrupted()) throw *e;
+      throw write_ec ? peer.lost(write_ec, "sending the request") : peer.lost(ec, "reading the answer");
     }
     in.commit(n);
   }

@@ -21,6 +21,9 @@ struct endpoint {
   friend bool operator==(const endpoint&, const endpoint&) = default;
 };
 
+// True for an IPv4 or IPv6 address (IPv6 without brackets).
+bool is_ip_address(const std::string& text) noexcept;
+
 // True for a syntactically valid host name (RFC 1123: dot-separated labels
 // of letters, digits and inner hyphens, at most 253 characters), which
 // says nothing of whether it resolves.
