@@ -3,124 +3,13 @@
 #include <comet/comet.hpp>
 
 #include "support.hpp"
+#include "processes.hpp"
 #include "tls_pki.hpp"
-
-#include <csignal>
-#include <filesystem>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <thread>
-#include <unistd.h>
-
-extern char** environ;
 
 using namespace comet;
 using namespace comet::test;
-namespace fs = std::filesystem;
 
 namespace {
-
-fs::path scratch_dir() {
-  auto dir = fs::temp_directory_path() / ("comet-cli-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir;
-}
-
-struct process {
-  pid_t pid = -1;
-  fs::path out, err;
-
-  std::string stdout_text() const { return read_file(out.string()); }
-  std::string stderr_text() const { return read_file(err.string()); }
-
-  // Exit status, or -1 after killing a process that overran `limit`.
-  int wait(std::chrono::milliseconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    int status = 0;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        return -1;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-};
-
-process start(const std::string& program, std::vector<std::string> args,
-              const fs::path& input = "/dev/null") {
-  static int counter = 0;
-  const auto dir = scratch_dir();
-  process p;
-  p.out = dir / (program + "." + std::to_string(++counter) + ".out");
-  p.err = dir / (program + "." + std::to_string(counter) + ".err");
-  const std::string path = std::string(COMET_BIN_DIR) + "/" + program;
-  args.insert(args.begin(), path);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, input.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, p.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, p.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  const int rc = ::posix_spawn(&p.pid, path.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE(rc == 0);
-  return p;
-}
-
-struct result {
-  int status;
-  std::string out, err;
-};
-
-result run_cli(const std::string& program, std::vector<std::string> args,
-               const fs::path& input = "/dev/null") {
-  auto p = start(program, std::move(args), input);
-  const int status = p.wait();
-  return {status, p.stdout_text(), p.stderr_text()};
-}
-
-// Starts comet-host on a free port and reads the address it logs.
-struct running_host {
-  explicit running_host(std::vector<std::string> extra = {})
-      : p(start("comet-host", with(std::move(extra), {"--port", "0", "--threads", "1"}))) {
-    const std::string marker = "listening on ";
-    for (int i = 0; i < 1000; ++i) {
-      const std::string log = p.stderr_text();
-      if (auto pos = log.find(marker); pos != std::string::npos) {
-        const auto end = log.find('\n', pos);
-        if (end != std::string::npos) {
-          address = log.substr(pos + marker.size(), end - pos - marker.size());
-          return;
-        }
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    FAIL("comet-host did not log its address: " << p.stderr_text());
-  }
-  ~running_host() {
-    if (!stopped) {
-      ::kill(p.pid, SIGKILL);
-      p.wait();
-    }
-  }
-  int stop() {
-    stopped = true;
-    ::kill(p.pid, SIGTERM);
-    return p.wait();
-  }
-  static std::vector<std::string> with(std::vector<std::string> a, std::vector<std::string> b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-  }
-  process p;
-  std::string address;
-  bool stopped = false;
-};
 
 std::size_t line_count(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
 

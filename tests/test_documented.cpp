@@ -7,6 +7,7 @@
 #include "support.hpp"
 #include "temp_file.hpp"
 #include "tls_pki.hpp"
+#include "tls_settings.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -221,8 +222,7 @@ TEST_CASE("a TLS client's stalled handshake is bounded by connect_timeout",
     o.connect_timeout = 300ms;
     o.request_timeout = 20s;
     o.keep_alive = keep_alive;
-    o.tls.enabled = true;
-    o.tls.ca = pki.file("ca.pem");
+    o.tls = client_tls(pki);
     const client c(pool.get_executor(), at, o);
     const auto begun = std::chrono::steady_clock::now();
     const auto e = error_thrown_by([&] { c.send_sync("echo", 1); });

@@ -3,29 +3,25 @@
 // how soon io_context::run() returns once a program's last work has ended.
 // Each teardown is measured from the moment the work completed to the
 // moment run() returned; the bound is generous (sanitizer builds run these
-// too), the measured time is printed with -s.
+// too); the measured time is printed.
 #include <comet/comet.hpp>
 
+#include "processes.hpp"
 #include "support.hpp"
 #include "tls_pki.hpp"
+#include "tls_settings.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include <atomic>
 #include <condition_variable>
-#include <csignal>
 #include <cstdio>
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <thread>
 
 using namespace comet;
 using namespace comet::test;
 using namespace boost::asio::experimental::awaitable_operators;
 using clock_type = std::chrono::steady_clock;
-
-extern char** environ;
 
 namespace {
 
@@ -402,13 +398,6 @@ TEST_CASE("a host stopped while a coroutine handler runs cancels it at shutdown_
 TEST_CASE("teardown: a host stopped with idle, busy, one-shot, keep-alive and TLS connections",
           "[integration][lifecycle]") {
   test_pki pki;
-  tls_settings host_tls;
-  host_tls.enabled = true;
-  host_tls.certificate = pki.file("host.pem");
-  host_tls.private_key = pki.file("host.key");
-  tls_settings client_tls;
-  client_tls.enabled = true;
-  client_tls.ca = pki.file("ca.pem");
 
   const auto took = teardown_after("a host stopped with every kind of connection", [&](asio::any_io_executor ex) -> asio::awaitable<void> {
     host_options o = host_fixture::loopback();
@@ -421,7 +410,7 @@ TEST_CASE("teardown: a host stopped with idle, busy, one-shot, keep-alive and TL
       return sleep_then_echo(a, v);
     });
     const auto at = plain.start();
-    o.tls = host_tls;
+    o.tls = host_tls(pki);
     host secure(ex, o);
     add_echo(secure);
     const auto tls_at = secure.start();
@@ -433,7 +422,7 @@ TEST_CASE("teardown: a host stopped with idle, busy, one-shot, keep-alive and TL
     // Keep-alive and TLS: idle pools after a send each.
     client pooled(ex, at, {.keep_alive = true});
     CHECK(co_await pooled.send("echo", 1) == 1);
-    client tls(ex, tls_at, {.keep_alive = true, .tls = client_tls});
+    client tls(ex, tls_at, {.keep_alive = true, .tls = client_tls(pki)});
     CHECK(co_await tls.send("echo", 2) == 2);
     // Busy: a one-shot and a keep-alive send waiting on a slow handler.
     client one_shot(ex, at);
@@ -500,80 +489,14 @@ TEST_CASE("async_close() waits for a post made just before it", "[integration][l
   }
 }
 
-namespace {
-
-struct child {
-  pid_t pid = -1;
-  int err_fd = -1;
-  std::string err;
-
-  // Reads stderr until `text` appears (or `limit` passes).
-  bool wait_for_line(std::string_view text, std::chrono::milliseconds limit = 20s) {
-    const auto deadline = clock_type::now() + limit;
-    while (err.find(text) == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-      if (left <= 0ms) return false;
-      pollfd p{err_fd, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-      char buf[4096];
-      const ssize_t n = ::read(err_fd, buf, sizeof buf);
-      if (n <= 0) return false;
-      err.append(buf, static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-
-  // The exit status, or -1 if it had not exited within `limit` (then killed).
-  int wait_exit(std::chrono::milliseconds limit) {
-    int status = 0;
-    const bool exited = wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit);
-    if (!exited) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return -1;
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-};
-
-child start_host(const std::vector<std::string>& args) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  std::vector<std::string> all{std::string(COMET_BIN_DIR) + "/comet-host"};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  child c;
-  REQUIRE(posix_spawn(&c.pid, argv[0], &actions, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  c.err_fd = fds[0];
-  return c;
-}
-
-endpoint listening_on(const std::string& log) {
-  const std::string marker = "host listening on 127.0.0.1:";
-  const auto at = log.find(marker);
-  REQUIRE(at != std::string::npos);
-  return {"127.0.0.1", static_cast<std::uint16_t>(std::stoi(log.substr(at + marker.size())))};
-}
-
-}  // namespace
-
 TEST_CASE("comet-host exits within 1 s of SIGTERM, idle or with connections open",
           "[cli][lifecycle]") {
-  for (const char* threads : {"1", "2"}) {
+  for (const std::string threads : {"1", "2"}) {
     for (bool with_connections : {false, true}) {
       CAPTURE(threads, with_connections);
-      auto host = start_host({"--port", "0", "--threads", threads});
-      REQUIRE(host.wait_for_line("host listening on"));
-      const auto at = listening_on(host.err);
+      running_host host({}, threads);
+      const endpoint at{"127.0.0.1", static_cast<std::uint16_t>(
+                                         std::stoi(host.address.substr(host.address.rfind(':') + 1)))};
       io_pool pool(1);
       client c(pool.get_executor(), at);
       CHECK(c.send_sync("echo", 1) == 1);
@@ -588,13 +511,11 @@ TEST_CASE("comet-host exits within 1 s of SIGTERM, idle or with connections open
         CHECK(pooled->send_sync("echo", 3) == 3);
       }
       const auto signalled = clock_type::now();
-      ::kill(host.pid, SIGTERM);
-      CHECK(host.wait_exit(10s) == 0);
+      CHECK(host.stop() == 0);
       const auto took = since(signalled);
-      std::printf("comet-host --threads %s%s exited %lld ms after SIGTERM\n", threads,
+      std::printf("comet-host --threads %s%s exited %lld ms after SIGTERM\n", threads.c_str(),
                   with_connections ? " (connections open)" : "", static_cast<long long>(took.count()));
       CHECK(took < 1000ms);  // was 29.5 s: the idle watchdog re-armed after the close
-      ::close(host.err_fd);
     }
   }
 }

@@ -6,6 +6,7 @@
 
 #include "support.hpp"
 #include "tls_pki.hpp"
+#include "tls_settings.hpp"
 
 #include <boost/asio/ssl.hpp>
 
@@ -94,15 +95,11 @@ TEST_CASE("a TLS client that dials a name checks the certificate against it",
           "[integration][names][tls]") {
   test_pki pki;
   host_options o = host_fixture::loopback();
-  o.tls.enabled = true;
-  o.tls.certificate = pki.file("host.pem");
-  o.tls.private_key = pki.file("host.key");
+  o.tls = host_tls(pki);
   host_fixture f(2, o);
   add_echo(f.server);
   const auto at = f.start();
-  tls_settings trusted;
-  trusted.enabled = true;
-  trusted.ca = pki.file("ca.pem");
+  const tls_settings trusted = client_tls(pki);
   for (bool keep_alive : {false, true}) {
     CAPTURE(keep_alive);
     client c(f.pool.get_executor(), {"localhost", at.port}, {.keep_alive = keep_alive, .tls = trusted});
@@ -122,9 +119,7 @@ int record_server_name(SSL* ssl, int*, void* seen) {
 TEST_CASE("a TLS client sends the name it dials as SNI, and no SNI for an address",
           "[integration][names][tls]") {
   test_pki pki;
-  tls_settings trusted;
-  trusted.enabled = true;
-  trusted.ca = pki.file("ca.pem");
+  const tls_settings trusted = client_tls(pki);
   for (const std::string dialled : {"localhost", "127.0.0.1"}) {
     CAPTURE(dialled);
     asio::io_context server_io;

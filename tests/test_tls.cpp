@@ -5,6 +5,7 @@
 #include "support.hpp"
 #include "temp_file.hpp"
 #include "tls_pki.hpp"
+#include "tls_settings.hpp"
 
 #include <thread>
 #include <vector>
@@ -13,21 +14,6 @@ using namespace comet;
 using namespace comet::test;
 
 namespace {
-
-tls_settings host_tls(const test_pki& pki, std::string stem = "host") {
-  tls_settings t;
-  t.enabled = true;
-  t.certificate = pki.file(stem + ".pem");
-  t.private_key = pki.file(stem + ".key");
-  return t;
-}
-
-tls_settings client_tls(const test_pki& pki, std::string ca = "ca.pem") {
-  tls_settings t;
-  t.enabled = true;
-  t.ca = pki.file(ca);
-  return t;
-}
 
 host_options tls_host_options(tls_settings tls) {
   host_options o = host_fixture::loopback();

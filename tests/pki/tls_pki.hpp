@@ -19,7 +19,7 @@ class test_pki {
   // "ca.pem", "host.pem", "host.key", "client.pem", "client.key",
   // "rogue-ca.pem", "rogue-host.pem", "rogue-host.key", "rogue-client.pem",
   // "rogue-client.key", "expired-host.pem", "expired-host.key".
-  // Host certificates name IP 127.0.0.1.
+  // Leaf certificates name IP 127.0.0.1 and DNS localhost.
   std::string file(const std::string& name) const { return (dir_ / name).string(); }
   const std::filesystem::path& dir() const { return dir_; }
 
