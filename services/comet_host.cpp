@@ -29,6 +29,17 @@ usable, 2 with the problem otherwise.
 
 Options)";
 
+// Where the address a host failed to listen on was given, for the message:
+// the flag, or the config key and file.
+std::string listen_origin(const po::variables_map& args, const comet::config& cfg) {
+  const bool host_flag = args.count("host") > 0, port_flag = args.count("port") > 0;
+  if (host_flag && port_flag) return "set by --host and --port";
+  const std::string file = cfg.source.empty() ? "the default config" : cfg.source;
+  if (port_flag) return "the port set by --port, the address by Socket_connection.Host.IP in " + file;
+  if (host_flag) return "the address set by --host, the port by Socket_connection.Host.Port in " + file;
+  return "set by Socket_connection.Host in " + file + "; --host and --port override it";
+}
+
 // --check-config: what the config says, on stdout, or why it is unusable.
 int check_config(const comet::config& cfg) {
   if (!cfg.host.is_address()) {
@@ -159,7 +170,9 @@ int main(int argc, char** argv) {
   try {
     host.start();
   } catch (const comet::error& e) {
-    std::cerr << "comet-host: " << e.what() << '\n';
+    std::cerr << "comet-host: " << e.what();
+    if (e.code() == comet::errc::bind_failed) std::cerr << " (" << listen_origin(args, cfg) << ")";
+    std::cerr << '\n';
     return 1;
   }
 

@@ -181,7 +181,7 @@ int main(int argc, char** argv) {
       ("timeout", po::value<double>(), "seconds to wait for each answer (default: the config's request_timeout)")
       ("repeat,n", po::value<long long>(), "send N times, one after the other, then print a summary on stderr")
       ("quiet,q", "do not print the answers")
-      ("keep-alive", "ask to keep the connection open between sends (PROTOCOL.md, Part 2)")
+      ("keep-alive", "ask to keep the connection open between sends (docs/protocol.md, Extensions)")
       ("log-level", po::value<std::string>()->default_value("warn"),
        "trace, debug, info, warn, error or off");
   po::variables_map args;

@@ -144,13 +144,17 @@ class raw_peer {
     write(bytes, ec);
     if (ec) throw boost::system::system_error(ec, "raw_peer::write");
   }
-  // For peers the host may drop while they are still writing.
-  void write(std::string_view bytes, boost::system::error_code& ec) {
-    while (!bytes.empty()) {
-      const std::size_t n = transfer_some(POLLOUT, const_cast<char*>(bytes.data()), bytes.size(), ec);
-      if (ec) return;
-      bytes.remove_prefix(n);
+  // For peers the host may drop while they are still writing. Returns how
+  // many bytes were written (all of them unless `ec` is set).
+  std::size_t write(std::string_view bytes, boost::system::error_code& ec) {
+    std::size_t written = 0;
+    while (written < bytes.size()) {
+      const std::size_t n = transfer_some(POLLOUT, const_cast<char*>(bytes.data() + written),
+                                          bytes.size() - written, ec);
+      if (ec) break;
+      written += n;
     }
+    return written;
   }
 
   // Reads until the peer closes (or the timeout fails the read).

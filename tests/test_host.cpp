@@ -186,6 +186,9 @@ TEST_CASE("graceful stop answers the request in flight, then refuses new ones",
   auto in_flight = asio::co_spawn(f.pool.get_executor(), c.send("slow", "done"), asio::use_future);
   entered.get_future().wait();
   raw_peer idle(at);  // connected, sent nothing: closed by the stop
+  // Accepted before the stop (a connection still in the backlog would be
+  // reset by the acceptor's close and prove nothing about the host).
+  REQUIRE(wait_until([&] { return f.server.stats().connections_open == 2; }));
   auto stopped = asio::co_spawn(f.pool.get_executor(), f.server.async_stop(), asio::use_future);
 
   REQUIRE(in_flight.wait_for(10s) == std::future_status::ready);
@@ -303,7 +306,15 @@ TEST_CASE("a host and client embed in an io_context the program runs itself",
 TEST_CASE("tagged requests on one connection run concurrently and answer in completion order",
           "[integration][host]") {
   host_fixture f;
-  f.server.on("sleep", sleep_then_echo);
+  std::atomic<int> running{0}, peak{0};
+  f.server.on("sleep", [&](const std::string& action, const json::value& v) -> asio::awaitable<json::value> {
+    const int now = ++running;
+    for (int seen = peak; now > seen && !peak.compare_exchange_weak(seen, now);) {
+    }
+    auto answer = co_await sleep_then_echo(action, v);
+    --running;
+    co_return answer;
+  });
   const auto at = f.start();
   raw_peer p(at);
   std::string burst;
@@ -314,7 +325,6 @@ TEST_CASE("tagged requests on one connection run concurrently and answer in comp
     h.request_id = i + 1;
     burst += encode_frame(h, encode_request("sleep", delays[i]));
   }
-  const auto begun = std::chrono::steady_clock::now();
   p.write(burst);
   std::vector<std::uint64_t> order;
   for (std::size_t i = 0; i < delays.size(); ++i) {
@@ -325,7 +335,7 @@ TEST_CASE("tagged requests on one connection run concurrently and answer in comp
   }
   // The slow one did not hold up the fast ones, and they overlapped.
   CHECK(order == std::vector<std::uint64_t>{3, 2, 1});
-  CHECK(std::chrono::steady_clock::now() - begun < 550ms);
+  CHECK(peak >= 2);
 }
 
 TEST_CASE("a connection's tagged requests beyond max_in_flight wait for a slot",
@@ -372,7 +382,6 @@ TEST_CASE("a peer that stalls mid-frame is dropped after idle_timeout while othe
   const auto begun = std::chrono::steady_clock::now();
   auto c = f.make_client();
   CHECK(c.send_sync("echo", "prompt") == "prompt");
-  CHECK(std::chrono::steady_clock::now() - begun < 250ms);
   CHECK(stalled.read_to_eof().empty());
   const auto waited = std::chrono::steady_clock::now() - begun;
   CHECK(waited >= 300ms);

@@ -79,15 +79,15 @@ TEST_CASE("slow and stalled peers do not delay the others", "[integration][hosti
     slow_done = true;
   });
 
+  // Others are answered while the slow peer is still sending: a host held up
+  // by it would answer the first of them only once it finished.
   int served = 0;
   while (!slow_done) {
-    const auto begun = std::chrono::steady_clock::now();
     {
       raw_peer p(f.at, peer_timeout);
       p.write(request_frame("echo", served));
       CHECK(answer_of(p.read_frame()).result == served);
     }
-    CHECK(std::chrono::steady_clock::now() - begun < 500ms);
     ++served;
     std::this_thread::sleep_for(20ms);
   }
@@ -109,14 +109,25 @@ TEST_CASE("a peer that sends requests and never reads is throttled", "[integrati
   constexpr std::size_t bound = 64u << 20;
   std::size_t written = 0;
   boost::system::error_code ec;
-  while (written < bound) {
-    greedy.write(frame, ec);
-    if (ec) break;
-    written += frame.size();
+  // A write that stalls for the peer's 1 s timeout proves backpressure only
+  // if the host read nothing meanwhile: a host merely slow to read (a loaded
+  // machine, a sanitizer) is given another try.
+  bool throttled = false;
+  std::size_t into_frame = 0;  // bytes of the current frame already written
+  while (written < bound && !throttled) {
+    const auto received_before = f.server.stats().bytes_received;
+    const std::size_t n = greedy.write(std::string_view(frame).substr(into_frame), ec);
+    written += n;
+    into_frame = (into_frame + n) % frame.size();
+    if (!ec) continue;
+    if (ec != asio::error::timed_out && ec != asio::error::would_block) break;
+    throttled = f.server.stats().bytes_received == received_before;
+    ec = {};
   }
-  INFO("wrote " << written / 1024 << " KiB before the write ended with: " << ec.message());
+  INFO("wrote " << written / 1024 << " KiB; last error: " << ec.message());
+  CHECK_FALSE(ec);
+  CHECK(throttled);
   CHECK(written < bound);
-  CHECK((ec == asio::error::timed_out || ec == asio::error::would_block));
   {
     raw_peer p(f.at, peer_timeout);
     p.write(request_frame("echo", "meanwhile"));

@@ -183,7 +183,7 @@ TEST_CASE("an abandoned request's late answer is dropped and the connection stay
   CHECK(m.accepts(64));
 }
 
-TEST_CASE("requests past their deadline time out; the others keep theirs", "[unit][multiplexer]") {
+TEST_CASE("requests past their deadline time out, and the others keep theirs", "[unit][multiplexer]") {
   fixture f;
   auto m = f.open();
   const auto now = std::chrono::steady_clock::now();

@@ -15,7 +15,7 @@
 using namespace comet;
 using namespace comet::test;
 
-TEST_CASE("host names are recognised; addresses are not names", "[unit][names]") {
+TEST_CASE("host names are recognised, and addresses are not names", "[unit][names]") {
   CHECK(is_host_name("localhost"));
   CHECK(is_host_name("lab-pc.example.org"));
   CHECK(is_host_name("lab-pc.example.org."));

@@ -31,10 +31,11 @@ namespace {
 struct typed_host : host_fixture {
   typed_host() {
     server.on("add", [](const lab::point& p) { return p.x + p.y; });
-    server.on("scale", [](lab::point p, const request_context& context) {
+    server.on("scale", [this](lab::point p, const request_context& context) {
       p.x *= 2;
       p.y *= 2;
-      CHECK(context.peer.ip == "127.0.0.1");
+      std::lock_guard lock(seen_mutex);  // checked on the test's thread, not this pool thread
+      scale_peer = context.peer.ip;
       return p;
     });
     server.on("product", [](lab::point p) -> asio::awaitable<double> { co_return p.x * p.y; });
@@ -45,6 +46,14 @@ struct typed_host : host_fixture {
     add_echo(server);
     start();
   }
+  std::string seen_scale_peer() {
+    std::lock_guard lock(seen_mutex);
+    return scale_peer;
+  }
+
+ private:
+  std::mutex seen_mutex;
+  std::string scale_peer;
 };
 
 }  // namespace
@@ -56,6 +65,7 @@ TEST_CASE("typed handlers take and return described structs", "[integration][typ
   const auto scaled = c.send_sync<lab::point>("scale", lab::point{1, -2});
   CHECK(scaled.x == 2);
   CHECK(scaled.y == -4);
+  CHECK(f.seen_scale_peer() == "127.0.0.1");
   CHECK(c.send_sync<double>("product", lab::point{3, 4}) == 12);
   const lab::reading r{"probe", {{1, 2}, {3, 4}}, std::nullopt};
   CHECK(c.send_sync<int>("count", r) == 2);

@@ -78,9 +78,12 @@ class config_reader {
     if (socket_node == nullptr) fail_missing_block(root);
     // The keys read at this level are the config's: given twice, they are
     // refused as keys of their own tables are (others are the application's).
-    for (const config_node& entry : block_parent->entries)
+    for (const config_node& entry : block_parent->entries) {
       if (entry.key == socket_key || entry.key == settings_key)
         check_unique(*block_parent, entry, prefix_);
+      else
+        check_misspelt_block(entry);
+    }
     socket_path_ = join_key_path(prefix_, socket_key);
     host_path_ = socket_path_ + ".Host";
     client_path_ = socket_path_ + ".Client";
@@ -144,6 +147,20 @@ class config_reader {
       }
     }
     fail(0, "", problem);
+  }
+
+  // Other tables beside the block are the application's and ignored, but
+  // one a single edit from the block's own names ([comnet]) is a typo whose
+  // settings would be lost without a word.
+  void check_misspelt_block(const config_node& entry) const {
+    static constexpr std::array<std::string_view, 2> ours{socket_key, settings_key};
+    const auto hint = closest_key(entry.key, ours, 1);
+    if (!hint) return;
+    const std::size_t line = entry.key_line != 0 ? entry.key_line : entry.line;
+    fail(line, join_key_path(prefix_, entry.key),
+         "unknown " + std::string(words_.table_word()) + " (did you mean " + std::string(*hint) +
+             "?); other tables beside " + std::string(socket_key) + " are ignored, so its keys "
+             "would be lost");
   }
 
   // What was found instead of the expected type: `"abc" is a string`.

@@ -36,9 +36,10 @@ bool is_bare_key(std::string_view key) {
 
 }  // namespace
 
-std::optional<std::string_view> closest_key(std::string_view key, key_list candidates) {
+std::optional<std::string_view> closest_key(std::string_view key, key_list candidates,
+                                            std::size_t max_edits) {
   std::optional<std::string_view> best;
-  std::size_t best_distance = 3;  // more than two edits is a different word
+  std::size_t best_distance = max_edits + 1;  // farther is a different word
   for (const std::string_view candidate : candidates) {
     const std::size_t distance = edit_distance(key, candidate);
     if (distance < best_distance && distance < candidate.size()) {

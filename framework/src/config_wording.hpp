@@ -16,9 +16,10 @@ namespace comet::detail {
 
 using key_list = std::span<const std::string_view>;
 
-// The candidate at most two edits (ignoring ASCII case) from `key`, for
-// "did you mean" hints.
-std::optional<std::string_view> closest_key(std::string_view key, key_list candidates);
+// The candidate at most `max_edits` edits (ignoring ASCII case) from `key`,
+// for "did you mean" hints.
+std::optional<std::string_view> closest_key(std::string_view key, key_list candidates,
+                                            std::size_t max_edits = 2);
 
 // "IP and Port", "a, b, c and d".
 std::string list_keys(key_list keys);

@@ -19,6 +19,15 @@ struct handler_failure {
   errc code = errc::handler_failed;
   std::string message;  // for the peer
   std::string logged;   // for the host's log
+  bool cancelled = false;  // the handler's wait was cancelled (its caller went away)
+
+  // Expected events are not warnings: a handler cancelled because its peer
+  // left is debug, a request that does not fit the handler's type is info.
+  log_level level() const noexcept {
+    if (cancelled) return log_level::debug;
+    if (code == errc::bad_request) return log_level::info;
+    return log_level::warn;
+  }
 };
 
 handler_failure describe_current_exception() {
@@ -29,7 +38,8 @@ handler_failure describe_current_exception() {
                                                               : errc::handler_failed;
     return {code, e.what(), e.what()};
   } catch (const boost::system::system_error& e) {
-    return {errc::handler_failed, e.code().message(), e.what()};
+    return {errc::handler_failed, e.code().message(), e.what(),
+            e.code() == boost::system::errc::operation_canceled};
   } catch (const std::exception& e) {
     return {errc::handler_failed, e.what(), e.what()};
   } catch (...) {
@@ -43,8 +53,8 @@ encoded_response routed_answer(const handler_result& answer) {
 
 encoded_response routed_failure(const std::string& action, const request_context& context,
                                  const handler_failure& failure) {
-  log(log_level::warn, "handler for action '" + action + "' from " + context.peer.to_string() +
-                           " failed: " + failure.logged);
+  log(failure.level(), "handler for action '" + action + "' from " + context.peer.to_string() +
+                          " failed: " + failure.logged);
   if (failure.code != errc::handler_failed) return error_response(failure.code, failure.message);
   return error_response(errc::handler_failed,
                         "handler for action '" + action + "' failed: " + failure.message);
@@ -64,7 +74,7 @@ class chain_run {
     return true;
   }
   void failed(handler_failure failure) {
-    log(log_level::warn, "action handler failed for action '" + action_ + "' from " +
+    log(failure.level(), "action handler failed for action '" + action_ + "' from " +
                              context_.peer.to_string() + ", trying the next one: " + failure.logged);
     if (!first_failure_) first_failure_ = std::move(failure);
   }

@@ -100,6 +100,21 @@ void host::impl::begin_stop() {
   });
 }
 
+// A host at max_connections warns at most once a second, with how many
+// connections it refused since its last line: a flood is a line, not 10,000.
+void host::impl::warn_refused() {
+  ++refused_since_warning;
+  const auto now = std::chrono::steady_clock::now();
+  if (refused_since_warning > 1 && now - refusal_warned < std::chrono::seconds(1)) return;
+  log(log_level::warn, "host " + bound.to_string() + ": " + std::to_string(options.max_connections) +
+                           " connections open (max_connections); refused " +
+                           std::to_string(refused_since_warning) +
+                           " new connection(s) since the last such line; raise max_connections "
+                           "or lower the clients' max_connections_per_peer");
+  refusal_warned = now;
+  refused_since_warning = 0;
+}
+
 asio::awaitable<void> host::impl::accept_loop() {
   auto self = shared_from_this();
   for (;;) {
@@ -122,9 +137,7 @@ asio::awaitable<void> host::impl::accept_loop() {
     boost::system::error_code ignored;
     if (std::lock_guard lock(connections_mutex); connections.size() >= options.max_connections) {
       metrics.refused();
-      log(log_level::warn, "host " + bound.to_string() + ": " +
-                               std::to_string(options.max_connections) +
-                               " connections open (max_connections); refusing a new one");
+      warn_refused();
       socket.close(ignored);
       continue;
     }
@@ -270,7 +283,7 @@ endpoint host::start() {
   acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (acceptor.bind(ep, ec); ec)
     throw fail(ec.message() + (ec == asio::error::address_in_use
-                                   ? "; another program holds the port: pick another Port "
+                                   ? "; another program holds the port: pick another port "
                                      "or stop that program"
                                    : ""));
   if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) throw fail(ec.message());

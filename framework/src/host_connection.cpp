@@ -17,6 +17,7 @@
 #include <boost/asio/write.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <sys/socket.h>
@@ -203,7 +204,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
         log(log_level::warn, "host: " + peer_.to_string() + ": " + decoder_.error() +
                                  "; answering too_large and closing");
         queue(decoder_.header().request_id, false, error_response(errc::too_large, decoder_.error()),
-              arrived_);
+              arrived_, {});
         decoder_.reset();
         co_return false;
       case frame_decoder::status::complete: break;
@@ -219,7 +220,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       const bool unauthorized = refused->error == errc::unauthorized;
       if (unauthorized)
         log(log_level::warn, "host: refused " + peer_.to_string() + ": " + refused->content);
-      queue(request_id, keep_alive && !unauthorized, *refused, arrived_);
+      queue(request_id, keep_alive && !unauthorized, *refused, arrived_, {});
       if (!keep_alive || unauthorized) co_return false;
       continue;
     }
@@ -227,7 +228,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
 
     // Plain-function handlers answer here and now, tagged or not.
     if (auto now = host_->run_now(message, request_id, peer_)) {
-      queue(request_id, keep_alive, *now, arrived_);
+      queue(request_id, keep_alive, *now, arrived_, message.action);
       if (!keep_alive) co_return false;
       continue;
     }
@@ -243,17 +244,19 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       if (closed_) co_return false;
       ++in_flight_;
       auto signal = handler_signals_.emplace(handler_signals_.end());
+      // Kept for the debug line only (the message moves into the handler).
+      std::string action = log_enabled(log_level::debug) ? message.action : std::string();
       asio::co_spawn(
           handler_executor(), host_->run(std::move(message), request_id, peer_),
           asio::bind_cancellation_slot(
               signal->slot(),
               asio::bind_executor(strand_, [self = shared_from_this(), request_id, signal,
-                                            arrived = arrived_](std::exception_ptr failure,
-                                                                encoded_response response) {
+                                            arrived = arrived_, action = std::move(action)](
+                                               std::exception_ptr failure, encoded_response response) {
                 self->handler_signals_.erase(signal);
                 --self->in_flight_;
                 if (failure) response = error_response(errc::handler_failed, "internal error");
-                self->queue(request_id, true, response, arrived);
+                self->queue(request_id, true, response, arrived, action);
                 self->flush();
                 self->wake();
               })));
@@ -262,6 +265,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
 
     busy_ = true;
     watch_peer();
+    std::string action = log_enabled(log_level::debug) ? message.action : std::string();
     // Spawned with a signal of this connection's, so that close_now() can
     // cancel it; it runs on this strand meanwhile.
     auto signal = handler_signals_.emplace(handler_signals_.end());
@@ -273,23 +277,40 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     ++watch_generation_;
     if (closed_) co_return false;
     if (failure) response = error_response(errc::handler_failed, "internal error");
-    queue(request_id, keep_alive, response, arrived_);
+    queue(request_id, keep_alive, response, arrived_, action);
     if (!keep_alive) co_return false;
   }
 }
 
 void host_connection::queue(std::optional<std::uint64_t> request_id, bool keep_alive,
                             const encoded_response& response,
-                            std::chrono::steady_clock::time_point arrived) {
+                            std::chrono::steady_clock::time_point arrived, std::string_view action) {
   if (closed_ || write_failed_) return;  // the peer is gone: nothing is answered
   // One response in eight has its latency measured.
   std::optional<std::chrono::nanoseconds> latency;
   if ((++responses_ & 7) == 1) latency = std::chrono::steady_clock::now() - arrived;
+  if (log_enabled(log_level::debug)) log_answer(action, response, arrived);
   host_->metrics.response(response.error, latency);
   frame_header h;
   h.keep_alive = keep_alive;
   h.request_id = request_id;
   append_frame(out_.pending(), h, response.content);
+}
+
+// One line per request at debug: who, which action, what was answered, how
+// long it took from the request's arrival.
+void host_connection::log_answer(std::string_view action, const encoded_response& response,
+                                 std::chrono::steady_clock::time_point arrived) const {
+  const auto took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - arrived);
+  char duration[32];
+  std::snprintf(duration, sizeof duration, "%.3f ms", took.count());
+  std::string line = "host: " + peer_.to_string() + " action '";
+  line += action.empty() ? std::string_view("(not read)") : action;
+  line += "': ";
+  line += response.error ? wire_name(*response.error) : std::string_view("answered");
+  line += " in ";
+  line += duration;
+  log(log_level::debug, line);
 }
 
 void host_connection::flush() {

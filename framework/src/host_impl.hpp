@@ -63,6 +63,10 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   std::list<std::weak_ptr<host_connection>> connections;
 
   asio::awaitable<void> accept_loop();
+  // Touched on `control` only, by the accept loop.
+  std::chrono::steady_clock::time_point refusal_warned{};
+  std::size_t refused_since_warning = 0;
+  void warn_refused();
 
   // Decodes one request frame: the request to run, or the error response
   // that refuses it (bad_request, shutting_down).
@@ -118,8 +122,12 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   // connection must stop reading.
   asio::awaitable<bool> answer_buffered();
   asio::awaitable<void> wait_for_wake();
+  // `action` names the request in the debug line ("" when it was not read).
   void queue(std::optional<std::uint64_t> request_id, bool keep_alive,
-             const encoded_response& response, std::chrono::steady_clock::time_point arrived);
+             const encoded_response& response, std::chrono::steady_clock::time_point arrived,
+             std::string_view action);
+  void log_answer(std::string_view action, const encoded_response& response,
+                  std::chrono::steady_clock::time_point arrived) const;
   void flush();
   void wake();
   void watch_peer();

@@ -1,11 +1,11 @@
 // An installed comet-net, used as an application would: a COMET-shaped YAML
 // config whose host and client are names (localhost), a typed handler, a
-// typed send, async_send with use_future and with a callback. Exit status 0
+// typed send, async_send with use_future and with a callback, and a
+// translation unit (legacy.cpp) that still uses Asio's deprecated names. The
+// project sets no C++ standard: the package carries C++20. Exit status 0
 // when every answer comes back right and the headers' version matches the
 // package's.
-#include <comet/comet.hpp>
-
-#include <boost/describe/class.hpp>
+#include <comet/comet.hpp>  // alone: it gives BOOST_DESCRIBE_STRUCT too
 
 #include <cstdio>
 #include <future>
@@ -27,7 +27,10 @@ int fail(const std::string& what) {
 }
 }  // namespace
 
+int legacy_ticks();  // legacy.cpp
+
 int main() {
+  if (legacy_ticks() != 3) return fail("the io_service translation unit did not run its handlers");
   if (std::string_view(comet::version) != COMET_PACKAGE_VERSION)
     return fail(std::string("headers say ") + comet::version + ", package says " +
                 COMET_PACKAGE_VERSION);

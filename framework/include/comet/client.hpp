@@ -27,6 +27,8 @@
 // before reusing it).
 #pragma once
 
+#include <comet/detail/asio_abi.hpp>
+
 #include <comet/config.hpp>
 #include <comet/convert.hpp>
 #include <comet/endpoint.hpp>
@@ -54,7 +56,7 @@ struct client_options {
   std::chrono::milliseconds connect_timeout = settings{}.connect_timeout;
   std::chrono::milliseconds request_timeout = settings{}.request_timeout;
   std::size_t max_content_length = settings{}.max_content_length;
-  // Reuse connections ("keep-alive", PROTOCOL.md Part 2) and multiplex
+  // Reuse connections ("keep-alive", docs/protocol.md, Extensions) and multiplex
   // concurrent sends on them with request ids. Off by default, as COMET
   // does; against a host that closes after each response (a COMET host) the
   // client falls back to a connection per message by itself.

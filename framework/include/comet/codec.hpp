@@ -1,4 +1,4 @@
-// The wire format (PROTOCOL.md): pure functions and a frame decoder over
+// The wire format (docs/protocol.md): pure functions and a frame decoder over
 // buffers, no sockets. A frame is a 2-byte big-endian header length, a JSON
 // header, and `content-length` bytes of content.
 //
@@ -28,7 +28,7 @@ struct frame_header {
   std::string content_type{json_content_type};
   std::string content_encoding = "utf-8";
   std::size_t content_length = 0;
-  // PROTOCOL.md Part 2 extensions; absent unless set.
+  // The extensions of docs/protocol.md; absent unless set.
   bool keep_alive = false;
   std::optional<std::uint64_t> request_id;
   // The shared secret a host may require ("auth-token"); empty when absent.

@@ -13,13 +13,15 @@
 #include <comet/log.hpp>
 #include <comet/version.hpp>
 
-// What programs use with it: JSON text in and out, and Asio's usual
-// completion tokens and coroutine helpers.
+// What programs use with it: JSON text in and out, Asio's usual completion
+// tokens and coroutine helpers, and Boost.Describe for typed handlers and
+// sends (BOOST_DESCRIBE_STRUCT, BOOST_DESCRIBE_ENUM).
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/describe.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>

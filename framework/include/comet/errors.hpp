@@ -5,7 +5,7 @@
 // throw `comet::error`, whose `code()` a caller compares against `errc`
 // values and whose `what()` is a full sentence saying what failed and what to
 // do. The first group of codes are the ones a host answers on the wire
-// (PROTOCOL.md, Part 2); the second group is detected locally by a client.
+// (docs/protocol.md, Error responses); the second group is detected locally by a client.
 #pragma once
 
 #include <optional>

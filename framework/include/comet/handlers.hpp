@@ -36,6 +36,8 @@
 //    action twice throws comet::error(errc::usage_error).
 #pragma once
 
+#include <comet/detail/asio_abi.hpp>
+
 #include <comet/convert.hpp>
 #include <comet/endpoint.hpp>
 #include <comet/errors.hpp>
@@ -64,7 +66,7 @@ namespace json = boost::json;
 
 struct request_context {
   endpoint peer;                            // who sent the request
-  std::optional<std::uint64_t> request_id;  // PROTOCOL.md "request-id", when tagged
+  std::optional<std::uint64_t> request_id;  // docs/protocol.md "request-id", when tagged
   asio::any_io_executor executor;           // the executor the connection runs on
 };
 

@@ -3,7 +3,7 @@
 // Each accepted connection is a coroutine on the executor given at
 // construction; the host never starts threads. By default a connection
 // carries one request and is closed after the response, as COMET does; a
-// request with "keep-alive": true keeps it open for more (PROTOCOL.md Part 2).
+// request with "keep-alive": true keeps it open for more (docs/protocol.md, Extensions).
 //
 //   comet::io_pool pool{2};
 //   comet::host host{pool.get_executor(), cfg};
@@ -12,6 +12,8 @@
 //   ...
 //   host.stop();  // graceful: stop accepting, finish in-flight requests
 #pragma once
+
+#include <comet/detail/asio_abi.hpp>
 
 #include <comet/config.hpp>
 #include <comet/endpoint.hpp>

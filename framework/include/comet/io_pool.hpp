@@ -8,6 +8,8 @@
 // connections over the contexts.
 #pragma once
 
+#include <comet/detail/asio_abi.hpp>
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>

@@ -27,4 +27,10 @@ std::string_view to_string(log_level level) noexcept;
 
 void log(log_level level, std::string_view message);
 
+// Whether a message at `level` would be written: for callers whose message
+// costs something to build (a line per request at debug).
+inline bool log_enabled(log_level level) noexcept {
+  return level >= get_log_level() && level != log_level::off;
+}
+
 }  // namespace comet
