@@ -113,6 +113,12 @@ comet::config read_config(const po::variables_map& args) {
   return cfg;
 }
 
+std::size_t connect_retries(const po::variables_map& args) {
+  const long long n = args["connect-retries"].as<long long>();
+  if (n < 0 || n > 16) throw usage_error{"--connect-retries must be between 0 and 16"};
+  return static_cast<std::size_t>(n);
+}
+
 comet::client make_target(const po::variables_map& args, const comet::config& cfg,
                           comet::io_pool& pool) {
   const auto executor = pool.get_executor();
@@ -122,6 +128,7 @@ comet::client make_target(const po::variables_map& args, const comet::config& cf
     if (!to) throw usage_error{"--to '" + args["to"].as<std::string>() + "' is not HOST:PORT (an address or host name, then a port)"};
     options = comet::client_options::from_config(cfg);
     options.keep_alive = args.count("keep-alive") > 0;
+    options.connect_retries = connect_retries(args);
     try {
       return comet::client(executor, *to, options);
     } catch (const std::invalid_argument& e) {
@@ -133,6 +140,7 @@ comet::client make_target(const po::variables_map& args, const comet::config& cf
   const comet::client& named = clients[name];
   options = comet::client_options::from_config(cfg, name);
   options.keep_alive = args.count("keep-alive") > 0;
+  options.connect_retries = connect_retries(args);
   return comet::client(executor, named.peer(), options);
 }
 
@@ -181,6 +189,9 @@ int main(int argc, char** argv) {
       ("timeout", po::value<double>(), "seconds to wait for each answer (default: the config's request_timeout)")
       ("repeat,n", po::value<long long>(), "send N times, one after the other, then print a summary on stderr")
       ("quiet,q", "do not print the answers")
+      ("connect-retries", po::value<long long>()->default_value(5),
+       "retry a refused connect N times, 50 ms apart and doubling (5: a host that is starting "
+       "is found within 1.5 s)")
       ("keep-alive", "ask to keep the connection open between sends (docs/protocol.md, Extensions)")
       ("log-level", po::value<std::string>()->default_value("warn"),
        "trace, debug, info, warn, error or off");

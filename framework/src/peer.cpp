@@ -114,10 +114,14 @@ error peer_info::tls_timed_out() const {
 error peer_info::lost(const boost::system::error_code& ec, std::string_view doing) const {
   // Hosts close TLS connections without close_notify (frames carry their
   // lengths): a truncated stream is an ordinary close.
+  // What closes a connection unanswered: a host at max_connections, a stop
+  // past shutdown_timeout, and, for a plain client only, a host using TLS.
   if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
     return error(errc::connection_closed,
-                 describe() + " closed the connection before answering (its log says why; a "
-                              "host using TLS closes plain connections)");
+                 describe() + " closed the connection before answering (the host's log says why: " +
+                     (tls ? "it may be at its max_connections limit, or stopping)"
+                          : "it may be at its max_connections limit, stopping, or expecting TLS, "
+                            "which this client does not use)"));
   // With TLS 1.3 a host rejects a client certificate after the client's
   // handshake is done: the refusal arrives as an alert on the first read.
   if (ec.category() == asio::error::get_ssl_category())
