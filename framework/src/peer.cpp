@@ -116,12 +116,17 @@ error peer_info::lost(const boost::system::error_code& ec, std::string_view doin
   // lengths): a truncated stream is an ordinary close.
   // What closes a connection unanswered: a host at max_connections, a stop
   // past shutdown_timeout, and, for a plain client only, a host using TLS.
+  // A host that closes with the request unread resets the connection.
+  const std::string causes =
+      tls ? "the host's log says why: it may be at its max_connections limit, or stopping"
+          : "the host's log says why: it may be at its max_connections limit, stopping, or "
+            "expecting TLS, which this client does not use";
   if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
     return error(errc::connection_closed,
-                 describe() + " closed the connection before answering (the host's log says why: " +
-                     (tls ? "it may be at its max_connections limit, or stopping)"
-                          : "it may be at its max_connections limit, stopping, or expecting TLS, "
-                            "which this client does not use)"));
+                 describe() + " closed the connection before answering (" + causes + ")");
+  if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe)
+    return error(errc::connection_closed, describe() + " reset the connection while " +
+                                              std::string(doing) + " (" + causes + ")");
   // With TLS 1.3 a host rejects a client certificate after the client's
   // handshake is done: the refusal arrives as an alert on the first read.
   if (ec.category() == asio::error::get_ssl_category())
