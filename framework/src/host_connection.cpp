@@ -90,9 +90,33 @@ asio::any_io_executor host_connection::handler_executor() const {
 
 void host_connection::close_gracefully() {
   stop_reading_ = true;
-  if (idle()) close_now();
-  else
-    wake();
+  close_if_drained();
+  wake();
+}
+
+// A stopping connection closes as soon as its last answer is written: its
+// read loop may be waiting on a peer that, answered, sends nothing more.
+// Requests the peer wrote before it learnt of the stop are read and
+// answered (shutting_down) rather than lost with the connection.
+void host_connection::close_if_drained() {
+  if (!(stop_reading_ || host_->stopping) || !idle()) return;
+  if (reading_) {
+    // The read may hold bytes it has not delivered yet: it is cancelled,
+    // not closed under it, and the read loop answers what it got, then closes.
+    if (!peer_has_written()) {
+      boost::system::error_code ignored;
+      stream_.socket().cancel(ignored);
+    }
+    return;
+  }
+  if (peer_has_written()) return wake();  // the read loop takes them first
+  close_now();
+}
+
+// Bytes already received and not yet read (for TLS, encrypted ones).
+bool host_connection::peer_has_written() {
+  boost::system::error_code ec;
+  return !closed_ && stream_.socket().available(ec) > 0 && !ec;
 }
 
 void host_connection::close_now() {
@@ -143,16 +167,19 @@ asio::awaitable<void> host_connection::read_loop() {
   while (!closed_) {
     if (!co_await answer_buffered()) break;
     flush();
-    if (host_->stopping) break;
+    // A stopping connection reads only what has already arrived.
+    if ((host_->stopping || stop_reading_) && !peer_has_written()) break;
 
     // Backpressure: a peer that does not read its answers is not read from
     // either, and tagged requests wait for a free slot.
     while (!closed_ && (out_.buffered() > high_water || in_flight_ >= max_in_flight_))
       co_await wait_for_wake();
-    if (closed_ || stop_reading_) break;
+    if (closed_) break;
 
     auto [room, size] = in_.prepare(decoder_.bytes_needed());
+    reading_ = true;
     auto [ec, n] = co_await stream_.async_read_some(asio::buffer(room, size), use_tuple);
+    reading_ = false;
     if (ec) {
       if (!in_.empty() && !closed_ && ec != asio::error::operation_aborted)
         log(log_level::warn, "host: " + peer_.to_string() + " closed the connection mid-frame (" +
@@ -211,7 +238,12 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     }
 
     const auto request_id = decoder_.header().request_id;
-    const bool keep_alive = decoder_.header().keep_alive && !host_->stopping && !stop_reading_;
+    const bool stopping = host_->stopping || stop_reading_;
+    const bool keep_alive = decoder_.header().keep_alive && !stopping;
+    // A keep-alive peer may have written more requests behind this one:
+    // while stopping, those already read are answered too (shutting_down),
+    // each answer saying the connection closes, rather than dropped.
+    const bool answer_rest = decoder_.header().keep_alive && stopping;
     auto request = host_->prepare(decoder_.header(), decoder_.content(), admitted_);
     in_.consume(decoder_.frame_size());
     decoder_.reset();
@@ -221,7 +253,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       if (unauthorized)
         log(log_level::warn, "host: refused " + peer_.to_string() + ": " + refused->content);
       queue(request_id, keep_alive && !unauthorized, *refused, arrived_, {});
-      if (!keep_alive || unauthorized) co_return false;
+      if ((!keep_alive && !answer_rest) || unauthorized) co_return false;
       continue;
     }
     auto& message = std::get<request_message>(request);
@@ -229,7 +261,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     // Plain-function handlers answer here and now, tagged or not.
     if (auto now = host_->run_now(message, request_id, peer_)) {
       queue(request_id, keep_alive, *now, arrived_, message.action);
-      if (!keep_alive) co_return false;
+      if (!keep_alive && !answer_rest) co_return false;
       continue;
     }
 
@@ -256,9 +288,11 @@ asio::awaitable<bool> host_connection::answer_buffered() {
                 self->handler_signals_.erase(signal);
                 --self->in_flight_;
                 if (failure) response = error_response(errc::handler_failed, "internal error");
-                self->queue(request_id, true, response, arrived, action);
+                self->queue(request_id, !self->stop_reading_ && !self->host_->stopping, response,
+                            arrived, action);
                 self->flush();
                 self->wake();
+                self->close_if_drained();
               })));
       continue;
     }
@@ -277,8 +311,9 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     ++watch_generation_;
     if (closed_) co_return false;
     if (failure) response = error_response(errc::handler_failed, "internal error");
-    queue(request_id, keep_alive, response, arrived_, action);
-    if (!keep_alive) co_return false;
+    // A stop that began while the handler ran: this answer says so.
+    queue(request_id, keep_alive && !host_->stopping && !stop_reading_, response, arrived_, action);
+    if (!keep_alive && !answer_rest) co_return false;
   }
 }
 
@@ -333,6 +368,7 @@ void host_connection::flush() {
                         }
                         self->flush();
                         self->wake();
+                        self->close_if_drained();
                       });
 }
 

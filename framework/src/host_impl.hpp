@@ -108,6 +108,10 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   // Posted by the host: close now, whatever is in flight; handlers still
   // running are cancelled (terminal), and so are the sends they await.
   void close_now();
+  // Closes now if the connection is stopping and has nothing left to answer
+  // or write.
+  void close_if_drained();
+  bool peer_has_written();
 
   const asio::any_io_executor& strand() const noexcept { return strand_; }
 
@@ -154,6 +158,7 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   bool busy_ = false;          // an untagged request is being answered
   std::size_t in_flight_ = 0;  // tagged requests being answered concurrently
   bool stop_reading_ = false;
+  bool reading_ = false;  // the read loop waits in a read
   bool closed_ = false;
   asio::steady_timer wake_;  // the read loop waits here for slots and drained writes
   // At last_progress_ + idle_timeout, unless handlers are running.
