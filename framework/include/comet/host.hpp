@@ -131,17 +131,20 @@ class host {
   bool running() const noexcept;
 
   // Graceful stop, from any thread, returning at once: stop accepting; let
-  // requests in flight finish and be answered; close idle connections; after
+  // requests in flight finish and be answered; close each connection as
+  // soon as its last answer is written (idle ones at once); after
   // shutdown_timeout close whatever is left and cancel (terminal) the
   // coroutine handlers still running, and with them the sends they await.
-  // A request arriving meanwhile on an open connection is answered
-  // shutting_down.
+  // A request that has already arrived on an open connection (read, or
+  // waiting in the socket) is answered shutting_down; answers made after
+  // the stop began say the connection closes.
   void stop();
 
   // stop(), then wait until every connection is closed.
-  // Completes when the last connection has closed: at most shutdown_timeout
-  // after the call, plus the time a plain-function handler still running
-  // takes (it cannot be interrupted). Afterwards the host holds no pending
+  // Completes when the last connection has closed: as soon as the last
+  // answer in flight is written, at most shutdown_timeout after the call,
+  // plus the time a plain-function handler still running takes (it cannot
+  // be interrupted). Afterwards the host holds no pending
   // operation or timer. Cancellation: none (it is bounded by
   // shutdown_timeout). Outlives: the host object must outlive the wait.
   asio::awaitable<void> async_stop();
