@@ -1,9 +1,10 @@
 // A client that dials a name with several addresses races them (RFC 8305,
 // framework/src/happy_eyeballs.hpp): the next attempt starts 250 ms after
 // the previous one began, or at once when it failed; the first to connect
-// wins. The names come from tests/hosts/multi (private_hosts.hpp), two
-// loopback addresses each; a "silent" address is a listener whose accept
-// queue is full, so that its SYNs go unanswered.
+// wins. The [names-multi] cases dial names of tests/hosts/multi
+// (private_hosts.hpp), two loopback addresses each; the [happy-eyeballs]
+// ones race literal addresses. A "silent" address is a listener whose
+// accept queue is full, so that its SYNs go unanswered.
 #include "happy_eyeballs.hpp"
 
 #include <comet/comet.hpp>
@@ -209,4 +210,80 @@ TEST_CASE("a caller's cancellation, and a client's close, end a race at once",
     pool.join();
     CHECK(since(closed_at) < 5s);  // not connect_timeout (10 s)
   }
+}
+
+// The race itself, over literal loopback addresses (no name, so no
+// /etc/hosts; apart from the names' addresses): visible in the plain run.
+namespace {
+struct race_run {
+  asio::io_context io;
+  transport t{tcp::socket(io), nullptr};
+  std::optional<race_outcome> outcome;
+  std::chrono::milliseconds took{};
+
+  // Runs the race to its end: io.run() returns once nothing is left,
+  // every attempt's socket and timer included.
+  void run(std::vector<tcp::endpoint> addresses) {
+    const auto began = clock_type::now();
+    asio::co_spawn(io, [this, addresses]() -> asio::awaitable<void> {
+      outcome = co_await happy_eyeballs_connect(t, addresses, "the test peer");
+    }, asio::detached);
+    io.run();
+    took = since(began);
+  }
+};
+}  // namespace
+
+TEST_CASE("a race passes a silent address, and ends with nothing left pending",
+          "[integration][happy-eyeballs]") {
+  silent_listener silent(v4("127.0.0.31", 0));
+  const auto answering_at = v4("127.0.0.32", silent.port());
+  asio::io_context io;
+  tcp::acceptor answering(io, answering_at);
+  race_run r;
+  r.run({v4("127.0.0.31", silent.port()), answering_at});
+  REQUIRE(r.outcome);
+  CHECK_FALSE(r.outcome->ec);
+  CHECK(r.outcome->reached == answering_at);
+  CHECK(r.t.socket().is_open());
+  CHECK(r.t.socket().remote_endpoint() == answering_at);
+  CHECK(r.took < 5s);  // 250 ms after the silent attempt began
+  tcp::socket accepted = answering.accept();
+  CHECK(accepted.remote_endpoint() == r.t.socket().local_endpoint());
+}
+
+TEST_CASE("a race ends when its transport closes or expires", "[integration][happy-eyeballs]") {
+  silent_listener first(v4("127.0.0.31", 0));
+  silent_listener second(v4("127.0.0.32", first.port()));
+  const std::vector<tcp::endpoint> both{v4("127.0.0.31", first.port()),
+                                        v4("127.0.0.32", first.port())};
+  SECTION("closed") {
+    race_run r;
+    asio::steady_timer closer(r.io, 400ms);  // after both attempts began
+    closer.async_wait([&](boost::system::error_code) { r.t.close(); });
+    r.run(both);
+    REQUIRE(r.outcome);
+    CHECK(r.outcome->ec == asio::error::operation_aborted);
+    CHECK_FALSE(r.t.expired());
+    CHECK(r.took < 5s);
+  }
+  SECTION("expired") {
+    race_run r;
+    r.t.expires_at(clock_type::now() + 400ms);
+    r.run(both);
+    REQUIRE(r.outcome);
+    CHECK(r.outcome->ec == asio::error::operation_aborted);
+    CHECK(r.t.expired());
+    CHECK(r.took < 5s);
+  }
+}
+
+TEST_CASE("a race whose every address refuses says connection_refused at once",
+          "[integration][happy-eyeballs]") {
+  const std::uint16_t port = free_port("127.0.0.33");
+  race_run r;
+  r.run({v4("127.0.0.33", port), v4("127.0.0.34", port)});
+  REQUIRE(r.outcome);
+  CHECK(r.outcome->ec == asio::error::connection_refused);
+  CHECK(r.took < 5s);  // no stagger: the next attempt starts when one fails
 }
