@@ -21,7 +21,8 @@ const char* usage = R"(Usage: comet-host [options]
 
 Runs a comet-net host: COMET's TCP/JSON protocol, with the built-in actions
 `echo` (answers the value unchanged) and `status` (uptime, requests served,
-errors by code, bytes, connections, latency percentiles). SIGINT or SIGTERM
+errors by code, bytes, connections, latency percentiles, the addresses listened
+on: all of a host name's). SIGINT or SIGTERM
 stops it gracefully. The config may be TOML, YAML (COMET's settings.yml) or
 JSON, by its extension.
 --check-config validates the config (and the overrides) and exits: 0 when

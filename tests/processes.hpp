@@ -95,7 +95,9 @@ struct running_host {
     for (int i = 0; i < 1000; ++i) {
       const std::string log = p.stderr_text();
       if (auto pos = log.find(marker); pos != std::string::npos) {
-        const auto end = log.find('\n', pos);
+        // "listening on 127.0.0.1:5000" or, for a name, "listening on
+        // 127.0.0.1:5000 and [::1]:5000 (localhost)": the first is start()'s.
+        const auto end = log.find_first_of(" \n", pos + marker.size());
         if (end != std::string::npos) {
           address = log.substr(pos + marker.size(), end - pos - marker.size());
           return;

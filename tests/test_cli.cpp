@@ -3,6 +3,7 @@
 #include <comet/comet.hpp>
 
 #include "support.hpp"
+#include "private_hosts.hpp"
 #include "processes.hpp"
 #include "tls_pki.hpp"
 
@@ -29,12 +30,6 @@ TEST_CASE("comet-send queries a comet-host started on a free port", "[cli]") {
                                      R"({"a": [1, "ü"], "b": 2.5})"});
   CHECK(echo.status == 0);
   CHECK(echo.out == "{\"a\": [1, \"ü\"], \"b\": 2.5}\n");
-
-  // A host name works wherever an address does.
-  const std::string by_name_at = "localhost:" + h.address.substr(h.address.rfind(':') + 1);
-  auto by_name = run_cli("comet-send", {"--to", by_name_at, "--action", "echo", "--value", "7"});
-  CHECK(by_name.status == 0);
-  CHECK(by_name.out == "7\n");
 
   auto status = run_cli("comet-send", {"--to", h.address, "--action", "status"});
   REQUIRE(status.status == 0);
@@ -273,9 +268,39 @@ TEST_CASE("comet-host --check-config reports a bad config and exits 2", "[cli]")
   auto unknown_host = run_cli("comet-host", {"--check-config", "--host", "no-such-host.invalid"});
   CHECK(unknown_host.status == 2);
   CHECK_THAT(unknown_host.err, Catch::Contains("the host name 'no-such-host.invalid' does not resolve"));
+}
+
+TEST_CASE("comet-host listens on a name and comet-send dials one", "[cli][.names]") {
+  private_hosts_file();  // localhost: 127.0.0.1, and ::1 with Debian's /etc/hosts
   auto named_host = run_cli("comet-host", {"--check-config", "--host", "localhost"});
   CHECK(named_host.status == 0);
   CHECK_THAT(named_host.out, Catch::Contains("host localhost:65432"));
+
+  running_host h({"--host", "localhost"});
+  CHECK_THAT(h.address, Catch::StartsWith("127.0.0.1:"));  // what start() returns: the IPv4 one
+  const std::string port = h.address.substr(h.address.rfind(':') + 1);
+  auto status = run_cli("comet-send", {"--to", h.address, "--action", "status"});
+  REQUIRE(status.status == 0);
+  const json::value answer = json::parse(status.out);
+  std::vector<std::string> listening;
+  for (const auto& at : answer.at("listening").as_array())
+    listening.emplace_back(at.as_string());
+  std::vector<std::string> expected;
+  for (const auto& ip : private_addresses_of("localhost"))
+    expected.push_back(endpoint{ip, static_cast<std::uint16_t>(std::stoi(port))}.to_string());
+  std::sort(listening.begin(), listening.end());
+  std::sort(expected.begin(), expected.end());
+  CHECK(listening == expected);
+
+  // A host name works wherever an address does.
+  for (const auto& to : expected) {
+    auto by_address = run_cli("comet-send", {"--to", to, "--action", "echo", "--value", "6"});
+    CHECK(by_address.status == 0);
+  }
+  auto by_name = run_cli("comet-send", {"--to", "localhost:" + port, "--action", "echo", "--value", "7"});
+  CHECK(by_name.status == 0);
+  CHECK(by_name.out == "7\n");
+  CHECK(h.stop() == 0);
 }
 
 TEST_CASE("comet-host and comet-send speak TLS from a config", "[cli][tls]") {

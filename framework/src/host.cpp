@@ -17,8 +17,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <list>
@@ -40,7 +42,6 @@ host::impl::impl(std::vector<asio::any_io_executor> executors, bool one_thread_e
       allowed(options.allow),
       tls(make_host_tls_context(options.tls)),
       control(asio::make_strand(executor)),
-      acceptor(control),
       drained(control, asio::steady_timer::time_point::max()),
       force_close(control) {}
 
@@ -82,17 +83,21 @@ void host::impl::notify_if_drained() {
   });
 }
 
+void host::impl::close_acceptors() {
+  boost::system::error_code ignored;
+  for (auto& acceptor : acceptors) acceptor.close(ignored);
+}
+
 void host::impl::begin_stop() {
   if (stopping.exchange(true)) return;
   asio::post(control, [self = shared_from_this()] {
-    boost::system::error_code ignored;
-    self->acceptor.close(ignored);
+    self->close_acceptors();
     self->close_connections(/*graceful=*/true);
     self->force_close.expires_after(self->options.shutdown_timeout);
     self->force_close.async_wait([self](boost::system::error_code ec) {
       if (ec) return;
       if (!self->is_drained())
-        log(log_level::warn, "host " + self->bound.to_string() +
+        log(log_level::warn, "host " + self->listening_text +
                                  ": shutdown timeout reached, closing connections with "
                                  "requests still in flight");
       self->close_connections(/*graceful=*/false);
@@ -115,8 +120,9 @@ void host::impl::warn_refused() {
   refused_since_warning = 0;
 }
 
-asio::awaitable<void> host::impl::accept_loop() {
+asio::awaitable<void> host::impl::accept_loop(tcp::acceptor& acceptor, endpoint where) {
   auto self = shared_from_this();
+  const std::string bound = where.to_string();
   for (;;) {
     const auto& chosen = spread[next_spread++ % spread.size()];
     const asio::any_io_executor serial =
@@ -124,7 +130,7 @@ asio::awaitable<void> host::impl::accept_loop() {
     auto [ec, socket] = co_await acceptor.async_accept(serial, use_tuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
-      log(log_level::warn, "host " + bound.to_string() + ": accept failed: " + ec.message());
+      log(log_level::warn, "host " + bound + ": accept failed: " + ec.message());
       if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
           ec == asio::error::no_memory) {
         // Out of file descriptors: wait for some to be released, then retry.
@@ -152,8 +158,96 @@ asio::awaitable<void> host::impl::accept_loop() {
     metrics.accepted();
     conn->start();
   }
-  accepting = false;
+  --accepting;
   notify_if_drained();
+}
+
+namespace {
+
+// An address that cannot exist on this machine: IPv6 where IPv6 is off, an
+// address no interface has. A name's address that fails so is skipped.
+bool cannot_exist_here(const boost::system::error_code& ec) {
+  return ec == asio::error::address_family_not_supported ||
+         ec == boost::system::errc::address_not_available;
+}
+
+// Opens `acceptor` listening on `at`; an IPv6 one beside others is v6_only,
+// so that the IPv4 acceptor of the same port can be bound.
+void bind_and_listen(tcp::acceptor& acceptor, const tcp::endpoint& at, bool v6_only,
+                     boost::system::error_code& ec) {
+  if (acceptor.open(at.protocol(), ec); ec) return;
+  if (v6_only && at.address().is_v6())
+    if (acceptor.set_option(asio::ip::v6_only(true), ec); ec) return;
+  acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (acceptor.bind(at, ec); ec) return;
+  acceptor.listen(asio::socket_base::max_listen_connections, ec);
+}
+
+std::string address_text(const tcp::endpoint& at) {
+  return endpoint{at.address().to_string(), at.port()}.to_string();
+}
+
+// "a", "a and b", "a, b and c".
+std::string in_words(const std::vector<std::string>& items) {
+  std::string text;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) text += i + 1 == items.size() ? " and " : ", ";
+    text += items[i];
+  }
+  return text;
+}
+
+}  // namespace
+
+void host::impl::listen_on(const std::vector<tcp::endpoint>& addresses, bool named) {
+  const endpoint& want = options.listen;
+  auto fail = [&](const std::string& why) {
+    close_acceptors();
+    acceptors.clear();
+    return error(errc::bind_failed, "cannot listen on " + want.to_string() + ": " + why);
+  };
+  // With port 0, the first acceptor picks the port and the others take it;
+  // if another program holds that port on a later address, pick again.
+  for (int round = 1;; ++round) {
+    std::uint16_t port = want.port;
+    std::vector<std::string> skipped;
+    bool pick_again = false;
+    for (auto at : addresses) {
+      at.port(port);
+      tcp::acceptor& acceptor = acceptors.emplace_back(control);
+      boost::system::error_code ec;
+      bind_and_listen(acceptor, at, named, ec);
+      if (!ec) {
+        if (port == 0) port = acceptor.local_endpoint(ec).port();
+        if (!ec) continue;
+      }
+      acceptors.pop_back();
+      if (named && cannot_exist_here(ec)) {
+        if (round == 1)
+          log(log_level::warn, "host " + want.to_string() + ": not listening on " +
+                                   address_text(at) + ", an address of '" + want.ip +
+                                   "' that this machine cannot use (" + ec.message() + ")");
+        skipped.push_back(address_text(at) + " (" + ec.message() + ")");
+        continue;
+      }
+      if (ec == asio::error::address_in_use && want.port == 0 && !acceptors.empty() && round < 5) {
+        pick_again = true;
+        break;
+      }
+      throw fail((named ? address_text(at) + ": " : std::string()) + ec.message() +
+                 (ec == asio::error::address_in_use
+                      ? "; another program holds the port: pick another port or stop that program"
+                      : ""));
+    }
+    if (pick_again) {
+      close_acceptors();
+      acceptors.clear();
+      continue;
+    }
+    if (acceptors.empty())
+      throw fail("this machine cannot use any address of '" + want.ip + "': " + in_words(skipped));
+    return;
+  }
 }
 
 std::variant<request_message, encoded_response> host::impl::prepare(
@@ -237,8 +331,7 @@ host::~host() {
   if (!impl_->started) return;
   impl_->stopping = true;
   asio::post(impl_->control, [self = impl_] {
-    boost::system::error_code ignored;
-    self->acceptor.close(ignored);
+    self->close_acceptors();
     self->force_close.cancel();
     self->close_connections(/*graceful=*/false);
   });
@@ -254,49 +347,65 @@ endpoint host::start() {
   if (impl_->started.exchange(true))
     throw error(errc::usage_error, "comet::host::start() called twice");
   const endpoint& want = impl_->options.listen;
-  auto fail = [&](const std::string& why) -> error {
-    impl_->started = false;
-    boost::system::error_code ignored;
-    impl_->acceptor.close(ignored);
-    return error(errc::bind_failed, "cannot listen on " + want.to_string() + ": " + why);
-  };
-  boost::system::error_code ec;
-  tcp::endpoint ep;
+  std::vector<tcp::endpoint> addresses;
   if (want.is_address()) {
-    ep = tcp::endpoint(asio::ip::make_address(want.ip), want.port);
+    addresses.emplace_back(asio::ip::make_address(want.ip), want.port);
   } else {
-    // A name is resolved once, here (blocking), and the host listens on its
-    // first address.
+    // A name is resolved once, here (blocking); the host listens on every
+    // address it resolves to, as asyncio's start_server does, so that a
+    // peer reaches it whichever of them it dials.
+    boost::system::error_code ec;
     tcp::resolver resolver(impl_->executor);
     const auto results = resolver.resolve(want.ip, std::to_string(want.port), ec);
     if (ec || results.empty()) {
-      (void)fail("");
+      impl_->started = false;
       throw error(errc::unresolved,
                   "cannot listen on " + want.to_string() + ": the host name '" + want.ip +
                       "' does not resolve (" + (ec ? ec.message() : std::string("no addresses")) +
                       "); check the name, or write the address to listen on");
     }
-    ep = results.begin()->endpoint();
+    for (const auto& entry : results)
+      if (std::find(addresses.begin(), addresses.end(), entry.endpoint()) == addresses.end())
+        addresses.push_back(entry.endpoint());
   }
-  tcp::acceptor& acceptor = impl_->acceptor;
-  if (acceptor.open(ep.protocol(), ec); ec) throw fail(ec.message());
-  acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (acceptor.bind(ep, ec); ec)
-    throw fail(ec.message() + (ec == asio::error::address_in_use
-                                   ? "; another program holds the port: pick another port "
-                                     "or stop that program"
-                                   : ""));
-  if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) throw fail(ec.message());
-  const auto local = acceptor.local_endpoint();
-  impl_->bound = endpoint{local.address().to_string(), local.port()};
+  try {
+    impl_->listen_on(addresses, !want.is_address());
+  } catch (...) {
+    impl_->started = false;
+    throw;
+  }
+  for (auto& acceptor : impl_->acceptors) {
+    const auto local = acceptor.local_endpoint();
+    impl_->listening.push_back(endpoint{local.address().to_string(), local.port()});
+  }
+  // COMET's peers are IPv4: the address start() returns is an IPv4 one
+  // when there is one.
+  const auto first_v4 = std::find_if(impl_->acceptors.begin(), impl_->acceptors.end(),
+                                     [](const tcp::acceptor& a) {
+                                       return a.local_endpoint().address().is_v4();
+                                     });
+  impl_->bound = impl_->listening[first_v4 == impl_->acceptors.end()
+                                      ? 0
+                                      : std::distance(impl_->acceptors.begin(), first_v4)];
+  // Logged first: what start() returns, then the others.
+  std::vector<std::string> texts{impl_->bound.to_string()};
+  for (const auto& at : impl_->listening)
+    if (at != impl_->bound) texts.push_back(at.to_string());
+  impl_->listening_text = in_words(texts);
   impl_->start_time = std::chrono::steady_clock::now();
-  impl_->accepting = true;
-  asio::co_spawn(impl_->control, impl_->accept_loop(), detail::log_failure("host accept loop"));
-  log(log_level::info, "host listening on " + impl_->bound.to_string());
+  impl_->accepting = impl_->acceptors.size();
+  std::size_t i = 0;
+  for (auto& acceptor : impl_->acceptors)
+    asio::co_spawn(impl_->control, impl_->accept_loop(acceptor, impl_->listening[i++]),
+                   detail::log_failure("host accept loop"));
+  log(log_level::info, "host listening on " + impl_->listening_text +
+                           (want.is_address() ? std::string() : " (" + want.ip + ")"));
   return impl_->bound;
 }
 
 endpoint host::local_endpoint() const { return impl_->bound; }
+
+const std::vector<endpoint>& host::local_endpoints() const { return impl_->listening; }
 
 asio::any_io_executor host::get_executor() const noexcept { return impl_->executor; }
 
@@ -327,7 +436,7 @@ asio::awaitable<void> host::async_stop() {
   };
   co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(wait_until_drained,
                                                                       asio::use_awaitable);
-  log(log_level::info, "host " + self->bound.to_string() + " stopped");
+  log(log_level::info, "host " + self->listening_text + " stopped");
 }
 
 void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats& s) {
@@ -350,6 +459,9 @@ void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats&
   o["tls_handshakes_failed"] = s.tls_handshakes_failed;
   o["tls_sessions_resumed"] = s.tls_sessions_resumed;
   o["latency_us"] = std::move(latency);
+  json::array listening;
+  for (const auto& at : s.listening) listening.emplace_back(at.to_string());
+  o["listening"] = std::move(listening);
   out = std::move(o);
 }
 
@@ -357,6 +469,7 @@ host_stats host::stats() const {
   host_stats s;
   if (impl_->started) s.uptime = std::chrono::steady_clock::now() - impl_->start_time;
   impl_->metrics.fill(s);
+  if (impl_->started) s.listening = impl_->listening;
   std::lock_guard lock(impl_->connections_mutex);
   s.connections_open = impl_->connections.size();
   return s;

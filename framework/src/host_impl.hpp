@@ -17,6 +17,7 @@
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
+#include <vector>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -43,14 +44,19 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   address_filter allowed;
   std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP
   action_router router;
-  strand_type control;  // the acceptor and the stop timers live here
-  tcp::acceptor acceptor;
+  strand_type control;  // the acceptors and the stop timers live here
+  // One per address listened on (a name may have several); a list, so that
+  // an accept loop's reference stays valid. Filled by start(), then only
+  // closed.
+  std::list<tcp::acceptor> acceptors;
   asio::steady_timer drained;
   asio::steady_timer force_close;
-  endpoint bound;
+  endpoint bound;                   // what start() returns (see host::start)
+  std::vector<endpoint> listening;  // every address listened on, bound among them
+  std::string listening_text;       // for log lines: "127.0.0.1:5000 and [::1]:5000"
 
   std::atomic<bool> started{false};
-  std::atomic<bool> accepting{false};
+  std::atomic<std::size_t> accepting{0};  // accept loops still running
   std::atomic<bool> stopping{false};
   std::chrono::steady_clock::time_point start_time{};
 
@@ -62,11 +68,17 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // io_context stopped with connections open.
   std::list<std::weak_ptr<host_connection>> connections;
 
-  asio::awaitable<void> accept_loop();
-  // Touched on `control` only, by the accept loop.
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, endpoint where);
+  // Touched on `control` only, by the accept loops.
   std::chrono::steady_clock::time_point refusal_warned{};
   std::size_t refused_since_warning = 0;
   void warn_refused();
+  // Listens on each of `addresses` (those of options.listen), one acceptor
+  // each. Of a name's addresses (`named`), those this machine cannot have
+  // are skipped with a log line; any other failure throws bind_failed
+  // (with no acceptor left open), as does having none.
+  void listen_on(const std::vector<tcp::endpoint>& addresses, bool named);
+  void close_acceptors();
 
   // Decodes one request frame: the request to run, or the error response
   // that refuses it (bad_request, shutting_down).

@@ -1,5 +1,7 @@
 #include "peer.hpp"
 
+#include "happy_eyeballs.hpp"
+
 #include <comet/log.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -9,6 +11,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace comet {
@@ -33,25 +36,42 @@ asio::awaitable<void> peer_info::connect(transport& t) const {
     // A name's addresses may change: resolved for each connection, within
     // the connection's deadline.
     tcp::resolver resolver(t.socket().get_executor());
-    t.also_on_expiry([&resolver] { resolver.cancel(); });
+    t.also_on_close([&resolver] { resolver.cancel(); });
     auto [resolve_ec, results] =
         co_await resolver.async_resolve(peer.ip, std::to_string(peer.port), use_tuple);
-    t.also_on_expiry({});
+    t.also_on_close({});
     if (was_cancelled(cancellation)) throw cancelled();
     if (resolve_ec || results.empty()) throw unresolved(resolve_ec, t.expired());
-    for (const auto& entry : results) addresses.push_back(entry.endpoint());
+    for (const auto& entry : results)
+      if (std::find(addresses.begin(), addresses.end(), entry.endpoint()) == addresses.end())
+        addresses.push_back(entry.endpoint());
+    addresses = interleave_families(addresses);
   }
   for (std::size_t attempt = 0;; ++attempt) {
-    tcp::endpoint reached;
-    std::tie(ec, reached) = co_await asio::async_connect(t.socket(), addresses, use_tuple);
-    if (!ec) break;
+    // One address is dialled alone; a name's several addresses race
+    // (happy_eyeballs.hpp), and a retry re-runs the whole race.
+    tcp::endpoint reached = addresses.front();
+    if (addresses.size() == 1) {
+      std::tie(ec) = co_await t.socket().async_connect(reached, use_tuple);
+    } else {
+      const std::string name = describe();
+      const race_outcome outcome = co_await happy_eyeballs_connect(t, addresses, name);
+      ec = outcome.ec;
+      reached = outcome.reached;
+    }
+    if (!ec) {
+      if (addresses.size() > 1)
+        log(log_level::debug, "connected to " + describe() + " via " +
+                                  endpoint{reached.address().to_string(), reached.port()}.to_string());
+      break;
+    }
     if (t.expired()) throw connect_timed_out();
     if (was_cancelled(cancellation)) throw cancelled();
     if (!retry_connect(ec, attempt)) throw offline(ec);
     log(log_level::debug, "connecting to " + describe() + ": " + ec.message() + "; retrying in " +
                               in_ms(retry_delay(attempt)));
     boost::system::error_code ignored;
-    t.socket().close(ignored);  // the next async_connect opens it afresh
+    t.socket().close(ignored);  // the next connect opens it afresh
     asio::steady_timer backoff(t.socket().get_executor(), retry_delay(attempt));
     co_await backoff.async_wait(use_tuple);
     if (was_cancelled(cancellation)) throw cancelled();

@@ -30,7 +30,9 @@ struct peer_info {
   std::shared_ptr<tls_session_cache> sessions;  // with tls
 
   // Connects `t` to the peer (resolving its name first, if it has one, and
-  // trying each address), retrying a refused connect (50 ms, 100 ms, ...),
+  // racing its addresses as RFC 8305 says: happy_eyeballs.hpp), retrying a
+  // refused connect (50 ms, 100 ms, ...; for a name, when every address
+  // failed and one refused),
   // then makes the TLS handshake when the client uses TLS (checking the
   // certificate names the address or name dialled, and sending a name as SNI).
   // Completes when connected, or throws the comet::error that says why:

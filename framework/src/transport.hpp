@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 namespace comet {
 
@@ -34,7 +35,6 @@ class transport {
   transport(tcp::socket socket, asio::ssl::context* tls)
       : socket_(std::move(socket)), expiry_(socket_.get_executor(), [this] {
           expired_ = true;
-          if (also_on_expiry_) also_on_expiry_();
           close();
         }) {
     if (tls) tls_ = std::make_unique<tls_stream>(socket_, *tls);
@@ -79,8 +79,10 @@ class transport {
 
   // Closes the socket at once (no TLS close_notify: frames carry their own
   // lengths, so a truncated stream is always detected), and its expiry.
+  // Runs what also_on_close() set, once.
   void close() noexcept {
     expiry_.expires_never();
+    if (also_on_close_) std::exchange(also_on_close_, nullptr)();
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
@@ -90,15 +92,17 @@ class transport {
   void expires_at(deadline_timer::time_point deadline) { expiry_.expires_at(deadline); }
   void expires_never() { expiry_.expires_never(); }
   bool expired() const noexcept { return expired_; }
-  // Also runs `f` when the expiry passes (e.g. cancels a name resolution
-  // for this connection); empty: nothing more.
-  void also_on_expiry(std::function<void()> f) { also_on_expiry_ = std::move(f); }
+  // Also runs `f` (once) when the transport closes, by its expiry or by
+  // close(): it ends what connects for the transport without using its
+  // socket (a name resolution, the attempts of happy_eyeballs_connect).
+  // Empty: nothing more.
+  void also_on_close(std::function<void()> f) { also_on_close_ = std::move(f); }
 
  private:
   tcp::socket socket_;
   std::unique_ptr<tls_stream> tls_;
   deadline_timer expiry_;
-  std::function<void()> also_on_expiry_;
+  std::function<void()> also_on_close_;
   bool expired_ = false;
 };
 

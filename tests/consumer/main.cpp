@@ -1,10 +1,10 @@
 // An installed comet-net, used as an application would: a COMET-shaped YAML
-// config whose host and client are names (localhost), a typed handler, a
-// typed send, async_send with use_future and with a callback, and a
-// translation unit (legacy.cpp) that still uses Asio's deprecated names. The
-// project sets no C++ standard: the package carries C++20. Exit status 0
-// when every answer comes back right and the headers' version matches the
-// package's.
+// config (addresses, not names: a bare machine may have no /etc/hosts to
+// name localhost), a typed handler, a typed send, async_send with
+// use_future and with a callback, and a translation unit (legacy.cpp) that
+// still uses Asio's deprecated names. The project sets no C++ standard: the
+// package carries C++20. Exit status 0 when every answer comes back right
+// and the headers' version matches the package's.
 #include <comet/comet.hpp>  // alone: it gives BOOST_DESCRIBE_STRUCT too
 
 #include <cstdio>
@@ -37,14 +37,14 @@ int main() {
 
   comet::io_pool pool(1);
   comet::host host(pool.get_executor(),
-                   comet::parse_config("Socket_connection:\n  Host: {IP: localhost, Port: 0}\n",
+                   comet::parse_config("Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 0}\n",
                                        "consumer.yaml", comet::config_format::yaml));
   host.on("add", [](const lab::point& p) { return p.x + p.y; });
   host.on("echo", [](const std::string&, const boost::json::value& value) { return value; });
   const comet::endpoint at = host.start();
 
   const comet::config cfg = comet::parse_config(
-      "Socket_connection:\n  Host: {IP: localhost, Port: 0}\n  Client:\n    Lab: {IP: localhost, Port: " +
+      "Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 0}\n  Client:\n    Lab: {IP: 127.0.0.1, Port: " +
           std::to_string(at.port) + "}\n",
       "settings.yml", comet::config_format::yaml);
   const comet::client_set clients(pool.get_executor(), cfg);

@@ -1,4 +1,5 @@
-// A host: listens on one endpoint and answers requests with its handlers.
+// A host: listens on one endpoint (on each of its addresses, for a host
+// name) and answers requests with its handlers.
 //
 // Each accepted connection is a coroutine on the executor given at
 // construction; the host never starts threads. By default a connection
@@ -85,13 +86,15 @@ struct host_stats {
   std::uint64_t tls_sessions_resumed = 0;  // handshakes that resumed a session (no certificates)
   // Time from a request's arrival to its answer, over the host's life.
   std::chrono::microseconds latency_p50{}, latency_p99{}, latency_p999{};
+  // Every address the host listens on (host::local_endpoints()).
+  std::vector<endpoint> listening;
 };
 
 // boost::json::value_from(stats): the object comet-host's `status` action
 // answers (uptime_seconds, requests_served, error_responses, errors_by_code,
 // bytes_received, bytes_sent, connections_open, connections_accepted,
 // connections_refused, tls_handshakes_failed, tls_sessions_resumed,
-// latency_us {p50, p99, p999}).
+// latency_us {p50, p99, p999}, listening ["127.0.0.1:5000", "[::1]:5000"]).
 void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats& stats);
 
 class io_pool;
@@ -123,11 +126,26 @@ class host {
 
   // Binds, listens and starts accepting. Returns the bound endpoint (port 0
   // picks a free port). Throws comet::error(errc::bind_failed) with the
-  // reason. A host name in options.listen is resolved here (blocking) and
-  // the host listens on its first address; errc::unresolved if it does not
-  // resolve.
+  // reason.
+  //
+  // A host name in options.listen is resolved here (blocking);
+  // errc::unresolved if it does not resolve. The host then listens on every
+  // address the name resolves to, as Python's asyncio.start_server does
+  // ("localhost": 127.0.0.1 and ::1 on a standard Debian machine), one
+  // acceptor each, sharing the host's limits and its stop; IPv6 ones are
+  // v6_only. With port 0 the first address picks the port and the others
+  // take the same one. An address this machine cannot have (EADDRNOTAVAIL,
+  // EAFNOSUPPORT: IPv6 turned off) is skipped with a warning; any other
+  // failure (the port in use) fails the start, as does having no address
+  // left. start() then returns the first IPv4 address listened on (COMET's
+  // peers are IPv4), or the first address if none is IPv4;
+  // local_endpoints() has them all.
   endpoint start();
+  // What start() returned.
   endpoint local_endpoint() const;
+  // Every address listened on, in the resolver's order (one for an
+  // address); empty before start().
+  const std::vector<endpoint>& local_endpoints() const;
   bool running() const noexcept;
 
   // Graceful stop, from any thread, returning at once: stop accepting; let
