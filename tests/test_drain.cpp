@@ -161,3 +161,40 @@ TEST_CASE("requests a keep-alive peer wrote before a stop are answered shutting_
   REQUIRE(stopped.wait_for(20s) == std::future_status::ready);
   stopped.get();
 }
+
+TEST_CASE("connections waiting in the listen backlog at a stop are answered shutting_down",
+          "[integration][drain]") {
+  // One thread, held by a handler: the peers below connect and write their
+  // requests while the host cannot accept them (the kernel queues them).
+  host_fixture f(1, patient_host());
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> holding{false};
+  f.server.on("block", [&](const std::string&, const json::value& v) {
+    holding = true;
+    released.wait_for(20s);
+    return v;
+  });
+  const auto at = f.start();
+  raw_peer blocker(at);
+  blocker.write(request_frame("block", "held"));
+  REQUIRE(wait_until([&] { return holding.load(); }));
+
+  std::vector<std::unique_ptr<raw_peer>> queued;
+  for (int i = 0; i < 5; ++i) {
+    queued.push_back(std::make_unique<raw_peer>(at));
+    queued.back()->write(request_frame("block", i));
+  }
+  f.server.stop();
+  release.set_value();
+
+  CHECK(decode_response(split(blocker.read_frame()).content).result == "held");
+  for (auto& peer : queued) {
+    const auto response = decode_response(split(peer->read_frame()).content);
+    REQUIRE(response.error);
+    CHECK(*response.error == errc::shutting_down);
+  }
+  auto stopped = asio::co_spawn(f.pool.get_executor(), f.server.async_stop(), asio::use_future);
+  REQUIRE(stopped.wait_for(20s) == std::future_status::ready);
+  stopped.get();
+}

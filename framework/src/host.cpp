@@ -91,6 +91,7 @@ void host::impl::close_acceptors() {
 void host::impl::begin_stop() {
   if (stopping.exchange(true)) return;
   asio::post(control, [self = shared_from_this()] {
+    self->accept_backlog();
     self->close_acceptors();
     self->close_connections(/*graceful=*/true);
     self->force_close.expires_after(self->options.shutdown_timeout);
@@ -139,27 +140,53 @@ asio::awaitable<void> host::impl::accept_loop(tcp::acceptor& acceptor, endpoint 
       }
       continue;
     }
+    // Accepted as the stop began: answered shutting_down like the backlog.
+    admit(std::move(socket), serial);
     if (stopping) break;
-    boost::system::error_code ignored;
-    if (std::lock_guard lock(connections_mutex); connections.size() >= options.max_connections) {
-      metrics.refused();
-      warn_refused();
-      socket.close(ignored);
-      continue;
-    }
-    socket.set_option(tcp::no_delay(true), ignored);
-    auto conn = std::make_shared<host_connection>(std::move(socket), serial, self);
-    {
-      std::lock_guard lock(connections_mutex);
-      connections.push_front(conn);
-      conn->position = connections.begin();
-      conn->listed = true;
-    }
-    metrics.accepted();
-    conn->start();
   }
   --accepting;
   notify_if_drained();
+}
+
+void host::impl::admit(tcp::socket socket, const asio::any_io_executor& serial) {
+  boost::system::error_code ignored;
+  if (std::lock_guard lock(connections_mutex); connections.size() >= options.max_connections) {
+    metrics.refused();
+    warn_refused();
+    socket.close(ignored);
+    return;
+  }
+  socket.set_option(tcp::no_delay(true), ignored);
+  auto conn = std::make_shared<host_connection>(std::move(socket), serial, shared_from_this());
+  {
+    std::lock_guard lock(connections_mutex);
+    connections.push_front(conn);
+    conn->position = connections.begin();
+    conn->listed = true;
+  }
+  metrics.accepted();
+  conn->start();
+}
+
+// Connections a peer made before the stop, still in the listen backlog, are
+// accepted and answered shutting_down (their senders may try again; a
+// closed listener would reset them, which reads as a lost request). Then
+// the listeners close, so that another process on the port takes new ones.
+void host::impl::accept_backlog() {
+  for (auto& acceptor : acceptors) {
+    boost::system::error_code ec;
+    acceptor.non_blocking(true, ec);
+    if (ec) continue;
+    for (std::size_t n = 0; n < options.max_connections; ++n) {
+      const auto& chosen = spread[next_spread++ % spread.size()];
+      const asio::any_io_executor serial =
+          single_threaded ? chosen : asio::any_io_executor(asio::make_strand(chosen));
+      tcp::socket socket(serial);
+      acceptor.accept(socket, ec);
+      if (ec) break;  // would_block: the backlog is empty
+      admit(std::move(socket), serial);
+    }
+  }
 }
 
 namespace {

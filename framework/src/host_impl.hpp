@@ -79,6 +79,9 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // (with no acceptor left open), as does having none.
   void listen_on(const std::vector<tcp::endpoint>& addresses, bool named);
   void close_acceptors();
+  // Lists and starts an accepted connection, or refuses it past max_connections.
+  void admit(tcp::socket socket, const asio::any_io_executor& serial);
+  void accept_backlog();
 
   // Decodes one request frame: the request to run, or the error response
   // that refuses it (bad_request, shutting_down).

@@ -148,7 +148,9 @@ class host {
   const std::vector<endpoint>& local_endpoints() const;
   bool running() const noexcept;
 
-  // Graceful stop, from any thread, returning at once: stop accepting; let
+  // Graceful stop, from any thread, returning at once: accept the
+  // connections already waiting in the listen backlog (they are answered
+  // shutting_down), then close the listeners; let
   // requests in flight finish and be answered; close each connection as
   // soon as its last answer is written (idle ones at once); after
   // shutdown_timeout close whatever is left and cancel (terminal) the
