@@ -13,7 +13,11 @@
 #include <boost/describe/enum.hpp>
 #include <boost/json/value_from.hpp>
 
+#include <deque>
+#include <list>
+#include <set>
 #include <stdexcept>
+#include <unordered_map>
 
 using namespace comet;
 using namespace comet::test;
@@ -137,6 +141,8 @@ TEST_CASE("a described struct is read tolerantly", "[unit][typed]") {
   CHECK(refusal<probe::run>(json::parse(R"({"name": "r1"})")) == "value.samples: missing");
   CHECK(refusal<probe::run>(json::parse(R"({"name": null, "samples": []})")) ==
         "value.name: expected a string, got null");
+  // A default member initializer does not make a member optional.
+  CHECK(refusal<probe::exact_point>(json::parse(R"({"x": 1})")) == "value.y: missing");
   // Inherited members are members.
   const auto d = read_as<probe::derived_record>(json::parse(R"({"id": "a", "version": 3})"));
   CHECK(d.id == "a");
@@ -204,6 +210,13 @@ TEST_CASE("maps, arrays and optionals name the element that does not convert", "
   CHECK(read_as<vector>(json::parse("[1, null, 3]")) == vector{1, std::nullopt, 3});
   CHECK(refusal<vector>(json::parse(R"([1, null, "3"])")) == "value[2]: expected an integer, got a string");
   CHECK(read_as<std::vector<bool>>(json::parse("[true, false]")) == std::vector<bool>{true, false});
+  // Other standard containers are read element by element too, tolerantly.
+  CHECK(read_as<std::list<probe::sample>>(json::parse(R"([{"at": 1, "speed": "fast", "new": 0}])"))
+            .front()
+            .speed == probe::speed::fast);
+  CHECK(read_as<std::deque<std::string>>(json::parse(R"(["a", "b"])")).back() == "b");
+  CHECK(read_as<std::set<int>>(json::parse("[3, 1, 3]")) == std::set<int>{1, 3});
+  CHECK(refusal<std::set<int>>(json::parse("[3, true]")) == "value[1]: expected an integer, got a boolean");
 
   using triple = std::array<int, 3>;
   CHECK(read_as<triple>(json::parse("[1, 2, 3]")) == triple{1, 2, 3});

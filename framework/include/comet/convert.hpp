@@ -5,10 +5,10 @@
 //
 // comet-net reads the types whose shape it knows itself, in one pass:
 // structs described with BOOST_DESCRIBE_STRUCT (public and inherited
-// members), described enums (by name), std::optional, std::vector,
-// std::array, std::map / std::unordered_map with string keys, bool,
-// integers, floating point, std::string and json::value / object / array /
-// string. Everything else (a user's tag_invoke, other standard types) goes
+// members), described enums (by name), std::optional, std::vector (and
+// deque, list, set...), std::array, std::map / std::unordered_map with
+// string keys, bool, integers, floating point, std::string and json::value
+// / object / array / string. Everything else (a user's tag_invoke, other standard types) goes
 // to Boost.JSON's value_to, and a failure there is reported at that value's
 // path with the conversion's own reason.
 //
@@ -25,6 +25,7 @@
 
 #include <boost/describe/enumerators.hpp>
 #include <boost/describe/members.hpp>
+#include <boost/json/conversion.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <boost/json/value_to.hpp>
@@ -41,7 +42,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -94,19 +94,23 @@ struct is_std_optional : std::false_type {};
 template <class T>
 struct is_std_optional<std::optional<T>> : std::true_type {};
 template <class T>
-struct is_std_vector : std::false_type {};
-template <class T, class A>
-struct is_std_vector<std::vector<T, A>> : std::true_type {};
-template <class T>
 struct is_std_array : std::false_type {};
 template <class T, std::size_t N>
 struct is_std_array<std::array<T, N>> : std::true_type {};
+
+// A container filled element by element: std::vector, deque, list, set...
+// (not a map, which is sequence-like too, of pairs with a const key).
 template <class T>
-struct is_string_map : std::false_type {};
-template <class T, class C, class A>
-struct is_string_map<std::map<std::string, T, C, A>> : std::true_type {};
-template <class T, class H, class E, class A>
-struct is_string_map<std::unordered_map<std::string, T, H, E, A>> : std::true_type {};
+concept growable_sequence =
+    json::is_sequence_like<T>::value && !json::is_map_like<T>::value &&
+    std::is_move_assignable_v<typename T::value_type> &&
+    requires(T& t, typename T::value_type&& e) {
+      t.clear();
+      t.insert(t.end(), std::move(e));
+    };
+// std::map, std::unordered_map... with std::string keys.
+template <class T>
+concept string_map = json::is_map_like<T>::value && std::is_same_v<typename T::key_type, std::string>;
 
 // A conversion of the user's own (tag_invoke), which Boost.JSON prefers to
 // any other, so comet-net does too.
@@ -293,7 +297,7 @@ bool read(const json::value& v, T& out, const value_path& at, std::string& why) 
     }
     out = *a;
     return true;
-  } else if constexpr (is_std_vector<T>::value || is_std_array<T>::value) {
+  } else if constexpr (growable_sequence<T> || is_std_array<T>::value) {
     const json::array* a = v.if_array();
     if (!a) {
       why = expected(at, "an array", v);
@@ -306,7 +310,7 @@ bool read(const json::value& v, T& out, const value_path& at, std::string& why) 
       }
     } else {
       out.clear();
-      out.reserve(a->size());
+      if constexpr (requires { out.reserve(a->size()); }) out.reserve(a->size());
     }
     for (std::size_t i = 0; i < a->size(); ++i) {
       const value_path here{&at, {}, i};
@@ -315,10 +319,10 @@ bool read(const json::value& v, T& out, const value_path& at, std::string& why) 
       if constexpr (is_std_array<T>::value)
         out[i] = std::move(*item);
       else
-        out.push_back(std::move(*item));
+        out.insert(out.end(), std::move(*item));
     }
     return true;
-  } else if constexpr (is_string_map<T>::value) {
+  } else if constexpr (string_map<T>) {
     const json::object* o = v.if_object();
     if (!o) {
       why = expected(at, "an object", v);
