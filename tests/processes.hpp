@@ -1,6 +1,7 @@
 // The executables as child processes: start one with its output in files,
 // wait for it with a time limit, or run comet-host on a free port and stop
-// it with SIGTERM. For tests/test_cli.cpp and tests/test_lifecycle.cpp.
+// it with SIGTERM. For tests/test_cli.cpp and tests/test_lifecycle.cpp, and
+// python3 for tests/test_convert.cpp.
 #pragma once
 
 #include "support.hpp"
@@ -51,15 +52,16 @@ struct process {
   }
 };
 
-inline process start(const std::string& program, std::vector<std::string> args,
-              const fs::path& input = "/dev/null") {
+// Any program, found on PATH as a shell would (python3...).
+inline process start_program(const std::string& program, std::vector<std::string> args,
+                             const fs::path& input = "/dev/null") {
   static int counter = 0;
   const auto dir = scratch_dir();
+  const std::string name = fs::path(program).filename().string();
   process p;
-  p.out = dir / (program + "." + std::to_string(++counter) + ".out");
-  p.err = dir / (program + "." + std::to_string(counter) + ".err");
-  const std::string path = std::string(COMET_BIN_DIR) + "/" + program;
-  args.insert(args.begin(), path);
+  p.out = dir / (name + "." + std::to_string(++counter) + ".out");
+  p.err = dir / (name + "." + std::to_string(counter) + ".err");
+  args.insert(args.begin(), program);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -68,10 +70,16 @@ inline process start(const std::string& program, std::vector<std::string> args,
   posix_spawn_file_actions_addopen(&actions, 0, input.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, p.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, p.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  const int rc = ::posix_spawn(&p.pid, path.c_str(), &actions, nullptr, argv.data(), environ);
+  const int rc = ::posix_spawnp(&p.pid, program.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   REQUIRE(rc == 0);
   return p;
+}
+
+// One of the build's executables (comet-host, comet-send).
+inline process start(const std::string& program, std::vector<std::string> args,
+                     const fs::path& input = "/dev/null") {
+  return start_program(std::string(COMET_BIN_DIR) + "/" + program, std::move(args), input);
 }
 
 struct result {

@@ -6,6 +6,7 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/describe/class.hpp>
+#include <boost/describe/enum.hpp>
 
 using namespace comet;
 using namespace comet::test;
@@ -23,7 +24,24 @@ struct reading {
   std::optional<std::string> note;
 };
 BOOST_DESCRIBE_STRUCT(reading, (), (sensor, samples, note))
+
+// Refuses keys it does not have.
+struct exact_point {
+  double x = 0;
+  double y = 0;
+};
+BOOST_DESCRIBE_STRUCT(exact_point, (), (x, y))
+
+BOOST_DEFINE_ENUM_CLASS(mode, idle, scan)
+struct settings {
+  lab::mode mode = lab::mode::idle;
+  std::optional<int> gain;
+};
+BOOST_DESCRIBE_STRUCT(settings, (), (mode, gain))
 }  // namespace lab
+
+template <>
+struct comet::strict_keys<lab::exact_point> : std::true_type {};
 
 namespace {
 
@@ -43,6 +61,9 @@ struct typed_host : host_fixture {
       co_return static_cast<int>(r.samples.size());
     });
     server.on("length", [](const std::string& s) { return s.size(); });
+    server.on("note", [](const lab::reading& r) { return r.note.value_or("(none)"); });
+    server.on("exact_add", [](const lab::exact_point& p) { return p.x + p.y; });
+    server.on("configure", [](const lab::settings& s) { return s; });
     add_echo(server);
     start();
   }
@@ -105,6 +126,67 @@ TEST_CASE("a value that does not convert is bad_request naming the field", "[int
     c.send_sync("count", json::value{{"sensor", "a"}, {"samples", json::array()}, {"note", 1}});
   });
   CHECK_THAT(note.what(), Catch::Contains("value.note: expected a string, got an integer"));
+}
+
+TEST_CASE("a typed handler reads a value with extra keys or an optional left out, from any peer",
+          "[integration][typed]") {
+  typed_host f;
+  // A newer peer, not a comet-net client: an extra key at each level, no "note".
+  raw_peer newer(f.at);
+  newer.write(request_frame("count", json::parse(R"({"sensor": "a", "firmware": "2.1",
+      "samples": [{"x": 1, "y": 2, "z": 3}, {"x": 0, "y": 0, "weight": 1}]})")));
+  const auto answer = decode_response(split(newer.read_frame()).content);
+  CHECK_FALSE(answer.error);
+  CHECK(answer.result == 2);
+
+  auto c = f.make_client();
+  CHECK(c.send_sync("note", json::parse(R"({"sensor": "a", "samples": [], "extra": true})")) == "(none)");
+  CHECK(c.send_sync("note", json::parse(R"({"sensor": "a", "samples": [], "note": "hi"})")) == "hi");
+  // An enum is read and written by name; an optional left out is written as null.
+  CHECK(c.send_sync("configure", json::parse(R"({"mode": "scan"})")) ==
+        json::parse(R"({"mode": "scan", "gain": null})"));
+  const auto e = error_thrown_by([&] {
+    c.send_sync("count", json::parse(R"({"sensor": "a", "samples": [{"x": 1}]})"));
+  });
+  CHECK(e.code() == errc::bad_request);
+  CHECK_THAT(e.what(), Catch::Contains("value.samples[0].y: missing"));
+  const auto warp = error_thrown_by([&] { c.send_sync("configure", json::parse(R"({"mode": "warp"})")); });
+  CHECK(warp.code() == errc::bad_request);
+  CHECK_THAT(warp.what(), Catch::Contains(R"(value.mode: "warp" is not one of "idle", "scan")"));
+}
+
+TEST_CASE("a strict_keys handler refuses an unknown key with bad_request naming it",
+          "[integration][typed]") {
+  typed_host f;
+  auto c = f.make_client();
+  const json::value exact{{"x", 1}, {"y", 2}};
+  const json::value extra{{"x", 1}, {"y", 2}, {"z", 3}};
+  CHECK(c.send_sync<double>("exact_add", exact) == 3);
+  const auto e = error_thrown_by([&] { c.send_sync("exact_add", extra); });
+  CHECK(e.code() == errc::bad_request);
+  CHECK_THAT(e.what(), Catch::Contains(R"(value.z: unknown key; expected one of "x", "y")"));
+  // The tolerant handler takes the same value.
+  CHECK(c.send_sync<double>("add", extra) == 3);
+}
+
+TEST_CASE("a typed send reads an answer with extra keys or an optional left out",
+          "[integration][typed]") {
+  host_fixture f;
+  add_echo(f.server);
+  f.start();
+  auto c = f.make_client();
+  const json::value newer{{"x", 1}, {"y", 2}, {"colour", "red"}};
+  const auto p = c.send_sync<lab::point>("echo", newer);
+  CHECK(p.x == 1);
+  CHECK(p.y == 2);
+  const json::value python = json::parse(R"({"sensor": "b", "samples": [], "sent_by": "python"})");
+  const auto r = run(f.pool.get_executor(), [&] { return c.send<lab::reading>("echo", python); });
+  CHECK(r.sensor == "b");
+  CHECK_FALSE(r.note);
+  // Strict answers are refused as protocol_error, naming the key.
+  const auto e = error_thrown_by([&] { c.send_sync<lab::exact_point>("echo", newer); });
+  CHECK(e.code() == errc::protocol_error);
+  CHECK_THAT(e.what(), Catch::Contains(R"(result.colour: unknown key; expected one of "x", "y")"));
 }
 
 TEST_CASE("a handler answers the comet::error it throws", "[integration][typed]") {

@@ -5,6 +5,9 @@
 //    top, the rest into a namespace of its own (main renamed);
 //  - a block after the line `<!-- compiled at file scope -->` is
 //    declarations: it goes into a namespace of its own;
+//  - a block after the line `<!-- compiled at global scope -->` is
+//    declarations that must be global (a specialisation of comet's
+//    templates): it goes in as it is, so its names must be unique;
 //  - any other block is statements: it goes into a coroutine's body, where
 //    the names the docs use without declaring them (telegram, host, cfg,
 //    executor, value, ...) are declared by snippet_prelude.hpp.
@@ -21,6 +24,7 @@ struct snippet {
   std::string source;  // "docs/api.md:42"
   std::string code;
   bool file_scope = false;
+  bool global_scope = false;
 };
 
 std::vector<snippet> read_snippets(const std::string& path, const std::string& shown_as) {
@@ -34,18 +38,22 @@ std::vector<snippet> read_snippets(const std::string& path, const std::string& s
   std::size_t number = 0;
   bool inside = false;
   bool file_scope_next = false;
+  bool global_scope_next = false;
   while (std::getline(in, line)) {
     ++number;
     if (!inside && line.rfind("```cpp", 0) == 0) {
       inside = true;
-      out.push_back({shown_as + ":" + std::to_string(number), "", file_scope_next});
+      out.push_back({shown_as + ":" + std::to_string(number), "", file_scope_next, global_scope_next});
       file_scope_next = false;
+      global_scope_next = false;
     } else if (inside && line.rfind("```", 0) == 0) {
       inside = false;
     } else if (inside) {
       out.back().code += line + '\n';
     } else if (line == "<!-- compiled at file scope -->") {
       file_scope_next = true;
+    } else if (line == "<!-- compiled at global scope -->") {
+      global_scope_next = true;
     }
   }
   if (inside) {
@@ -73,7 +81,9 @@ int main(int argc, char** argv) {
     ++n;
     body << "\n// " << s.source << "\n";
     const bool program = s.code.find("int main(") != std::string::npos;
-    if (program || s.file_scope) {
+    if (s.global_scope) {
+      body << s.code;
+    } else if (program || s.file_scope) {
       std::istringstream lines(s.code);
       std::string line, kept;
       while (std::getline(lines, line)) {

@@ -116,9 +116,10 @@ class client {
                                     send_options options = {}) const;
 
   // Typed: the value goes through boost::json::value_from, the answer comes
-  // back as R through try_value_to; an answer that is not an R fails with
-  // errc::protocol_error naming the field ("result.x: expected a number,
-  // got a string"). `co_await c.send<int>("add", point{1, 2})`.
+  // back as R through comet::convert_to (convert.hpp: a described struct's
+  // unknown keys are ignored unless it is strict_keys); an answer that is
+  // not an R fails with errc::protocol_error naming the field ("result.x:
+  // expected a number, got a string"). `co_await c.send<int>("add", point{1, 2})`.
   // (By value: a coroutine's reference parameter would outlive its argument.)
   template <class R = json::value, class T>
   asio::awaitable<R> send(std::string action, T value, send_options options = {}) const {

@@ -11,8 +11,10 @@
 // Any return type convertible to json::value (or via boost::json::value_from)
 // works too; `void` means "no answer".
 //
-// Typed handlers take the value as any type Boost.JSON converts to
-// (standard types, tag_invoke, structs described with BOOST_DESCRIBE_STRUCT):
+// Typed handlers take the value as a C++ type, read by comet::convert_to
+// (convert.hpp): described structs (tolerantly: unknown keys ignored, a
+// missing std::optional empty; comet::strict_keys refuses unknown keys) and
+// enums, standard types, and anything with a tag_invoke:
 //
 //   R f(const point& p);                          // or (const point&, const request_context&)
 //   asio::awaitable<R> f(point p);                // coroutine form
