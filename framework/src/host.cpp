@@ -178,15 +178,17 @@ std::variant<request_message, encoded_response> host::impl::prepare(
 
 std::optional<encoded_response> host::impl::run_now(const request_message& request,
                                                    std::optional<std::uint64_t> request_id,
-                                                   const endpoint& peer) const {
-  const request_context context{peer, request_id, executor};
+                                                   const endpoint& peer,
+                                                   const asio::any_io_executor& connection) const {
+  const request_context context{peer, request_id, connection};
   return router.dispatch_now(request.action, request.value, context);
 }
 
 asio::awaitable<encoded_response> host::impl::run(request_message request,
                                                   std::optional<std::uint64_t> request_id,
-                                                  endpoint peer) {
-  const request_context context{std::move(peer), request_id, executor};
+                                                  endpoint peer,
+                                                  asio::any_io_executor connection) {
+  const request_context context{std::move(peer), request_id, std::move(connection)};
   const auto deadline = options.handler_timeout;
   if (deadline.count() <= 0 || !router.may_suspend(request.action))
     co_return co_await router.dispatch(request.action, request.value, context);
