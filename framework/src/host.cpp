@@ -102,10 +102,12 @@ void host::impl::begin_stop() {
 
 // A host at max_connections warns at most once a second, with how many
 // connections it refused since its last line: a flood is a line, not 10,000.
+// (The first refusal after a quiet second is reported at once: the clock
+// starts far from refusal_warned's epoch.)
 void host::impl::warn_refused() {
   ++refused_since_warning;
   const auto now = std::chrono::steady_clock::now();
-  if (refused_since_warning > 1 && now - refusal_warned < std::chrono::seconds(1)) return;
+  if (now - refusal_warned < std::chrono::seconds(1)) return;
   log(log_level::warn, "host " + bound.to_string() + ": " + std::to_string(options.max_connections) +
                            " connections open (max_connections); refused " +
                            std::to_string(refused_since_warning) +
