@@ -707,3 +707,100 @@ TEST_CASE("refusals past max_connections in a burst log a warn line or two that 
   holder.write(request_frame("echo", "held"));
   CHECK(decode_response(split(holder.read_frame()).content).result == "held");
 }
+
+// host.hpp: "Register before start()"; start() once. Both are usage_error,
+// and the running host is unharmed.
+TEST_CASE("handlers registered after start and a second start are usage_error",
+          "[promises][host]") {
+  host_fixture f;
+  add_echo(f.server);
+  f.start();
+  const auto late = error_thrown_by([&] { add_echo(f.server); });
+  CHECK(late.code() == errc::usage_error);
+  CHECK_THAT(late.what(), Contains("register handlers before start()"));
+  const auto chained = error_thrown_by([&] {
+    f.server.add_action_handler([](const std::string&, const json::value& v) { return v; });
+  });
+  CHECK(chained.code() == errc::usage_error);
+  const auto twice = error_thrown_by([&] { f.server.start(); });
+  CHECK(twice.code() == errc::usage_error);
+  CHECK_THAT(twice.what(), Contains("start() called twice"));
+  CHECK(f.server.running());
+  CHECK(f.make_client().send_sync("echo", 1) == 1);
+}
+
+// api.md: any other exception is answered handler_failed with its message
+// ("a Boost system_error's own message, without the library's source
+// location").
+TEST_CASE("a handler's Boost system_error is answered with its message, no source location",
+          "[promises][handlers]") {
+  host_fixture f;
+  f.server.on("open", [](const std::string&, const json::value&) -> json::value {
+    static constexpr boost::source_location where = BOOST_CURRENT_LOCATION;
+    const boost::system::error_code ec(EACCES, boost::system::system_category(), &where);
+    throw boost::system::system_error(ec, "opening the probe");
+  });
+  f.start();
+  const auto e = error_thrown_by([&] { f.make_client().send_sync("open", 1); });
+  CHECK(e.code() == errc::handler_failed);
+  const std::string permission_denied = std::system_category().message(EACCES);
+  CHECK_THAT(e.what(), Contains("handler for action 'open' failed: " + permission_denied));
+  CHECK_THAT(e.what(), !Contains("test_promises.cpp") && !Contains("[system:"));
+}
+
+// protocol.md: "a code it does not know reads as remote_error"; the host's
+// message is kept.
+TEST_CASE("an error code the client does not know is remote_error with the host's message",
+          "[promises][client]") {
+  scripted_peer peer(encode_frame(
+      {}, R"({"result": "Error: new", "error": {"code": "brand_new_code", "message": "a newer host's failure"}})"));
+  io_pool pool(1);
+  const client c(pool.get_executor(), peer.at());
+  const auto e = error_thrown_by([&] { c.send_sync("echo", 1); });
+  CHECK(e.code() == errc::remote_error);
+  CHECK_THAT(e.what(), Contains("a newer host's failure"));
+}
+
+// host.hpp: handler_timeout: "A plain function cannot be interrupted; it is
+// not bounded by this."
+TEST_CASE("a plain-function handler that runs past handler_timeout still answers",
+          "[promises][limits]") {
+  host_options o = host_fixture::loopback();
+  o.handler_timeout = 50ms;
+  host_fixture f(2, o);
+  f.server.on("busy", [](const std::string&, const json::value& v) {
+    // Work that takes four times the deadline (not a wait for anything).
+    const auto until = std::chrono::steady_clock::now() + 200ms;
+    while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    return v;
+  });
+  f.start();
+  CHECK(f.make_client().send_sync("busy", "done") == "done");
+  CHECK(f.server.stats().error_responses == 0);
+}
+
+// io_pool.hpp: release() lets run() return once no work is left (pending
+// handlers still finish); stop() abandons pending work; running_in_this_thread().
+TEST_CASE("io_pool release finishes pending work, stop abandons it", "[promises][pool]") {
+  std::atomic<bool> fired{false}, abandoned_ran{false};
+  std::promise<bool> on_pool;
+  {
+    io_pool pool(2);
+    CHECK_FALSE(pool.running_in_this_thread());
+    asio::post(pool.get_executor(), [&] { on_pool.set_value(pool.running_in_this_thread()); });
+    asio::steady_timer t(pool.get_executor(), 100ms);
+    t.async_wait([&](boost::system::error_code ec) { fired = !ec; });
+    pool.release();
+    pool.join();  // returns once the timer has fired
+    CHECK(fired);
+  }
+  CHECK(on_pool.get_future().get());
+  {
+    io_pool pool(1);
+    asio::steady_timer t(pool.get_executor(), 60s);
+    t.async_wait([&](boost::system::error_code) { abandoned_ran = true; });
+    pool.stop();
+    pool.join();  // at once, not in 60 s
+    CHECK_FALSE(abandoned_ran);
+  }
+}
