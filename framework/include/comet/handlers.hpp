@@ -70,7 +70,7 @@ struct request_context {
   // The executor the request's connection runs on (a strand, or the executor
   // of a context one thread runs): work posted to it is serialized with that
   // connection. Plain functions and untagged coroutine handlers run on it; a
-  // tagged coroutine handler ("request-id") runs beside it, on its own strand.
+  // tagged coroutine handler ("request-id") runs beside it, not on it.
   asio::any_io_executor executor;
 };
 
