@@ -108,10 +108,12 @@ void host::impl::begin_stop() {
 
 // A host at max_connections warns at most once a second, with how many
 // connections it refused since its last line: a flood is a line, not 10,000.
+// (The first refusal after a quiet second is reported at once: the clock
+// starts far from refusal_warned's epoch.)
 void host::impl::warn_refused() {
   ++refused_since_warning;
   const auto now = std::chrono::steady_clock::now();
-  if (refused_since_warning > 1 && now - refusal_warned < std::chrono::seconds(1)) return;
+  if (now - refusal_warned < std::chrono::seconds(1)) return;
   log(log_level::warn, "host " + bound.to_string() + ": " + std::to_string(options.max_connections) +
                            " connections open (max_connections); refused " +
                            std::to_string(refused_since_warning) +
@@ -299,15 +301,17 @@ std::variant<request_message, encoded_response> host::impl::prepare(
 
 std::optional<encoded_response> host::impl::run_now(const request_message& request,
                                                    std::optional<std::uint64_t> request_id,
-                                                   const endpoint& peer) const {
-  const request_context context{peer, request_id, executor};
+                                                   const endpoint& peer,
+                                                   const asio::any_io_executor& connection) const {
+  const request_context context{peer, request_id, connection};
   return router.dispatch_now(request.action, request.value, context);
 }
 
 asio::awaitable<encoded_response> host::impl::run(request_message request,
                                                   std::optional<std::uint64_t> request_id,
-                                                  endpoint peer) {
-  const request_context context{std::move(peer), request_id, executor};
+                                                  endpoint peer,
+                                                  asio::any_io_executor connection) {
+  const request_context context{std::move(peer), request_id, std::move(connection)};
   const auto deadline = options.handler_timeout;
   if (deadline.count() <= 0 || !router.may_suspend(request.action))
     co_return co_await router.dispatch(request.action, request.value, context);

@@ -259,7 +259,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     auto& message = std::get<request_message>(request);
 
     // Plain-function handlers answer here and now, tagged or not.
-    if (auto now = host_->run_now(message, request_id, peer_)) {
+    if (auto now = host_->run_now(message, request_id, peer_, strand_)) {
       queue(request_id, keep_alive, *now, arrived_, message.action);
       if (!keep_alive && !answer_rest) co_return false;
       continue;
@@ -279,7 +279,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
       // Kept for the debug line only (the message moves into the handler).
       std::string action = log_enabled(log_level::debug) ? message.action : std::string();
       asio::co_spawn(
-          handler_executor(), host_->run(std::move(message), request_id, peer_),
+          handler_executor(), host_->run(std::move(message), request_id, peer_, strand_),
           asio::bind_cancellation_slot(
               signal->slot(),
               asio::bind_executor(strand_, [self = shared_from_this(), request_id, signal,
@@ -304,7 +304,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     // cancel it; it runs on this strand meanwhile.
     auto signal = handler_signals_.emplace(handler_signals_.end());
     auto [failure, response] = co_await asio::co_spawn(
-        strand_, host_->run(std::move(message), request_id, peer_),
+        strand_, host_->run(std::move(message), request_id, peer_, strand_),
         asio::bind_cancellation_slot(signal->slot(), use_tuple));
     handler_signals_.erase(signal);
     busy_ = false;

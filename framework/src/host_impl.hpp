@@ -89,12 +89,16 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
                                                           std::string_view content,
                                                           bool peer_admitted) const;
   // Answers at once when only plain-function handlers are involved.
+  // `connection` is the executor the connection runs on: the handler's
+  // request_context::executor.
   std::optional<encoded_response> run_now(const request_message& request,
                                           std::optional<std::uint64_t> request_id,
-                                          const endpoint& peer) const;
+                                          const endpoint& peer,
+                                          const asio::any_io_executor& connection) const;
   // Runs a request through the router.
   asio::awaitable<encoded_response> run(request_message request,
-                                        std::optional<std::uint64_t> request_id, endpoint peer);
+                                        std::optional<std::uint64_t> request_id, endpoint peer,
+                                        asio::any_io_executor connection);
 
   // Removes a connection from the set; the last one out of a stopping host
   // completes async_stop. Safe to call twice.

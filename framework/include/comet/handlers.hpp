@@ -69,7 +69,11 @@ namespace json = boost::json;
 struct request_context {
   endpoint peer;                            // who sent the request
   std::optional<std::uint64_t> request_id;  // docs/protocol.md "request-id", when tagged
-  asio::any_io_executor executor;           // the executor the connection runs on
+  // The executor the request's connection runs on (a strand, or the executor
+  // of a context one thread runs): work posted to it is serialized with that
+  // connection. Plain functions and untagged coroutine handlers run on it; a
+  // tagged coroutine handler ("request-id") runs beside it, not on it.
+  asio::any_io_executor executor;
 };
 
 // What a handler produced: an answer, or nullopt when it declined.
