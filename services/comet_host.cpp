@@ -35,7 +35,7 @@ Options)";
 std::string listen_origin(const po::variables_map& args, const comet::config& cfg) {
   const bool host_flag = args.count("host") > 0, port_flag = args.count("port") > 0;
   if (host_flag && port_flag) return "set by --host and --port";
-  const std::string file = cfg.source.empty() ? "the default config" : cfg.source;
+  const std::string& file = cfg.source;  // the embedded default config has a name too
   if (port_flag) return "the port set by --port, the address by Socket_connection.Host.IP in " + file;
   if (host_flag) return "the address set by --host, the port by Socket_connection.Host.Port in " + file;
   return "set by Socket_connection.Host in " + file + "; --host and --port override it";

@@ -125,15 +125,13 @@ void host::impl::warn_refused() {
 
 asio::awaitable<void> host::impl::accept_loop(tcp::acceptor& acceptor, endpoint where) {
   auto self = shared_from_this();
-  const std::string bound = where.to_string();
+  const std::string where_text = where.to_string();
   for (;;) {
-    const auto& chosen = spread[next_spread++ % spread.size()];
-    const asio::any_io_executor serial =
-        single_threaded ? chosen : asio::any_io_executor(asio::make_strand(chosen));
+    const asio::any_io_executor serial = next_connection_executor();
     auto [ec, socket] = co_await acceptor.async_accept(serial, use_tuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
-      log(log_level::warn, "host " + bound + ": accept failed: " + ec.message());
+      log(log_level::warn, "host " + where_text + ": accept failed: " + ec.message());
       if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
           ec == asio::error::no_memory) {
         // Out of file descriptors: wait for some to be released, then retry.
@@ -148,6 +146,13 @@ asio::awaitable<void> host::impl::accept_loop(tcp::acceptor& acceptor, endpoint 
   }
   --accepting;
   notify_if_drained();
+}
+
+// The executor the next connection runs on: the spread's next, behind a
+// strand unless its context has one thread.
+asio::any_io_executor host::impl::next_connection_executor() {
+  const auto& chosen = spread[next_spread++ % spread.size()];
+  return single_threaded ? chosen : asio::any_io_executor(asio::make_strand(chosen));
 }
 
 void host::impl::admit(tcp::socket socket, const asio::any_io_executor& serial) {
@@ -180,9 +185,7 @@ void host::impl::accept_backlog() {
     acceptor.non_blocking(true, ec);
     if (ec) continue;
     for (std::size_t n = 0; n < options.max_connections; ++n) {
-      const auto& chosen = spread[next_spread++ % spread.size()];
-      const asio::any_io_executor serial =
-          single_threaded ? chosen : asio::any_io_executor(asio::make_strand(chosen));
+      const asio::any_io_executor serial = next_connection_executor();
       tcp::socket socket(serial);
       acceptor.accept(socket, ec);
       if (ec) break;  // would_block: the backlog is empty

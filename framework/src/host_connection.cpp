@@ -99,7 +99,7 @@ void host_connection::close_gracefully() {
 // Requests the peer wrote before it learnt of the stop are read and
 // answered (shutting_down) rather than lost with the connection.
 void host_connection::close_if_drained() {
-  if (!(stop_reading_ || host_->stopping) || !idle()) return;
+  if (!draining() || !idle()) return;
   if (reading_) {
     // The read may hold bytes it has not delivered yet: it is cancelled,
     // not closed under it, and the read loop answers what it got, then closes.
@@ -112,6 +112,8 @@ void host_connection::close_if_drained() {
   if (peer_has_written()) return wake();  // the read loop takes them first
   close_now();
 }
+
+bool host_connection::draining() const noexcept { return stop_reading_ || host_->stopping; }
 
 // Bytes already received and not yet read (for TLS, encrypted ones).
 bool host_connection::peer_has_written() {
@@ -168,7 +170,7 @@ asio::awaitable<void> host_connection::read_loop() {
     if (!co_await answer_buffered()) break;
     flush();
     // A stopping connection reads only what has already arrived.
-    if ((host_->stopping || stop_reading_) && !peer_has_written()) break;
+    if (draining() && !peer_has_written()) break;
 
     // Backpressure: a peer that does not read its answers is not read from
     // either, and tagged requests wait for a free slot.
@@ -238,7 +240,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     }
 
     const auto request_id = decoder_.header().request_id;
-    const bool stopping = host_->stopping || stop_reading_;
+    const bool stopping = draining();
     const bool keep_alive = decoder_.header().keep_alive && !stopping;
     // A keep-alive peer may have written more requests behind this one:
     // while stopping, those already read are answered too (shutting_down),
@@ -288,8 +290,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
                 self->handler_signals_.erase(signal);
                 --self->in_flight_;
                 if (failure) response = error_response(errc::handler_failed, "internal error");
-                self->queue(request_id, !self->stop_reading_ && !self->host_->stopping, response,
-                            arrived, action);
+                self->queue(request_id, !self->draining(), response, arrived, action);
                 self->flush();
                 self->wake();
                 self->close_if_drained();
@@ -312,7 +313,7 @@ asio::awaitable<bool> host_connection::answer_buffered() {
     if (closed_) co_return false;
     if (failure) response = error_response(errc::handler_failed, "internal error");
     // A stop that began while the handler ran: this answer says so.
-    queue(request_id, keep_alive && !host_->stopping && !stop_reading_, response, arrived_, action);
+    queue(request_id, keep_alive && !draining(), response, arrived_, action);
     if (!keep_alive && !answer_rest) co_return false;
   }
 }

@@ -79,6 +79,7 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // (with no acceptor left open), as does having none.
   void listen_on(const std::vector<tcp::endpoint>& addresses, bool named);
   void close_acceptors();
+  asio::any_io_executor next_connection_executor();
   // Lists and starts an accepted connection, or refuses it past max_connections.
   void admit(tcp::socket socket, const asio::any_io_executor& serial);
   void accept_backlog();
@@ -131,6 +132,9 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   // or write.
   void close_if_drained();
   bool peer_has_written();
+  // Closing gracefully, or its host stopping (stop_reading_ is set by a
+  // post, so the host's flag covers the moment before it runs).
+  bool draining() const noexcept;
 
   const asio::any_io_executor& strand() const noexcept { return strand_; }
 

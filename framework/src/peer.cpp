@@ -132,8 +132,6 @@ error peer_info::tls_timed_out() const {
 }
 
 error peer_info::lost(const boost::system::error_code& ec, std::string_view doing) const {
-  // Hosts close TLS connections without close_notify (frames carry their
-  // lengths): a truncated stream is an ordinary close.
   // What closes a connection unanswered: a host at max_connections, a stop
   // past shutdown_timeout, and, for a plain client only, a host using TLS.
   // A host that closes with the request unread resets the connection.
@@ -141,6 +139,8 @@ error peer_info::lost(const boost::system::error_code& ec, std::string_view doin
       tls ? "the host's log says why: it may be at its max_connections limit, or stopping"
           : "the host's log says why: it may be at its max_connections limit, stopping, or "
             "expecting TLS, which this client does not use";
+  // Hosts close TLS connections without close_notify (frames carry their
+  // lengths): a truncated stream is an ordinary close.
   if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
     return error(errc::connection_closed,
                  describe() + " closed the connection before answering (" + causes + ")");
