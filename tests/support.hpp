@@ -19,6 +19,7 @@
 #include <future>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -354,6 +355,23 @@ struct host_fixture {
   io_pool pool;
   host server;
   endpoint at;
+};
+
+// An echo host at max_connections 1 whose one connection `holder` keeps
+// open: every other connection is refused.
+struct full_host : host_fixture {
+  full_host() : host_fixture(2, at_one_connection()) {
+    add_echo(server);
+    start();
+    holder.emplace(at);
+    REQUIRE(wait_until([&] { return server.stats().connections_open == 1; }));
+  }
+  static host_options at_one_connection() {
+    host_options o = loopback();
+    o.max_connections = 1;
+    return o;
+  }
+  std::optional<raw_peer> holder;
 };
 
 }  // namespace comet::test

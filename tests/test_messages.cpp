@@ -9,13 +9,8 @@ using namespace comet::test;
 
 TEST_CASE("a send refused at the host's max_connections is told of the limit",
           "[integration][messages]") {
-  host_options o = host_fixture::loopback();
-  o.max_connections = 1;
-  host_fixture f(2, o);
-  add_echo(f.server);
-  const auto at = f.start();
-  raw_peer holder(at);  // the one connection the host keeps
-  REQUIRE(wait_until([&] { return f.server.stats().connections_open == 1; }));
+  full_host f;
+  const auto at = f.at;
 
   client c(f.pool.get_executor(), at, {.name = "Lab", .connect_retries = 0});
   const auto e = error_thrown_by([&] { c.send_sync("echo", 1); });

@@ -657,13 +657,7 @@ TEST_CASE("a typed handler's bad_request logs at info, not warn", "[promises][lo
 // second, saying how many connections it refused since its last line.
 TEST_CASE("refusals past max_connections in a burst log a warn line or two that count them",
           "[promises][log][limits]") {
-  host_options o = host_fixture::loopback();
-  o.max_connections = 1;
-  host_fixture f(2, o);
-  add_echo(f.server);
-  f.start();
-  raw_peer holder(f.at);
-  REQUIRE(wait_until([&] { return f.server.stats().connections_open == 1; }));
+  full_host f;
   log_capture log(log_level::warn);
   const std::regex counted(".*refused ([0-9]+) new connection\\(s\\) since the last such line.*");
   const auto reported = [&] {
@@ -704,8 +698,8 @@ TEST_CASE("refusals past max_connections in a burst log a warn line or two that 
   for (const auto n : counts) sum += n;
   CHECK(sum <= f.server.stats().connections_refused);
   // The connection that holds the only slot is served throughout.
-  holder.write(request_frame("echo", "held"));
-  CHECK(decode_response(split(holder.read_frame()).content).result == "held");
+  f.holder->write(request_frame("echo", "held"));
+  CHECK(decode_response(split(f.holder->read_frame()).content).result == "held");
 }
 
 // host.hpp: "Register before start()"; start() once. Both are usage_error,
