@@ -113,6 +113,72 @@ TEST_CASE("the decoder reports too_large before any content arrives", "[unit][co
   CHECK_THAT(d.error(), Catch::Contains("1000") && Catch::Contains("999"));
 }
 
+// docs/protocol.md, "Announced extensions": the frames byte for byte, both ways.
+TEST_CASE("the announced extensions' frames are written and read byte for byte", "[unit][codec]") {
+  frame_header first;
+  first.keep_alive = true;
+  first.request_id = 1;
+  first.features = feature::all;
+  const json::value one = 1;
+  CHECK(encode_frame(first, encode_request("echo", one)) == vector_file("extensions/first_request.bin"));
+  frame_header answer = first;
+  answer.window = 64;
+  answer.window_bytes = 64 * 1024 * 1024;
+  CHECK(encode_frame(answer, encode_response(one)) == vector_file("extensions/first_answer.bin"));
+  frame_header cancel;
+  cancel.keep_alive = true;
+  cancel.request_id = 7;
+  cancel.kind = frame_kind::cancel;
+  CHECK(encode_frame(cancel, "") == vector_file("extensions/cancel.bin"));
+  frame_header notice;
+  notice.keep_alive = true;
+  notice.kind = frame_kind::going_away;
+  notice.last_request_id = 12;
+  CHECK(encode_frame(notice, "") == vector_file("extensions/going_away.bin"));
+
+  const std::string request_bytes = vector_file("extensions/first_request.bin");
+  auto d = decode_whole(request_bytes);
+  CHECK(d.header().features == feature::all);
+  CHECK(d.header().kind == frame_kind::message);
+  CHECK_FALSE(d.header().window);
+  const std::string answer_bytes = vector_file("extensions/first_answer.bin");
+  auto a = decode_whole(answer_bytes);
+  CHECK(a.header().window == 64u);
+  CHECK(a.header().window_bytes == 64u * 1024 * 1024);
+  const std::string cancel_bytes = vector_file("extensions/cancel.bin");
+  auto c = decode_whole(cancel_bytes);
+  CHECK(c.header().kind == frame_kind::cancel);
+  CHECK(c.header().request_id == 7u);
+  CHECK(c.content().empty());
+  const std::string notice_bytes = vector_file("extensions/going_away.bin");
+  auto n = decode_whole(notice_bytes);
+  CHECK(n.header().kind == frame_kind::going_away);
+  CHECK(n.header().last_request_id == 12u);
+  CHECK_FALSE(n.header().request_id);
+}
+
+TEST_CASE("feature names a reader does not know are ignored, and so are control kinds",
+          "[unit][codec]") {
+  std::string error;
+  const auto h = parse_frame_header(
+      R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,)"
+      R"("features":["streams-v9","going-away",""],"control":"rebalance","window":3})",
+      error);
+  REQUIRE(h);
+  CHECK(h->features == feature::going_away);
+  CHECK(h->kind == frame_kind::unknown_control);
+  CHECK(h->window == 3u);
+  const auto empty = parse_frame_header(
+      R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,"features":[]})",
+      error);
+  REQUIRE(empty);
+  CHECK(empty->features == 0u);  // announced, and none spoken
+  const auto none = parse_frame_header(
+      R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0})", error);
+  REQUIRE(none);
+  CHECK_FALSE(none->features);  // not announced at all
+}
+
 TEST_CASE("the decoder rejects malformed headers with a reason", "[unit][codec]") {
   auto with_header = [](std::string json) {
     std::string f(2, '\0');
@@ -144,6 +210,20 @@ TEST_CASE("the decoder rejects malformed headers with a reason", "[unit][codec]"
        "non-negative integer"},
       {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":1,"keep-alive":1})",
        "keep-alive"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,"features":"cancel"})",
+       "\"features\" is not an array of strings"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,"features":["cancel",1]})",
+       "\"features\" is not an array of strings"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,"features":[["cancel"]]})",
+       "\"features\" is not an array of strings"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,"features":[{"a":1}]})",
+       "\"features\" is not an array of strings"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,"control":7})",
+       "\"control\" is not a string"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,"last-request-id":-2})",
+       "\"last-request-id\" is not a non-negative integer"},
+      {R"({"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":0,"window":true})",
+       "\"window\" is not a non-negative integer"},
   };
   for (const auto& c : cases) {
     INFO(c.header);

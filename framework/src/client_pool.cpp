@@ -411,6 +411,8 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
         throw info_->cancelled();
       if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
     }
+    // A cancellation that arrived while a wait's completion was on its way.
+    if (was_cancelled(cancellation)) throw info_->cancelled();
     if (!conn) {
       // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
       // full-expression twice.

@@ -35,6 +35,33 @@ void append_frame(std::string& out, const frame_header& h, std::string_view cont
     out += ", \"request-id\": ";
     append_unsigned(out, *h.request_id);
   }
+  if (h.kind == frame_kind::cancel) out += ", \"control\": \"cancel\"";
+  if (h.kind == frame_kind::going_away) out += ", \"control\": \"going-away\"";
+  if (h.last_request_id) {
+    out += ", \"last-request-id\": ";
+    append_unsigned(out, *h.last_request_id);
+  }
+  if (h.features) {
+    out += ", \"features\": [";
+    const char* separator = "";
+    for (const auto& [bit, name] : feature::names) {
+      if (!(*h.features & bit)) continue;
+      out += separator;
+      out += '"';
+      out += name;
+      out += '"';
+      separator = ", ";
+    }
+    out += ']';
+  }
+  if (h.window) {
+    out += ", \"window\": ";
+    append_unsigned(out, *h.window);
+  }
+  if (h.window_bytes) {
+    out += ", \"window-bytes\": ";
+    append_unsigned(out, *h.window_bytes);
+  }
   if (!h.auth_token.empty()) {
     out += ", \"auth-token\": ";
     detail::append_json_string(out, h.auth_token);

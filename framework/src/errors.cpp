@@ -9,7 +9,7 @@ namespace {
 // Every code has a wire spelling: a host answers its own codes, and a
 // handler that fails with a comet::error (a relay whose upstream is
 // offline, say) is answered with that error's code.
-constexpr std::array<std::pair<errc, std::string_view>, 21> wire_codes{{
+constexpr std::array<std::pair<errc, std::string_view>, 23> wire_codes{{
     {errc::bad_request, "bad_request"},
     {errc::no_handler, "no_handler"},
     {errc::handler_failed, "handler_failed"},
@@ -18,6 +18,7 @@ constexpr std::array<std::pair<errc, std::string_view>, 21> wire_codes{{
     {errc::unauthorized, "unauthorized"},
     {errc::shutting_down, "shutting_down"},
     {errc::remote_error, "remote_error"},
+    {errc::busy, "busy"},
     {errc::peer_offline, "peer_offline"},
     {errc::connect_timeout, "connect_timeout"},
     {errc::request_timeout, "request_timeout"},
@@ -31,6 +32,7 @@ constexpr std::array<std::pair<errc, std::string_view>, 21> wire_codes{{
     {errc::client_closed, "client_closed"},
     {errc::unresolved, "unresolved"},
     {errc::usage_error, "usage_error"},
+    {errc::unread, "unread"},
 }};
 
 class comet_category final : public std::error_category {
@@ -47,6 +49,7 @@ class comet_category final : public std::error_category {
       case errc::unauthorized: return "the request was not authorized";
       case errc::shutting_down: return "the host is shutting down";
       case errc::remote_error: return "the host answered with an error";
+      case errc::busy: return "the host's window for the connection was full; it did not read the request";
       case errc::peer_offline: return "the peer is offline";
       case errc::connect_timeout: return "connecting to the peer timed out";
       case errc::request_timeout: return "the request timed out";
@@ -60,12 +63,26 @@ class comet_category final : public std::error_category {
       case errc::client_closed: return "the client is closed";
       case errc::unresolved: return "the host name does not resolve";
       case errc::usage_error: return "the call is not allowed here";
+      case errc::unread: return "the host never read the request";
     }
     return "unknown comet error";
   }
 };
 
 }  // namespace
+
+bool error::safe_to_retry() const noexcept {
+  if (code_.category() != error_category()) return false;
+  switch (static_cast<errc>(code_.value())) {
+    case errc::busy:
+    case errc::shutting_down:
+    case errc::unread:
+    case errc::peer_offline:
+    case errc::connect_timeout:
+    case errc::unresolved: return true;
+    default: return false;
+  }
+}
 
 const std::error_category& error_category() noexcept {
   static const comet_category category;

@@ -23,7 +23,12 @@ enum class field {
   content_length,
   keep_alive,
   request_id,
-  auth_token
+  auth_token,
+  control,
+  last_request_id,
+  features,
+  window,
+  window_bytes
 };
 
 field field_of(std::string_view key) noexcept {
@@ -34,6 +39,11 @@ field field_of(std::string_view key) noexcept {
   if (key == "keep-alive") return field::keep_alive;
   if (key == "request-id") return field::request_id;
   if (key == "auth-token") return field::auth_token;
+  if (key == "control") return field::control;
+  if (key == "last-request-id") return field::last_request_id;
+  if (key == "features") return field::features;
+  if (key == "window") return field::window;
+  if (key == "window-bytes") return field::window_bytes;
   return field::none;
 }
 
@@ -46,6 +56,11 @@ const char* name_of(field f) noexcept {
     case field::keep_alive: return "keep-alive";
     case field::request_id: return "request-id";
     case field::auth_token: return "auth-token";
+    case field::control: return "control";
+    case field::last_request_id: return "last-request-id";
+    case field::features: return "features";
+    case field::window: return "window";
+    case field::window_bytes: return "window-bytes";
     case field::none: break;
   }
   return "";
@@ -66,6 +81,8 @@ struct header_handler {
   std::string key;  // the current top-level key, assembled from parts
   field current = field::none;
   unsigned seen = 0;  // bit per field
+  bool in_features = false;  // inside the "features" array
+  std::string item;          // a "features" name or the "control" kind, from parts
 
   bool top() const noexcept { return depth == 1; }
   void mark(field f) noexcept { seen |= 1u << static_cast<unsigned>(f); }
@@ -76,11 +93,17 @@ struct header_handler {
     switch (current) {
       case field::content_length:
       case field::request_id:
+      case field::last_request_id:
+      case field::window:
+      case field::window_bytes:
         problem = std::string("JSON header \"") + name_of(current) +
                   "\" is not a non-negative integer";
         break;
       case field::keep_alive:
         problem = "JSON header \"keep-alive\" is not a boolean";
+        break;
+      case field::features:
+        problem = "JSON header \"features\" is not an array of strings";
         break;
       default:
         problem = std::string("JSON header \"") + name_of(current) + "\" is not a string";
@@ -90,7 +113,7 @@ struct header_handler {
   }
   // Any non-container value at the top level.
   bool scalar(ec_t& ec) {
-    if (top() && current != field::none) return wrong(ec);
+    if (in_features || (top() && current != field::none)) return wrong(ec);
     return true;
   }
 
@@ -102,17 +125,27 @@ struct header_handler {
       ec = json::error::syntax;
       return false;
     }
-    if (top() && current != field::none) return wrong(ec);
+    if (in_features) return wrong(ec);
+    if (top() && current == field::features) {
+      in_features = true;
+      out->features = 0;
+    } else if (top() && current != field::none) {
+      return wrong(ec);
+    }
     ++depth;
     return true;
   }
   bool on_array_end(std::size_t, ec_t&) {
     --depth;
+    if (in_features && top()) {
+      in_features = false;
+      mark(field::features);
+    }
     return true;
   }
   bool on_object_begin(ec_t& ec) {
     if (depth == 0) root_is_object = true;
-    else if (top() && current != field::none)
+    else if (in_features || (top() && current != field::none))
       return wrong(ec);
     ++depth;
     return true;
@@ -122,6 +155,11 @@ struct header_handler {
     return true;
   }
   bool on_string_part(string_view s, std::size_t n, ec_t& ec) {
+    if (in_features || (top() && current == field::control)) {
+      if (n == s.size()) item.clear();
+      item.append(s.data(), s.size());
+      return true;
+    }
     if (!top() || current == field::none) return true;
     std::string* target = string_target();
     if (!target) return wrong(ec);
@@ -131,6 +169,20 @@ struct header_handler {
   }
   bool on_string(string_view s, std::size_t n, ec_t& ec) {
     if (depth == 0) return not_object(ec);
+    if (in_features || (top() && current == field::control)) {
+      if (n == s.size()) item.clear();
+      item.append(s.data(), s.size());
+      if (in_features) {
+        for (const auto& [bit, name] : feature::names)
+          if (item == name) *out->features |= bit;
+      } else {
+        out->kind = item == "cancel"       ? frame_kind::cancel
+                    : item == "going-away" ? frame_kind::going_away
+                                           : frame_kind::unknown_control;
+        mark(current);
+      }
+      return true;
+    }
     if (!top() || current == field::none) return true;
     std::string* target = string_target();
     if (!target) return wrong(ec);
@@ -157,18 +209,21 @@ struct header_handler {
   bool on_number_part(string_view, ec_t&) { return true; }
   bool on_int64(std::int64_t i, string_view, ec_t& ec) {
     if (depth == 0) return not_object(ec);
+    if (in_features) return wrong(ec);
     if (!top() || current == field::none) return true;
     if (i < 0) return wrong(ec);
     return unsigned_value(static_cast<std::uint64_t>(i), ec);
   }
   bool on_uint64(std::uint64_t u, string_view, ec_t& ec) {
     if (depth == 0) return not_object(ec);
+    if (in_features) return wrong(ec);
     if (!top() || current == field::none) return true;
     return unsigned_value(u, ec);
   }
   bool on_double(double, string_view, ec_t& ec) { return depth == 0 ? not_object(ec) : scalar(ec); }
   bool on_bool(bool b, ec_t& ec) {
     if (depth == 0) return not_object(ec);
+    if (in_features) return wrong(ec);
     if (!top() || current == field::none) return true;
     if (current != field::keep_alive) return wrong(ec);
     out->keep_alive = b;
@@ -198,6 +253,12 @@ struct header_handler {
     if (current == field::content_length) out->content_length = static_cast<std::size_t>(n);
     else if (current == field::request_id)
       out->request_id = n;
+    else if (current == field::last_request_id)
+      out->last_request_id = n;
+    else if (current == field::window)
+      out->window = n;
+    else if (current == field::window_bytes)
+      out->window_bytes = n;
     else
       return wrong(ec);
     mark(current);

@@ -66,14 +66,16 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
     if (auto e = interrupted()) throw *e;
     throw;
   }
+  // A cancellation that arrives while a step's completion is on its way is
+  // recorded in the state but ends nothing: each step checks for it.
+  if (auto e = interrupted()) throw *e;
   st->stream.expires_at(started + timeout);
 
   // A host may answer before it has read the whole request (too_large) and
   // close: a failed write is reported only if no answer can be read.
   auto [write_ec, written] = co_await st->stream.async_write(asio::buffer(frame), use_tuple);
   if (write_ec && st->stream.expired()) throw peer.timed_out(timeout);
-  if (write_ec)
-    if (auto e = interrupted()) throw *e;
+  if (auto e = interrupted()) throw *e;
 
   frame_decoder decoder(peer.options.max_content_length);
   read_buffer in;
@@ -82,6 +84,7 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
     if (status == frame_decoder::status::complete) break;
     if (status != frame_decoder::status::need_more)
       throw error(errc::protocol_error, peer.describe() + " sent a bad frame: " + decoder.error());
+    if (auto e = interrupted()) throw *e;
     auto [room, size] = in.prepare(decoder.bytes_needed());
     auto [ec, n] = co_await st->stream.async_read_some(asio::buffer(room, size), use_tuple);
     if (ec) {

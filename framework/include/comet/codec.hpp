@@ -11,6 +11,7 @@
 
 #include <boost/json/value.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -23,6 +24,26 @@ inline constexpr std::size_t proto_header_size = 2;
 inline constexpr std::size_t max_json_header_size = 0xFFFF;
 inline constexpr std::string_view json_content_type = "text/json";
 
+// The extensions a peer speaks, announced in a "features" header key
+// (docs/protocol.md, "Announced extensions"); names this version does not
+// know are ignored, so a newer peer may announce more.
+namespace feature {
+inline constexpr std::uint32_t cancel = 1u << 0;      // "cancel": cancel frames
+inline constexpr std::uint32_t going_away = 1u << 1;  // "going-away": the host's drain notice
+// Every feature this version speaks.
+inline constexpr std::uint32_t all = cancel | going_away;
+struct named {
+  std::uint32_t bit;
+  std::string_view name;
+};
+inline constexpr std::array<named, 2> names{{{cancel, "cancel"}, {going_away, "going-away"}}};
+}  // namespace feature
+
+// What a frame carries: a request or an answer, or a control frame
+// ("control" header key). A control frame of a kind this version does not
+// know reads as `unknown_control`, so that it is ignored, never run.
+enum class frame_kind : std::uint8_t { message, cancel, going_away, unknown_control };
+
 struct frame_header {
   std::string byteorder = "little";
   std::string content_type{json_content_type};
@@ -33,6 +54,17 @@ struct frame_header {
   std::optional<std::uint64_t> request_id;
   // The shared secret a host may require ("auth-token"); empty when absent.
   std::string auth_token;
+  // Announced extensions: "features" (a bit per feature:: name; set when
+  // the key is present, even as []), and in a host's answer "window" (the
+  // requests a connection may have in flight) and "window-bytes" (their
+  // content bytes).
+  std::optional<std::uint32_t> features;
+  std::optional<std::uint64_t> window;
+  std::optional<std::uint64_t> window_bytes;
+  // "control": a cancel (of `request_id`) or a going-away notice, whose
+  // "last-request-id" is the last request the host read on the connection.
+  frame_kind kind = frame_kind::message;
+  std::optional<std::uint64_t> last_request_id;
 
   bool is_json() const noexcept { return content_type == json_content_type; }
 };

@@ -26,6 +26,7 @@ enum class errc {
   unauthorized,
   shutting_down,
   remote_error,  // an error response whose code this version does not know
+  busy,          // the connection's window was full: refused unread (safe to send again)
 
   // Detected by this side.
   peer_offline = 100,  // connection refused / unreachable
@@ -41,6 +42,8 @@ enum class errc {
   client_closed,      // a send on a client after close() / async_close()
   unresolved,         // a host name that does not resolve
   usage_error,        // an API called in a way it does not allow (an action routed twice...)
+  unread,             // the host never read the request (never written, or after its
+                      // going-away notice): safe to send again
 };
 
 const std::error_category& error_category() noexcept;
@@ -64,6 +67,11 @@ class error : public std::runtime_error {
       : std::runtime_error(message), code_(make_error_code(code)) {}
 
   const std::error_code& code() const noexcept { return code_; }
+
+  // The host provably did not run the request, and sending it again may
+  // succeed: busy, shutting_down, unread, peer_offline, connect_timeout,
+  // unresolved (docs/api.md, "Which failures are safe to send again").
+  bool safe_to_retry() const noexcept;
 
  private:
   std::error_code code_;
