@@ -198,6 +198,10 @@ asio::awaitable<void> client::async_close() const {
 
 bool client::closed() const noexcept { return impl_->tracker.closed(); }
 
+client_stats client::stats() const noexcept {
+  return impl_->pool ? impl_->pool->stats() : client_stats{};
+}
+
 std::string client::describe() const { return impl_->info->describe(); }
 
 const endpoint& client::peer() const noexcept { return impl_->info->peer; }

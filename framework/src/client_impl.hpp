@@ -104,6 +104,12 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   void close(const error& why);
 
   const asio::any_io_executor& strand() const noexcept { return strand_; }
+  // From any thread.
+  client_stats stats() const noexcept {
+    return {queued_now_.load(std::memory_order_relaxed),
+            queued_total_.load(std::memory_order_relaxed),
+            queue_wakeups_.load(std::memory_order_relaxed)};
+  }
   // True when the calling thread is the single thread of the serial
   // executor: send() may then run in the caller's coroutine, with no hop.
   bool inline_ok() const noexcept;
@@ -114,7 +120,17 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
 
   connection* pick();
   void remove(connection& conn);
-  void notify_slot();
+  // A send that found no room waits in `queued_`, first come first
+  // served, with its deadline running. Room that frees up (an answer, a
+  // connection gone) wakes the first waiter not yet woken, one per free
+  // place: the cost of a completion does not grow with the queue.
+  struct queued_send {
+    asio::steady_timer* timer;
+    bool woken = false;
+  };
+  std::size_t free_places() const;
+  void wake_next_queued();
+  void wake_all_queued();
   // Keeps the deadline timer at the earliest pending deadline (or off).
   void watch_deadlines(pooled_request::time_point deadline);
   // Turns the deadline timer off when no caller waits any more.
@@ -126,7 +142,11 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   std::shared_ptr<const peer_info> info_;
   send_tracker& tracker_;
   std::vector<std::shared_ptr<connection>> connections_;
-  std::list<asio::steady_timer*> slot_waiters_;
+  std::list<queued_send> queued_;
+  std::size_t woken_ = 0;  // queued sends woken that have not run yet
+  std::atomic<std::size_t> queued_now_{0};
+  std::atomic<std::uint64_t> queued_total_{0};
+  std::atomic<std::uint64_t> queue_wakeups_{0};
   peer_knowledge knowledge_;
   std::uint64_t next_id_ = 1;
   bool closed_ = false;

@@ -186,7 +186,7 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     {
       const batch_guard batch(pool_, *this);
       auto settle = [this](pooled_request& r) {
-        pool_.notify_slot();
+        pool_.wake_next_queued();
         r.settle_inline();
       };
       in_.consume(mux.consume(in_.data(), settle));
@@ -354,11 +354,44 @@ void peer_pool::remove(connection& conn) {
   auto held = conn.shared_from_this();  // it may be running
   std::erase_if(connections_, [&](const auto& c) { return c.get() == &conn; });
   recheck_deadlines();
-  notify_slot();
+  wake_next_queued();
 }
 
-void peer_pool::notify_slot() {
-  for (auto* waiter : slot_waiters_) waiter->cancel();
+// Places a send could take now without waiting: room on the connections
+// that take requests, and on those the pool may still open (a new one to a
+// peer not yet known to keep connections open carries its probe alone).
+std::size_t peer_pool::free_places() const {
+  const auto& o = info_->options;
+  const std::size_t max_in_flight = std::max<std::size_t>(1, o.max_in_flight);
+  std::size_t free = 0;
+  for (const auto& c : connections_)
+    if (!c->closed() && c->mux.accepts(max_in_flight)) free += max_in_flight - c->mux.in_flight();
+  const std::size_t max_connections = std::max<std::size_t>(1, o.max_connections);
+  if (connections_.size() < max_connections)
+    free += (max_connections - connections_.size()) *
+            (knowledge_.support == peer_knowledge::keep_alive::yes ? max_in_flight : 1);
+  return free;
+}
+
+void peer_pool::wake_next_queued() {
+  if (queued_.size() == woken_ || free_places() <= woken_) return;
+  for (auto& q : queued_)
+    if (!q.woken) {
+      q.woken = true;
+      ++woken_;
+      queue_wakeups_.fetch_add(1, std::memory_order_relaxed);
+      q.timer->cancel();
+      return;
+    }
+}
+
+void peer_pool::wake_all_queued() {
+  for (auto& q : queued_)
+    if (!q.woken) {
+      q.woken = true;
+      ++woken_;
+      q.timer->cancel();
+    }
 }
 
 void peer_pool::close(const error& why) {
@@ -367,7 +400,7 @@ void peer_pool::close(const error& why) {
   closed_why_ = why;
   for (auto& c : std::vector(connections_)) c->close(why);
   deadlines_.stop();
-  notify_slot();
+  wake_all_queued();
 }
 
 asio::awaitable<json::value> peer_pool::send(std::string action, json::value value,
@@ -389,6 +422,22 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
   // refused as too large, and requests that large then go alone.
   for (;;) {
     connection* conn = nullptr;
+    // This send's place in the queue while it has one; leaving it (with a
+    // place, or by failing) passes a wakeup it did not use on to the next.
+    std::optional<asio::steady_timer> timer;
+    std::optional<std::list<queued_send>::iterator> place;
+    struct leave_queue {
+      peer_pool& pool;
+      std::optional<std::list<queued_send>::iterator>& place;
+      void now() {
+        if (!place) return;
+        if ((*place)->woken) --pool.woken_;
+        pool.queued_.erase(*std::exchange(place, std::nullopt));
+        pool.queued_now_.store(pool.queued_.size(), std::memory_order_relaxed);
+        pool.wake_next_queued();
+      }
+      ~leave_queue() { now(); }
+    } leave{*this, place};
     for (;;) {
       if (closed_) throw *closed_why_;
       // Encoded into a buffer the pool reuses (again after any wait: other
@@ -401,12 +450,21 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       if (knowledge_.support == peer_knowledge::keep_alive::no ||
           encoding_.size() >= knowledge_.refused_size)
         break;
-      if ((conn = pick())) break;
-      asio::steady_timer waiter(strand_, deadline);
-      slot_waiters_.push_back(&waiter);
-      const auto position = std::prev(slot_waiters_.end());
-      auto [ec] = co_await waiter.async_wait(use_tuple);
-      slot_waiters_.erase(position);
+      // Sends already queued go first.
+      if (place ? (*place)->woken : queued_.empty())
+        if ((conn = pick())) break;
+      if (!place) {
+        const std::size_t limit = info_->options.max_queued_sends;
+        if (queued_.size() >= limit) throw info_->queue_full(limit);
+        timer.emplace(strand_, deadline);
+        place = queued_.insert(queued_.end(), queued_send{&*timer});
+        queued_now_.store(queued_.size(), std::memory_order_relaxed);
+        queued_total_.fetch_add(1, std::memory_order_relaxed);
+      } else if ((*place)->woken) {  // woken, and the room went meanwhile
+        (*place)->woken = false;
+        --woken_;
+      }
+      auto [ec] = co_await timer->async_wait(use_tuple);
       if (ec == asio::error::operation_aborted && was_cancelled(cancellation))
         throw info_->cancelled();
       if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
@@ -414,6 +472,7 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
     // A cancellation that arrived while a wait's completion was on its way.
     if (was_cancelled(cancellation)) throw info_->cancelled();
     if (!conn) {
+      leave.now();
       // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
       // full-expression twice.
       frame_header header;
@@ -430,6 +489,7 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
     request.deadline = deadline;
     request.timeout = timeout;
     conn->submit(request, encoding_);
+    leave.now();  // after the submit: the room it took is not offered again
     watch_deadlines(deadline);
     // Parks until the request is settled, or the caller cancels it: then it
     // is abandoned and the send completes at once.

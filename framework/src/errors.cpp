@@ -9,7 +9,7 @@ namespace {
 // Every code has a wire spelling: a host answers its own codes, and a
 // handler that fails with a comet::error (a relay whose upstream is
 // offline, say) is answered with that error's code.
-constexpr std::array<std::pair<errc, std::string_view>, 23> wire_codes{{
+constexpr std::array<std::pair<errc, std::string_view>, 24> wire_codes{{
     {errc::bad_request, "bad_request"},
     {errc::no_handler, "no_handler"},
     {errc::handler_failed, "handler_failed"},
@@ -33,6 +33,7 @@ constexpr std::array<std::pair<errc, std::string_view>, 23> wire_codes{{
     {errc::unresolved, "unresolved"},
     {errc::usage_error, "usage_error"},
     {errc::unread, "unread"},
+    {errc::queue_full, "queue_full"},
 }};
 
 class comet_category final : public std::error_category {
@@ -64,6 +65,7 @@ class comet_category final : public std::error_category {
       case errc::unresolved: return "the host name does not resolve";
       case errc::usage_error: return "the call is not allowed here";
       case errc::unread: return "the host never read the request";
+      case errc::queue_full: return "too many sends are waiting for a connection";
     }
     return "unknown comet error";
   }
@@ -77,6 +79,7 @@ bool error::safe_to_retry() const noexcept {
     case errc::busy:
     case errc::shutting_down:
     case errc::unread:
+    case errc::queue_full:
     case errc::peer_offline:
     case errc::connect_timeout:
     case errc::unresolved: return true;

@@ -160,6 +160,13 @@ error peer_info::cancelled() const {
   return error(errc::cancelled, "the send to " + describe() + " was cancelled");
 }
 
+error peer_info::queue_full(std::size_t limit) const {
+  return error(errc::queue_full,
+               "not sent to " + describe() + ": " + std::to_string(limit) +
+                   " sends are waiting for a connection already (client_options::max_queued_sends); "
+                   "it is safe to send again once fewer are in flight");
+}
+
 error peer_info::closed_meanwhile() const {
   return error(errc::cancelled,
                "the client to " + describe() + " was closed while this send was in flight");

@@ -56,6 +56,8 @@ struct peer_info {
   error cancelled() const;
   error closed_meanwhile() const;  // the client was closed during the send
   error client_closed() const;     // a send after close
+  // `limit` sends (max_queued_sends) were waiting for a connection already.
+  error queue_full(std::size_t limit) const;
   // Whether a failed connect is worth another try (refused, attempts left),
   // and how long to wait first: 50 ms, doubling.
   bool retry_connect(const boost::system::error_code& ec, std::size_t attempt) const;

@@ -64,6 +64,10 @@ struct client_options {
   // With keep_alive: connections kept per peer, and requests in flight on each.
   std::size_t max_connections = 4;
   std::size_t max_in_flight = 64;
+  // With keep_alive: sends past max_connections × max_in_flight wait for
+  // room in the order they were made, each within its deadline; past this
+  // many waiting, a send fails at once with errc::queue_full (nothing sent).
+  std::size_t max_queued_sends = 65536;
   // Sent as "auth-token" with every request, for hosts that require one.
   std::string auth_token;
   // A refused connection is retried this many times, after 50 ms, 100 ms,
@@ -83,6 +87,14 @@ struct send_options {
   // This send's own deadline, connect included, within the client's
   // request_timeout (the shorter one wins). Zero: request_timeout.
   std::chrono::milliseconds timeout{0};
+};
+
+// What a keep-alive client's queue of sends waiting for room has seen
+// (client::stats(); all zero without keep_alive).
+struct client_stats {
+  std::size_t queued = 0;           // sends waiting for room now
+  std::uint64_t queued_total = 0;   // sends that had to wait for room
+  std::uint64_t queue_wakeups = 0;  // times a waiting send was woken to take room
 };
 
 class io_pool;
@@ -174,6 +186,8 @@ class client {
   asio::awaitable<void> async_close() const;
 
   bool closed() const noexcept;
+  // From any thread.
+  client_stats stats() const noexcept;
 
   const endpoint& peer() const noexcept;
   const std::string& name() const noexcept;

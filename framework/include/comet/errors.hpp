@@ -44,6 +44,7 @@ enum class errc {
   usage_error,        // an API called in a way it does not allow (an action routed twice...)
   unread,             // the host never read the request (never written, or after its
                       // going-away notice): safe to send again
+  queue_full,         // client_options::max_queued_sends were waiting already: not sent
 };
 
 const std::error_category& error_category() noexcept;
@@ -69,8 +70,8 @@ class error : public std::runtime_error {
   const std::error_code& code() const noexcept { return code_; }
 
   // The host provably did not run the request, and sending it again may
-  // succeed: busy, shutting_down, unread, peer_offline, connect_timeout,
-  // unresolved (docs/api.md, "Which failures are safe to send again").
+  // succeed: busy, shutting_down, unread, queue_full, peer_offline,
+  // connect_timeout, unresolved (docs/api.md, "Which failures are safe to send again").
   bool safe_to_retry() const noexcept;
 
  private:
