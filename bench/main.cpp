@@ -5,6 +5,7 @@
 #include "comet_side.hpp"
 #include "load.hpp"
 #include "platform.hpp"
+#include "queue_burst.hpp"
 #include "report.hpp"
 #include "tls_pki.hpp"
 
@@ -217,7 +218,11 @@ int main(int argc, char** argv) {
   desc.add_options()
     ("help,h", "show this help")
     ("suite", po::value<std::string>(), "run a preset instead of the load options: 'issue4' "
-        "(issue 4's targets; implies --pin)")
+        "(issue 4's targets; implies --pin), or 'queue' (1,000, 10,000 and 100,000 sends queued "
+        "at once on one keep-alive client; same as --queued 1000,10000,100000)")
+    ("queued", po::value<std::string>(), "instead of load rows: bursts of this many sends "
+        "queued at once on one keep-alive comet::client against the comet host, with the cost "
+        "per send as a ratio to the first size (1-1000000 each)")
     ("mode,m", po::value<std::string>()->default_value("keep-alive"),
         "load modes: one-shot, keep-alive, pipelined, multiplexed")
     ("connections,c", po::value<std::string>()->default_value("16"), "connections (1-1024)")
@@ -270,9 +275,25 @@ int main(int argc, char** argv) {
 
     std::vector<scenario> scenarios;
     bool pin = vm["pin"].as<bool>();
+    const bool queue_suite = vm.count("suite") && vm["suite"].as<std::string>() == "queue";
+    if (vm.count("queued") || queue_suite) {
+      const std::string sizes_text =
+          queue_suite ? "1000,10000,100000" : vm["queued"].as<std::string>();
+      const auto sizes = number_list("queued", sizes_text, 1, 1000000);
+      const int rounds = vm.count("rounds") ? vm["rounds"].as<int>() : 3;
+      if (rounds < 1 || rounds > 10) throw usage_error("--rounds: 1 to 10");
+      raise_fd_limit(256);
+      const cpu_plan cpus = plan_cpus(pin);
+      pin_this_thread(cpus.server);
+      const auto rows = run_queue_bursts(sizes, rounds, cpus.load);
+      print_bursts(stdout, rows);
+      bool failed = false;
+      for (const auto& r : rows) failed = failed || r.errors != 0;
+      return failed ? 1 : 0;
+    }
     if (vm.count("suite")) {
       if (vm["suite"].as<std::string>() != "issue4")
-        throw usage_error("--suite: the only preset is 'issue4'");
+        throw usage_error("--suite: the presets are 'issue4' and 'queue'");
       for (const char* o : {"mode", "connections", "depth", "threads", "servers", "clients",
                             "client-server", "tls"})
         if (!vm[o].defaulted()) throw usage_error(std::string("--suite sets --") + o + " itself");
