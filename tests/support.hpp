@@ -54,6 +54,13 @@ bool wait_until(F done, std::chrono::milliseconds limit = 10s) {
   }
 }
 
+// A loopback port nothing listens on (bound for a moment, then released).
+inline std::uint16_t unused_port() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
 // The comet::error that `f` throws; fails the test if it throws none.
 template <class F>
 comet::error error_thrown_by(F&& f) {

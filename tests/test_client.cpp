@@ -15,11 +15,7 @@ using namespace comet::test;
 namespace {
 
 // A port on 127.0.0.1 that nothing listens on: bound, then released.
-endpoint closed_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return {"127.0.0.1", a.local_endpoint().port()};
-}
+endpoint closed_port() { return {"127.0.0.1", unused_port()}; }
 
 }  // namespace
 

@@ -133,3 +133,74 @@ TEST_CASE("past max_queued_sends a send fails at once with queue_full, nothing s
   std::lock_guard lock(h.mutex);
   CHECK(h.noted == std::vector<std::int64_t>{0, 10, 11, 12});
 }
+
+// Issue 18, item 2: a peer whose connect failed is down, and sends to it
+// fail at once instead of at their deadlines.
+TEST_CASE("sends to an offline peer fail at once, with one connect attempt for all of them",
+          "[integration][client][queue]") {
+  const endpoint nowhere{"127.0.0.1", unused_port()};
+  io_pool pool(1);
+  client c(pool, nowhere,
+           {.request_timeout = 60s, .keep_alive = true, .connect_retries = 0});
+  constexpr int sends = 2000;
+  std::atomic<int> offline{0}, other{0};
+  asio::post(pool.get_executor(), [&] {
+    for (int i = 0; i < sends; ++i)
+      asio::co_spawn(pool.get_executor(), c.send("echo", i),
+                     [&](std::exception_ptr e, const json::value&) {
+                       try {
+                         if (e) std::rethrow_exception(e);
+                         ++other;
+                       } catch (const comet::error& x) {
+                         ++(x.code() == errc::peer_offline ? offline : other);
+                       }
+                     });
+  });
+  // request_timeout is 60 s: sends that waited for their deadlines fail here.
+  REQUIRE(wait_until([&] { return offline + other == sends; }, 20s));
+  CHECK(offline == sends);
+  CHECK(c.stats().connects == 1);
+
+  // Within the backoff, a send fails at once and tries nothing.
+  const auto e = error_thrown_by([&] { c.send_sync("echo", 1); });
+  CHECK(e.code() == errc::peer_offline);
+  CHECK(e.safe_to_retry());
+  CHECK_THAT(e.what(), Catch::Contains("fail at once for") && Catch::Contains("then the next one tries again"));
+  CHECK(c.stats().connects == 1);
+
+  // Past it, the next send tries again (once; still refused).
+  REQUIRE(wait_until([&] {
+    try {
+      c.send_sync("echo", 1);
+    } catch (const comet::error&) {
+    }
+    return c.stats().connects == 2;
+  }, 20s));
+}
+
+TEST_CASE("a peer that comes back after being down is used again", "[integration][client][queue]") {
+  // A port that refuses until a host listens on it.
+  const std::uint16_t port = unused_port();
+  io_pool pool(1);
+  client c(pool, {"127.0.0.1", port}, {.keep_alive = true, .connect_retries = 0});
+  CHECK(error_thrown_by([&] { c.send_sync("echo", 1); }).code() == errc::peer_offline);
+  host_options o = host_fixture::loopback();
+  o.listen.port = port;
+  host_fixture f(1, o);
+  add_echo(f.server);
+  f.start();
+  // Past the backoff (200 ms ± 25%), the next send connects and is answered.
+  std::optional<json::value> answer;
+  REQUIRE(wait_until([&] {
+    try {
+      answer = c.send_sync("echo", 2);
+    } catch (const comet::error& e) {
+      if (e.code() != errc::peer_offline) throw;
+    }
+    return answer.has_value();
+  }, 20s));
+  CHECK(*answer == 2);
+  const auto connects = c.stats().connects;
+  for (int i = 0; i < 5; ++i) CHECK(c.send_sync("echo", i) == i);
+  CHECK(c.stats().connects == connects);  // the connection is kept
+}

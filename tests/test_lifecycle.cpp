@@ -82,12 +82,7 @@ std::chrono::milliseconds teardown_after(const char* what, F work) {
   return took;
 }
 
-// A port nothing listens on.
-std::uint16_t closed_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
+std::uint16_t closed_port() { return unused_port(); }
 
 std::chrono::milliseconds since(clock_type::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - t);

@@ -15,6 +15,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -108,7 +109,8 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   client_stats stats() const noexcept {
     return {queued_now_.load(std::memory_order_relaxed),
             queued_total_.load(std::memory_order_relaxed),
-            queue_wakeups_.load(std::memory_order_relaxed)};
+            queue_wakeups_.load(std::memory_order_relaxed),
+            connects_.load(std::memory_order_relaxed)};
   }
   // True when the calling thread is the single thread of the serial
   // executor: send() may then run in the caller's coroutine, with no hop.
@@ -131,6 +133,17 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   std::size_t free_places() const;
   void wake_next_queued();
   void wake_all_queued();
+
+  // A peer whose connect failed after its retries is down: sends fail at
+  // once (the queued ones too) until a backoff with jitter has passed;
+  // then the next send makes one connect attempt for all. Checked lazily
+  // by sends (no timer). Until a connection of the pool has connected,
+  // one connects at a time.
+  void mark_down(const error& why);
+  void mark_up();
+  // The failure a send meets now, if the peer is down.
+  std::optional<error> down_failure() const;
+  bool opening_blocked() const noexcept;
   // Keeps the deadline timer at the earliest pending deadline (or off).
   void watch_deadlines(pooled_request::time_point deadline);
   // Turns the deadline timer off when no caller waits any more.
@@ -144,9 +157,15 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   std::vector<std::shared_ptr<connection>> connections_;
   std::list<queued_send> queued_;
   std::size_t woken_ = 0;  // queued sends woken that have not run yet
+  bool up_ = false;         // a connection connected since the start or the last down
+  std::optional<error> down_why_;
+  std::chrono::steady_clock::time_point down_until_{};
+  std::chrono::milliseconds down_backoff_{0};
+  std::minstd_rand jitter_{std::random_device{}()};
   std::atomic<std::size_t> queued_now_{0};
   std::atomic<std::uint64_t> queued_total_{0};
   std::atomic<std::uint64_t> queue_wakeups_{0};
+  std::atomic<std::uint64_t> connects_{0};
   peer_knowledge knowledge_;
   std::uint64_t next_id_ = 1;
   bool closed_ = false;

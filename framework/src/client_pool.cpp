@@ -129,6 +129,15 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
       try {
         std::rethrow_exception(failure);
       } catch (const error& e) {
+        // Down only when no other connection of the pool is connected.
+        const bool offline = e.code() == errc::peer_offline ||
+                             e.code() == errc::connect_timeout || e.code() == errc::unresolved;
+        if (offline && std::none_of(pool_.connections_.begin(), pool_.connections_.end(),
+                                    [this](const auto& c) {
+                                      return c.get() != this && !c->closed() &&
+                                             c->mux.current() != multiplexer::state::connecting;
+                                    }))
+          pool_.mark_down(e);
         return close(e);
       } catch (const std::exception& e) {
         return close(error(errc::connection_closed, e.what()));
@@ -136,6 +145,7 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     }
     boost::system::error_code ignored;
     stream_.socket().non_blocking(true, ignored);  // for still_open()
+    pool_.mark_up();
     mux.connected();
     flush();
     read();
@@ -343,7 +353,9 @@ peer_pool::connection* peer_pool::pick() {
     else if (c->closed()) --i;  // look at this index again
   }
   if (best) return best;
-  if (connections_.size() >= std::max<std::size_t>(1, o.max_connections)) return nullptr;
+  if (connections_.size() >= std::max<std::size_t>(1, o.max_connections) || opening_blocked())
+    return nullptr;
+  connects_.fetch_add(1, std::memory_order_relaxed);
   auto fresh = std::make_shared<connection>(*this);
   connections_.push_back(fresh);
   fresh->start();
@@ -367,10 +379,51 @@ std::size_t peer_pool::free_places() const {
   for (const auto& c : connections_)
     if (!c->closed() && c->mux.accepts(max_in_flight)) free += max_in_flight - c->mux.in_flight();
   const std::size_t max_connections = std::max<std::size_t>(1, o.max_connections);
-  if (connections_.size() < max_connections)
+  if (connections_.size() < max_connections && !opening_blocked())
     free += (max_connections - connections_.size()) *
             (knowledge_.support == peer_knowledge::keep_alive::yes ? max_in_flight : 1);
   return free;
+}
+
+bool peer_pool::opening_blocked() const noexcept {
+  if (up_) return false;
+  if (down_why_ && std::chrono::steady_clock::now() < down_until_) return true;
+  return std::any_of(connections_.begin(), connections_.end(), [](const auto& c) {
+    return c->mux.current() == multiplexer::state::connecting;
+  });
+}
+
+void peer_pool::mark_down(const error& why) {
+  up_ = false;
+  // 200 ms, doubling to 5 s, each drawn from [75%, 125%] so that the
+  // clients of a restarted host do not all come back at once.
+  using std::chrono::milliseconds;
+  down_backoff_ = down_backoff_.count() == 0 ? milliseconds(200)
+                                             : std::min(down_backoff_ * 2, milliseconds(5000));
+  std::uniform_int_distribution<long long> spread(down_backoff_.count() * 3 / 4,
+                                                  down_backoff_.count() * 5 / 4);
+  const milliseconds wait(spread(jitter_));
+  down_until_ = std::chrono::steady_clock::now() + wait;
+  down_why_ = error(why.code() == errc::unresolved ? errc::unresolved : errc::peer_offline,
+                    std::string(why.what()) + " (sends to it fail at once for " +
+                        std::to_string(wait.count()) + " ms, then the next one tries again)");
+  log(log_level::info, info_->describe() + " is down, next attempt in " +
+                           std::to_string(wait.count()) + " ms: " + why.what());
+  // Those waiting for room fail now rather than at their deadlines.
+  wake_all_queued();
+}
+
+void peer_pool::mark_up() {
+  up_ = true;
+  down_why_.reset();
+  down_backoff_ = std::chrono::milliseconds(0);
+}
+
+std::optional<error> peer_pool::down_failure() const {
+  if (!down_why_) return std::nullopt;
+  // Past the backoff, a send may try; while its attempt runs, the others wait for it.
+  if (std::chrono::steady_clock::now() >= down_until_) return std::nullopt;
+  return down_why_;
 }
 
 void peer_pool::wake_next_queued() {
@@ -440,6 +493,8 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
     } leave{*this, place};
     for (;;) {
       if (closed_) throw *closed_why_;
+      if (down_why_)
+        if (auto down = down_failure()) throw *down;
       // Encoded into a buffer the pool reuses (again after any wait: other
       // sends use it meanwhile); nothing suspends from here to the submit.
       encoding_.clear();

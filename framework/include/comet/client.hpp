@@ -95,6 +95,7 @@ struct client_stats {
   std::size_t queued = 0;           // sends waiting for room now
   std::uint64_t queued_total = 0;   // sends that had to wait for room
   std::uint64_t queue_wakeups = 0;  // times a waiting send was woken to take room
+  std::uint64_t connects = 0;       // connections the pool began to open
 };
 
 class io_pool;
