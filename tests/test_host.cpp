@@ -388,7 +388,7 @@ TEST_CASE("a peer that stalls mid-frame is dropped after idle_timeout while othe
   CHECK(waited < 3s);
 }
 
-TEST_CASE("connections past max_connections are closed at once", "[integration][host][limits]") {
+TEST_CASE("connections past max_connections are answered host_full and closed", "[integration][host][limits]") {
   host_options o = host_fixture::loopback();
   o.max_connections = 2;
   host_fixture f(2, o);
@@ -400,6 +400,10 @@ TEST_CASE("connections past max_connections are closed at once", "[integration][
   CHECK(answer_of(first.read_frame()).result == 1);
   CHECK(answer_of(second.read_frame()).result == 2);
   raw_peer third(at);
+  third.write(request_frame("echo", 3));
+  const auto refusal = answer_of(third.read_frame());
+  REQUIRE(refusal.error);
+  CHECK(*refusal.error == errc::host_full);
   CHECK(third.closed_by_peer());
   CHECK(wait_until([&] { return f.server.stats().connections_refused == 1; }));
   first.write(request_frame("echo", "still served"));

@@ -197,7 +197,7 @@ TEST_CASE("a connection that sends nothing is dropped after the idle timeout",
   require_alive(f);
 }
 
-TEST_CASE("connections past the maximum are closed at once while the open ones are served",
+TEST_CASE("connections past the maximum are refused while the open ones are served",
           "[integration][hostile]") {
   host_options o = host_fixture::loopback();
   o.max_connections = 8;
@@ -206,8 +206,15 @@ TEST_CASE("connections past the maximum are closed at once while the open ones a
   for (int i = 0; i < 8; ++i) held.push_back(std::make_unique<raw_peer>(f.at, peer_timeout));
   REQUIRE(wait_until([&] { return f.server.stats().connections_open == 8; }));
 
-  raw_peer extra(f.at, 1s);
+  raw_peer extra(f.at, 3s);
+  extra.write(request_frame("echo", "extra"));
+  const auto refusal = answer_of(extra.read_frame());
+  REQUIRE(refusal.error);
+  CHECK(*refusal.error == errc::host_full);
   CHECK(extra.closed_by_peer());
+  // A peer that sends nothing is closed too, within the refusal's second.
+  raw_peer silent(f.at, 5s);
+  CHECK(silent.closed_by_peer());
 
   held[0]->write(request_frame("echo", "held"));
   CHECK(answer_of(held[0]->read_frame()).result == "held");

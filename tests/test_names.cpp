@@ -228,6 +228,8 @@ TEST_CASE("a host listens on each address of a name, sharing its limits and its 
     REQUIRE(wait_until([&] { return h.stats().connections_open == 1; }));
     const auto refused = h.stats().connections_refused;
     raw_peer other(h.local_endpoints().back());
+    other.write(request_frame("echo", "other"));
+    CHECK(decode_response(split(other.read_frame()).content).error == errc::host_full);
     CHECK(other.closed_by_peer());
     CHECK(h.stats().connections_refused == refused + 1);
   }

@@ -47,11 +47,11 @@ std::vector<log_capture::line> lines_containing(const log_capture& log, std::str
 TEST_CASE("every error code's wire_name reads back as that code with errc_from_wire",
           "[promises][errors]") {
   std::vector<errc> codes;
-  for (int v = static_cast<int>(errc::bad_request); v <= static_cast<int>(errc::busy); ++v)
+  for (int v = static_cast<int>(errc::bad_request); v <= static_cast<int>(errc::host_full); ++v)
     codes.push_back(static_cast<errc>(v));
   for (int v = static_cast<int>(errc::peer_offline); v <= static_cast<int>(errc::queue_full); ++v)
     codes.push_back(static_cast<errc>(v));
-  REQUIRE(codes.size() == 24);
+  REQUIRE(codes.size() == 25);
   std::set<std::string_view> names;
   for (const errc code : codes) {
     const auto name = wire_name(code);
@@ -673,6 +673,8 @@ TEST_CASE("refusals past max_connections in a burst log a warn line or two that 
   const auto begun = std::chrono::steady_clock::now();
   for (int i = 0; i < burst; ++i) {
     raw_peer refused(f.at);
+    refused.write(request_frame("echo", i));
+    CHECK(decode_response(split(refused.read_frame()).content).error == errc::host_full);
     CHECK(refused.closed_by_peer());
   }
   REQUIRE(wait_until([&] { return f.server.stats().connections_refused == burst; }));
@@ -689,6 +691,8 @@ TEST_CASE("refusals past max_connections in a burst log a warn line or two that 
   for (int i = 0; i < 60 && reported().size() == counts.size(); ++i) {
     std::this_thread::sleep_for(100ms);  // paces the probes; the log line is what is waited for
     raw_peer refused(f.at);
+    refused.write(request_frame("echo", i));
+    CHECK(decode_response(split(refused.read_frame()).content).error == errc::host_full);
     CHECK(refused.closed_by_peer());
   }
   counts = reported();

@@ -9,7 +9,7 @@ namespace {
 // Every code has a wire spelling: a host answers its own codes, and a
 // handler that fails with a comet::error (a relay whose upstream is
 // offline, say) is answered with that error's code.
-constexpr std::array<std::pair<errc, std::string_view>, 24> wire_codes{{
+constexpr std::array<std::pair<errc, std::string_view>, 25> wire_codes{{
     {errc::bad_request, "bad_request"},
     {errc::no_handler, "no_handler"},
     {errc::handler_failed, "handler_failed"},
@@ -19,6 +19,7 @@ constexpr std::array<std::pair<errc, std::string_view>, 24> wire_codes{{
     {errc::shutting_down, "shutting_down"},
     {errc::remote_error, "remote_error"},
     {errc::busy, "busy"},
+    {errc::host_full, "host_full"},
     {errc::peer_offline, "peer_offline"},
     {errc::connect_timeout, "connect_timeout"},
     {errc::request_timeout, "request_timeout"},
@@ -50,6 +51,7 @@ class comet_category final : public std::error_category {
       case errc::unauthorized: return "the request was not authorized";
       case errc::shutting_down: return "the host is shutting down";
       case errc::remote_error: return "the host answered with an error";
+      case errc::host_full: return "the host was at its connection limit; it did not read the request";
       case errc::busy: return "the host's window for the connection was full; it did not read the request";
       case errc::peer_offline: return "the peer is offline";
       case errc::connect_timeout: return "connecting to the peer timed out";
@@ -77,6 +79,7 @@ bool error::safe_to_retry() const noexcept {
   if (code_.category() != error_category()) return false;
   switch (static_cast<errc>(code_.value())) {
     case errc::busy:
+    case errc::host_full:
     case errc::shutting_down:
     case errc::unread:
     case errc::queue_full:

@@ -160,7 +160,7 @@ void host::impl::admit(tcp::socket socket, const asio::any_io_executor& serial) 
   if (std::lock_guard lock(connections_mutex); connections.size() >= options.max_connections) {
     metrics.refused();
     warn_refused();
-    socket.close(ignored);
+    refuse_full(std::move(socket));
     return;
   }
   socket.set_option(tcp::no_delay(true), ignored);

@@ -80,6 +80,12 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   void listen_on(const std::vector<tcp::endpoint>& addresses, bool named);
   void close_acceptors();
   asio::any_io_executor next_connection_executor();
+  // Past max_connections: reads the connection's first request and answers
+  // it host_full (host_refusal.cpp), or closes it at once when
+  // max_refusing are being answered already.
+  void refuse_full(tcp::socket socket);
+  static constexpr std::size_t max_refusing = 256;
+  std::atomic<std::size_t> refusing{0};
   // Lists and starts an accepted connection, or refuses it past max_connections.
   void admit(tcp::socket socket, const asio::any_io_executor& serial);
   void accept_backlog();

@@ -27,6 +27,7 @@ enum class errc {
   shutting_down,
   remote_error,  // an error response whose code this version does not know
   busy,          // the connection's window was full: refused unread (safe to send again)
+  host_full,     // the host was at max_connections: refused unread (safe to send again)
 
   // Detected by this side.
   peer_offline = 100,  // connection refused / unreachable
@@ -70,7 +71,7 @@ class error : public std::runtime_error {
   const std::error_code& code() const noexcept { return code_; }
 
   // The host provably did not run the request, and sending it again may
-  // succeed: busy, shutting_down, unread, queue_full, peer_offline,
+  // succeed: busy, host_full, shutting_down, unread, queue_full, peer_offline,
   // connect_timeout, unresolved (docs/api.md, "Which failures are safe to send again").
   bool safe_to_retry() const noexcept;
 
