@@ -343,6 +343,7 @@ int run(const soak_options& o) {
     log_lines = logs.by_level;
   }
   print_summary(o, elapsed_s, counts, stats, rss, log_lines);
+  run_refusal_phases(counts);
   const bool ok = passed(o, counts, rss);
   std::cout << (ok ? "PASS" : "FAIL") << "\n";
   std::cout.flush();

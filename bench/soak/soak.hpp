@@ -55,6 +55,11 @@ struct soak_options {
   bool verbose = false;
 };
 
+// After the main run: bursts of sends to an offline peer and to a full
+// host, outcomes by code printed; any other outcome is a failure in `counts`.
+class tally;
+void run_refusal_phases(tally& counts);
+
 // Returns nullopt after printing help or a usage error (exit status in `status`).
 std::optional<soak_options> parse_options(int argc, char** argv, int& status);
 

@@ -84,7 +84,7 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // it host_full (host_refusal.cpp), or closes it at once when
   // max_refusing are being answered already.
   void refuse_full(tcp::socket socket);
-  static constexpr std::size_t max_refusing = 256;
+  static constexpr std::size_t max_refusing = 4096;
   std::atomic<std::size_t> refusing{0};
   // Lists and starts an accepted connection, or refuses it past max_connections.
   void admit(tcp::socket socket, const asio::any_io_executor& serial);

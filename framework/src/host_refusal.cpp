@@ -1,8 +1,9 @@
 // A connection past max_connections is not closed bare (its sender could
 // not tell that from a request the host lost): its first request is read
 // and answered host_full, which says the host did not run it, and then it
-// closes. Bounded: at most max_refusing at once (past it, a bare close),
-// each within refusal_deadline, reading at most refusal_read_limit bytes.
+// closes. Bounded: at most max_refusing at once (each holds a socket and a
+// few hundred bytes; past it, a bare close), each within refusal_deadline,
+// reading at most refusal_read_limit bytes.
 #include "host_impl.hpp"
 
 #include <comet/handlers.hpp>
@@ -13,6 +14,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+
+#include <algorithm>
 
 namespace comet {
 namespace {
@@ -31,16 +34,19 @@ asio::awaitable<void> answer_full(std::shared_ptr<tcp::socket> held, std::size_t
     boost::system::error_code ignored;
     held->close(ignored);
   });
+  // Small buffers: a flood of refused connections is what this answers.
   frame_decoder decoder(refusal_content_limit);
-  read_buffer in;
+  std::string in;
+  std::size_t received = 0;
   for (;;) {
-    const auto status = decoder.decode(in.data());
+    const auto status = decoder.decode(std::string_view(in.data(), received));
     if (status == frame_decoder::status::malformed) co_return;  // nothing to answer
     if (status != frame_decoder::status::need_more) break;      // complete, or header read
-    auto [room, size] = in.prepare(decoder.bytes_needed());
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(room, size), use_tuple);
+    in.resize(std::max({decoder.bytes_needed(), received + 256, in.size()}));
+    auto [ec, n] = co_await socket.async_read_some(
+        asio::buffer(in.data() + received, in.size() - received), use_tuple);
     if (ec) co_return;
-    in.commit(n);
+    received += n;
   }
   frame_header h;
   h.request_id = decoder.header().request_id;
@@ -55,10 +61,11 @@ asio::awaitable<void> answer_full(std::shared_ptr<tcp::socket> held, std::size_t
   // with it: what the peer still sends is read and dropped until it closes.
   boost::system::error_code ignored;
   socket.shutdown(tcp::socket::shutdown_send, ignored);
-  std::size_t drained = in.size();
-  char sink[16 * 1024];
+  std::size_t drained = received;
+  // What is drained is dropped: the refusals of a thread share one sink.
+  thread_local char sink[16 * 1024];
   while (drained < refusal_read_limit) {
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink), use_tuple);
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink, sizeof sink), use_tuple);
     if (ec) break;
     drained += n;
   }
