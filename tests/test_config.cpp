@@ -442,7 +442,7 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
         parse(host_block + "[comet]\nconnect_timout = 3\n"),
         Contains("app.toml:5: comet.connect_timout: unknown key; comet takes only "
                  "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
-                 "max_content_length, max_in_flight, write_buffer_limit, max_connections, "
+                 "max_content_length, max_in_flight, max_in_flight_bytes, write_buffer_limit, max_connections, "
                  "idle_timeout, handler_timeout, keep_alive, max_connections_per_peer, auth_token, "
                  "allow, tls, tls_certificate, tls_private_key, tls_ca and "
                  "tls_require_client_certificate "
