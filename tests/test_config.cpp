@@ -182,6 +182,7 @@ request_timeout = 7.5
 shutdown_timeout = 0.75
 max_content_length = 5000
 max_in_flight = 9
+max_in_flight_bytes = 4096
 write_buffer_limit = 8192
 max_connections = 77
 idle_timeout = 12.5
@@ -220,6 +221,7 @@ Port = 65001
   CHECK(h.max_content_length == 5000);
   CHECK(h.shutdown_timeout == 750ms);
   CHECK(h.max_in_flight == 9);
+  CHECK(h.max_in_flight_bytes == 4096);
   CHECK(h.write_buffer_limit == 8192);
   CHECK(h.max_connections == 77);
   CHECK(h.idle_timeout == 12500ms);

@@ -65,6 +65,9 @@ void host_session::on_request(const frame_header& header, std::string_view conte
       r.announce = false;
       features_ = 0;
     }
+    // The host began to stop after this connection last looked: it drains
+    // now, so that this answer and those after it say the connection closes.
+    if (refused->error == errc::shutting_down) begin_drain();
     return refuse(r, *refused);
   }
   if (draining_)
