@@ -57,8 +57,9 @@ struct host_options {
   // A coroutine handler still running after this long is cancelled and the
   // request answered `timeout`. Zero: no deadline. (A plain function cannot
   // be interrupted; it is not bounded by this.) A coroutine handler is also
-  // cancelled when its peer closes the connection, and when a stop reaches
-  // shutdown_timeout; the cancellation reaches the sends it awaits.
+  // cancelled when its peer closes the connection or sends a cancel frame
+  // for it, and when a stop reaches shutdown_timeout; the cancellation
+  // reaches the sends it awaits.
   std::chrono::milliseconds handler_timeout{60000};
   // Access control, off by default so COMET peers keep working (see
   // docs/security.md). A non-empty token must arrive in every request's
