@@ -31,12 +31,14 @@ struct recording_driver final : host_session::driver {
   // Actions answered inline (plain functions): the value is echoed.
   std::set<std::string> inline_actions;
   std::string required_token;
+  bool stopping = false;  // the host began to stop: prepare refuses
   host_session* session = nullptr;
 
   std::variant<request_message, encoded_response> prepare(const frame_header& header,
                                                           std::string_view content) override {
     if (!required_token.empty() && header.auth_token != required_token)
       return error_response(errc::unauthorized, "this host requires an auth-token");
+    if (stopping) return error_response(errc::shutting_down, "the host is shutting down");
     std::string why;
     auto r = decode_request(content, why);
     if (!r) return error_response(errc::bad_request, why);
@@ -492,4 +494,37 @@ TEST_CASE("session: once shut, late answers are dropped and nothing is written",
   CHECK(f.written().empty());
   CHECK(f.session.outstanding() == 0);
   CHECK_FALSE(f.session.reading());
+}
+
+TEST_CASE("session: untagged requests still waiting when a drain begins are answered shutting_down",
+          "[unit][host_session]") {
+  fixture f;
+  f.feed(request(std::nullopt, 1) + request(std::nullopt, 2) + request(std::nullopt, 3));
+  REQUIRE(f.driver.runs.size() == 1);
+  f.session.begin_drain();
+  CHECK(f.session.in_flight() == 1);
+  f.answer(0, 1);
+  CHECK(f.driver.runs.size() == 1);  // the waiting ones never ran
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 3);
+  CHECK(decode_response(out[0].content).result == 1);
+  CHECK(code_of(out[1]) == errc::shutting_down);
+  CHECK(code_of(out[2]) == errc::shutting_down);
+  for (const auto& frame : out) CHECK_FALSE(frame.header.keep_alive);
+  CHECK(f.session.idle());
+}
+
+TEST_CASE("session: a shutting_down refusal from the host starts the drain", "[unit][host_session]") {
+  fixture f;
+  f.feed(request(1, 1, true, feature::all));
+  (void)f.written();
+  f.driver.stopping = true;  // before the driver told the session
+  f.feed(request(2, 2));
+  CHECK(f.session.draining());
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].header.kind == frame_kind::going_away);
+  CHECK(out[0].header.last_request_id == 2u);
+  CHECK(code_of(out[1]) == errc::shutting_down);
+  CHECK_FALSE(out[1].header.keep_alive);
 }
