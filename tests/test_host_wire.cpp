@@ -150,25 +150,16 @@ TEST_CASE("a stopping host sends going-away, answers what it read and refuses wh
           "[integration][host_session][drain]") {
   host_options o = host_fixture::loopback();
   o.shutdown_timeout = 60s;
-  std::atomic<int> runs{0};
-  std::atomic<bool> release{false};
+  held_requests held;
   host_fixture f(2, o);
-  f.server.on("hold", [&](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
-    ++runs;
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    for (int i = 0; !release && i < 2000; ++i) {  // at most 10 s
-      t.expires_after(5ms);
-      co_await t.async_wait(asio::use_awaitable);
-    }
-    co_return v;
-  });
+  held.add_to(f.server);
   add_echo(f.server);
   const auto at = f.start();
   raw_peer p(at);
   p.write(tagged(1, "echo", 1, feature::all));
   CHECK(split(p.read_frame()).header.contains("features"));
   p.write(tagged(2, "hold", 2) + tagged(3, "hold", 3));
-  REQUIRE(wait_until([&] { return runs == 2; }));
+  REQUIRE(wait_until([&] { return held.runs == 2; }));
 
   auto stopped = asio::co_spawn(f.pool.get_executor(), f.server.async_stop(), asio::use_future);
   const auto notice = split(p.read_frame());
@@ -183,9 +174,9 @@ TEST_CASE("a stopping host sends going-away, answers what it read and refuses wh
   const auto refusal = decode_response(late.content);
   REQUIRE(refusal.error);
   CHECK(*refusal.error == errc::shutting_down);
-  CHECK(runs == 2);
+  CHECK(held.runs == 2);
 
-  release = true;
+  held.release = true;
   std::set<std::uint64_t> answered;
   for (int i = 0; i < 2; ++i) {
     const auto r = split(p.read_frame());
@@ -196,7 +187,7 @@ TEST_CASE("a stopping host sends going-away, answers what it read and refuses wh
   CHECK(p.closed_by_peer());
   REQUIRE(stopped.wait_for(20s) == std::future_status::ready);
   stopped.get();
-  CHECK(runs == 2);
+  CHECK(held.runs == 2);
 }
 
 TEST_CASE("hostile extension frames: unknown cancels and kinds are ignored, bad features close",
