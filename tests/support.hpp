@@ -332,6 +332,25 @@ inline std::string request_frame(std::string_view action, const json::value& val
   return encode_frame(h, encode_request(action, value));
 }
 
+// A coroutine handler ("hold") that keeps each request until `release` is
+// set (looked at every 5 ms, 10 s at most), then answers its value; `runs`
+// counts the requests it took. Declare it before the host that uses it.
+struct held_requests {
+  std::atomic<int> runs{0};
+  std::atomic<bool> release{false};
+  void add_to(host& h) {
+    h.on("hold", [this](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
+      ++runs;
+      asio::steady_timer t(co_await asio::this_coro::executor);
+      for (int i = 0; !release && i < 2000; ++i) {
+        t.expires_after(std::chrono::milliseconds(5));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      co_return v;
+    });
+  }
+};
+
 // A coroutine handler that waits `value` milliseconds, then answers it.
 inline asio::awaitable<json::value> sleep_then_echo(const std::string&, const json::value& v) {
   asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(v.as_int64()));

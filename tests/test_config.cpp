@@ -182,6 +182,7 @@ request_timeout = 7.5
 shutdown_timeout = 0.75
 max_content_length = 5000
 max_in_flight = 9
+max_in_flight_bytes = 4096
 write_buffer_limit = 8192
 max_connections = 77
 idle_timeout = 12.5
@@ -220,6 +221,7 @@ Port = 65001
   CHECK(h.max_content_length == 5000);
   CHECK(h.shutdown_timeout == 750ms);
   CHECK(h.max_in_flight == 9);
+  CHECK(h.max_in_flight_bytes == 4096);
   CHECK(h.write_buffer_limit == 8192);
   CHECK(h.max_connections == 77);
   CHECK(h.idle_timeout == 12500ms);
@@ -442,7 +444,7 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
         parse(host_block + "[comet]\nconnect_timout = 3\n"),
         Contains("app.toml:5: comet.connect_timout: unknown key; comet takes only "
                  "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
-                 "max_content_length, max_in_flight, write_buffer_limit, max_connections, "
+                 "max_content_length, max_in_flight, max_in_flight_bytes, write_buffer_limit, max_connections, "
                  "idle_timeout, handler_timeout, keep_alive, max_connections_per_peer, auth_token, "
                  "allow, tls, tls_certificate, tls_private_key, tls_ca and "
                  "tls_require_client_certificate "

@@ -125,27 +125,19 @@ TEST_CASE("a stop under keep-alive and one-shot senders waits for no timeout",
 
 TEST_CASE("requests a keep-alive peer wrote before a stop are answered shutting_down, not dropped",
           "[integration][drain]") {
+  held_requests held;
   host_fixture f(2, patient_host());
-  std::atomic<bool> entered{false}, release{false};
-  f.server.on("hold", [&](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
-    entered = true;
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    for (int i = 0; !release && i < 2000; ++i) {  // at most 10 s
-      t.expires_after(5ms);
-      co_await t.async_wait(asio::use_awaitable);
-    }
-    co_return v;
-  });
+  held.add_to(f.server);
   add_echo(f.server);
   const auto at = f.start();
   raw_peer p(at);
   // One request the handler holds, two more behind it on the same connection.
   p.write(request_frame("hold", "first", /*keep_alive=*/true));
-  REQUIRE(wait_until([&] { return entered.load(); }));
+  REQUIRE(wait_until([&] { return held.runs > 0; }));
   p.write(request_frame("echo", "second", true) + request_frame("echo", "third", true));
   auto stopped = asio::co_spawn(f.pool.get_executor(), f.server.async_stop(), asio::use_future);
   REQUIRE(wait_until([&] { return !f.server.running(); }));
-  release = true;
+  held.release = true;
 
   const auto first = split(p.read_frame());
   CHECK(decode_response(first.content).result == "first");

@@ -338,17 +338,18 @@ TEST_CASE("tagged requests on one connection run concurrently and answer in comp
   CHECK(peak >= 2);
 }
 
-TEST_CASE("a connection's tagged requests beyond max_in_flight wait for a slot",
+TEST_CASE("a connection's tagged requests beyond max_in_flight are answered busy, unrun",
           "[integration][host]") {
   host_options o = host_fixture::loopback();
   o.max_in_flight = 2;
   host_fixture f(2, o);
-  std::atomic<int> running{0}, peak{0};
+  std::atomic<int> running{0}, peak{0}, runs{0};
   f.server.on("work", [&](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
+    ++runs;
     const int now = ++running;
     for (int seen = peak; now > seen && !peak.compare_exchange_weak(seen, now);) {
     }
-    asio::steady_timer t(co_await asio::this_coro::executor, 50ms);
+    asio::steady_timer t(co_await asio::this_coro::executor, 200ms);
     co_await t.async_wait(asio::use_awaitable);
     --running;
     co_return v;
@@ -363,10 +364,16 @@ TEST_CASE("a connection's tagged requests beyond max_in_flight wait for a slot",
     burst += encode_frame(h, encode_request("work", i));
   }
   p.write(burst);
-  std::set<std::uint64_t> answered;
-  for (int i = 0; i < 6; ++i)
-    answered.insert(split(p.read_frame()).header.at("request-id").to_number<std::uint64_t>());
+  std::set<std::uint64_t> answered, busy;
+  for (int i = 0; i < 6; ++i) {
+    auto r = split(p.read_frame());
+    const auto id = r.header.at("request-id").to_number<std::uint64_t>();
+    answered.insert(id);
+    if (decode_response(r.content).error == errc::busy) busy.insert(id);
+  }
   CHECK(answered.size() == 6);
+  CHECK(busy == std::set<std::uint64_t>{2, 3, 4, 5});
+  CHECK(runs == 2);
   CHECK(peak == 2);
 }
 

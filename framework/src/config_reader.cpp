@@ -33,9 +33,10 @@ constexpr std::string_view outer_key = "settings";
 constexpr std::array<std::string_view, 2> socket_keys{"Host", "Client"};
 constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
 // In the order docs/configuration.md lists them; error messages list them so.
-constexpr std::array<std::string_view, 19> settings_keys{
-    "io_threads",         "connect_timeout", "request_timeout",    "shutdown_timeout",
-    "max_content_length", "max_in_flight",   "write_buffer_limit", "max_connections",
+constexpr std::array<std::string_view, 20> settings_keys{
+    "io_threads",         "connect_timeout",     "request_timeout",    "shutdown_timeout",
+    "max_content_length", "max_in_flight",       "max_in_flight_bytes", "write_buffer_limit",
+    "max_connections",
     "idle_timeout",       "handler_timeout", "keep_alive",         "max_connections_per_peer",
     "auth_token",         "allow",           "tls",                "tls_certificate",
     "tls_private_key",    "tls_ca",          "tls_require_client_certificate"};
@@ -44,6 +45,7 @@ constexpr std::int64_t max_port = 65535;
 constexpr std::int64_t max_io_threads = 256;
 constexpr std::int64_t max_content_limit = std::int64_t{1} << 32;
 constexpr std::int64_t max_in_flight_limit = 65536;
+constexpr std::int64_t max_in_flight_bytes_limit = std::int64_t{1} << 40;
 constexpr std::int64_t min_write_buffer = 4096;
 constexpr std::int64_t max_write_buffer = std::int64_t{1} << 32;
 constexpr std::int64_t max_connections_limit = 1000000;
@@ -316,6 +318,8 @@ class config_reader {
     read_count("max_content_length", "bytes", 1, max_content_limit, "16777216",
                result.max_content_length);
     read_count("max_in_flight", "requests", 1, max_in_flight_limit, "64", result.max_in_flight);
+    read_count("max_in_flight_bytes", "bytes", 1, max_in_flight_bytes_limit, "67108864",
+               result.max_in_flight_bytes);
     read_count("write_buffer_limit", "bytes", min_write_buffer, max_write_buffer, "4194304",
                result.write_buffer_limit);
     read_count("max_connections", "connections", 1, max_connections_limit, "10000",

@@ -339,6 +339,7 @@ host_options host_options::from_config(const config& cfg) {
   o.max_content_length = cfg.framework.max_content_length;
   o.shutdown_timeout = cfg.framework.shutdown_timeout;
   o.max_in_flight = cfg.framework.max_in_flight;
+  o.max_in_flight_bytes = cfg.framework.max_in_flight_bytes;
   o.write_buffer_limit = cfg.framework.write_buffer_limit;
   o.max_connections = cfg.framework.max_connections;
   o.idle_timeout = cfg.framework.idle_timeout;

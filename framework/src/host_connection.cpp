@@ -1,7 +1,8 @@
-// Serving one connection: buffered reads that answer every complete frame
-// already received, untagged requests answered in order, tagged ones
-// ("request-id" on a keep-alive connection) run concurrently and answered in
-// completion order, and responses gathered into as few writes as possible.
+// Serving one connection: the driver of its host_session. Buffered reads
+// hand every complete frame received to the session; the handlers it starts
+// run here (plain functions answered inline, coroutines spawned with a
+// cancellation signal per handle), and the answers of one batch go out in
+// one write.
 #include "host_impl.hpp"
 
 #include <comet/log.hpp>
@@ -34,8 +35,10 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
     : stream_(std::move(socket), host->tls.get()),
       strand_(std::move(strand)),
       host_(std::move(host)),
-      decoder_(host_->options.max_content_length),
-      max_in_flight_(std::max<std::size_t>(1, host_->options.max_in_flight)),
+      session_(host_session_limits{host_->options.max_content_length, host_->options.max_in_flight,
+                                   host_->options.max_in_flight_bytes,
+                                   host_->options.write_buffer_limit},
+               *this, peer_),
       wake_(strand_, asio::steady_timer::time_point::max()),
       idle_deadline_(strand_, [this] { on_idle_deadline(); }),
       last_progress_(std::chrono::steady_clock::now()),
@@ -68,20 +71,20 @@ void host_connection::on_idle_deadline() {
   if (closed_) return;
   const auto timeout = host_->options.idle_timeout;
   const auto now = std::chrono::steady_clock::now();
-  const bool handling = busy_ || in_flight_ > 0;
+  const bool handling = session_.outstanding() > 0;
   if (handling || now - last_progress_ < timeout) {
     idle_deadline_.expires_at(std::max(last_progress_ + timeout, now + timeout / 2));
     return;
   }
   log(log_level::info, "host: " + peer_.to_string() +
-                           (out_.writing() ? " has not read its answers"
+                           (session_.writing() ? " has not read its answers"
                             : !in_.empty() ? " stalled in the middle of a frame"
                                            : " was idle") +
                            " for " + std::to_string(timeout.count()) + " ms; disconnecting");
   close_now();
 }
 
-bool host_connection::idle() const noexcept { return !busy_ && in_flight_ == 0 && out_.idle(); }
+bool host_connection::idle() const noexcept { return session_.idle(); }
 
 asio::any_io_executor host_connection::handler_executor() const {
   return host_->single_threaded ? host_->executor
@@ -90,6 +93,8 @@ asio::any_io_executor host_connection::handler_executor() const {
 
 void host_connection::close_gracefully() {
   stop_reading_ = true;
+  sync_drain();
+  flush();
   close_if_drained();
   wake();
 }
@@ -115,6 +120,10 @@ void host_connection::close_if_drained() {
 
 bool host_connection::draining() const noexcept { return stop_reading_ || host_->stopping; }
 
+void host_connection::sync_drain() {
+  if (draining()) session_.begin_drain();
+}
+
 // Bytes already received and not yet read (for TLS, encrypted ones).
 bool host_connection::peer_has_written() {
   boost::system::error_code ec;
@@ -124,10 +133,14 @@ bool host_connection::peer_has_written() {
 void host_connection::close_now() {
   if (closed_) return;
   closed_ = true;
+  session_.shut();
   stream_.close();
   idle_deadline_.stop();
   wake();
-  for (auto& signal : handler_signals_) signal.emit(asio::cancellation_type::terminal);
+  // Each handle's signal is connected while its coroutine handler runs.
+  for (auto& handler : handlers_)
+    if (handler.signal && handler.signal->slot().has_handler())
+      handler.signal->emit(asio::cancellation_type::terminal);
   host_->forget(*this);
 }
 
@@ -135,15 +148,15 @@ void host_connection::wake() { wake_.cancel(); }
 
 void host_connection::peer_gone() {
   log(log_level::info, "host: " + peer_.to_string() + " went away with " +
-                           std::to_string(in_flight_ + (busy_ ? 1 : 0)) +
+                           std::to_string(session_.outstanding()) +
                            " request(s) in flight; cancelling their handlers");
   close_now();
 }
 
-// While an untagged request's handler runs the connection does not read
-// (requests are answered in order); this notices meanwhile that the peer
+// While the last request's handler runs (its peer asked to close after it)
+// the connection does not read; this notices meanwhile that the peer
 // closed, so that the handler is cancelled rather than left to run for
-// nobody. Readable data (a pipelined request) is left for the read loop.
+// nobody. Readable data is left alone.
 void host_connection::watch_peer() {
   stream_.socket().async_wait(
       tcp::socket::wait_read,
@@ -163,22 +176,24 @@ asio::awaitable<void> host_connection::wait_for_wake() {
 }
 
 asio::awaitable<void> host_connection::read_loop() {
-  const std::size_t high_water = host_->options.write_buffer_limit;
   if (stream_.secure() && !co_await handshake()) co_return close_now();
 
   while (!closed_) {
-    if (!co_await answer_buffered()) break;
+    sync_drain();
+    in_.consume(session_.consume(in_.data()));
     flush();
-    // A stopping connection reads only what has already arrived.
-    if (draining() && !peer_has_written()) break;
+    if (!session_.reading()) break;
+    // A stopping connection reads only what has already arrived, unless its
+    // peer got the going-away notice: then what it writes until the last
+    // answer is out is read and answered shutting_down (close_if_drained
+    // ends the read then).
+    if (draining() && !session_.noticed() && !peer_has_written()) break;
 
-    // Backpressure: a peer that does not read its answers is not read from
-    // either, and tagged requests wait for a free slot.
-    while (!closed_ && (out_.buffered() > high_water || in_flight_ >= max_in_flight_))
-      co_await wait_for_wake();
-    if (closed_) break;
+    // Backpressure: a peer that does not read its answers is not read from either.
+    while (!closed_ && session_.reading() && !session_.wants_read()) co_await wait_for_wake();
+    if (closed_ || !session_.reading()) break;
 
-    auto [room, size] = in_.prepare(decoder_.bytes_needed());
+    auto [room, size] = in_.prepare(session_.bytes_needed());
     reading_ = true;
     auto [ec, n] = co_await stream_.async_read_some(asio::buffer(room, size), use_tuple);
     reading_ = false;
@@ -189,7 +204,7 @@ asio::awaitable<void> host_connection::read_loop() {
                                  " bytes");
       // Nobody is left to answer: the handlers still running are cancelled,
       // and with them the sends they await.
-      if (!closed_ && in_flight_ > 0) peer_gone();
+      if (!closed_ && session_.in_flight() > 0) peer_gone();
       break;
     }
     in_.commit(n);
@@ -220,117 +235,63 @@ asio::awaitable<bool> host_connection::handshake() {
   co_return false;
 }
 
-asio::awaitable<bool> host_connection::answer_buffered() {
-  for (;;) {
-    const auto status = decoder_.decode(in_.data());
-    switch (status) {
-      case frame_decoder::status::need_more: co_return true;
-      case frame_decoder::status::malformed:
-        log(log_level::warn, "host: malformed frame from " + peer_.to_string() + ": " +
-                                 decoder_.error() + "; closing the connection");
-        co_return false;  // answers to the frames before it still go out
-      case frame_decoder::status::too_large:
-        log(log_level::warn, "host: " + peer_.to_string() + ": " + decoder_.error() +
-                                 "; answering too_large and closing");
-        queue(decoder_.header().request_id, false, error_response(errc::too_large, decoder_.error()),
-              arrived_, {});
-        decoder_.reset();
-        co_return false;
-      case frame_decoder::status::complete: break;
-    }
-
-    const auto request_id = decoder_.header().request_id;
-    const bool stopping = draining();
-    const bool keep_alive = decoder_.header().keep_alive && !stopping;
-    // A keep-alive peer may have written more requests behind this one:
-    // while stopping, those already read are answered too (shutting_down),
-    // each answer saying the connection closes, rather than dropped.
-    const bool answer_rest = decoder_.header().keep_alive && stopping;
-    auto request = host_->prepare(decoder_.header(), decoder_.content(), admitted_);
-    in_.consume(decoder_.frame_size());
-    decoder_.reset();
-
-    if (auto* refused = std::get_if<encoded_response>(&request)) {
-      const bool unauthorized = refused->error == errc::unauthorized;
-      if (unauthorized)
-        log(log_level::warn, "host: refused " + peer_.to_string() + ": " + refused->content);
-      queue(request_id, keep_alive && !unauthorized, *refused, arrived_, {});
-      if ((!keep_alive && !answer_rest) || unauthorized) co_return false;
-      continue;
-    }
-    auto& message = std::get<request_message>(request);
-
-    // Plain-function handlers answer here and now, tagged or not.
-    if (auto now = host_->run_now(message, request_id, peer_, strand_)) {
-      queue(request_id, keep_alive, *now, arrived_, message.action);
-      if (!keep_alive && !answer_rest) co_return false;
-      continue;
-    }
-
-    if (request_id && keep_alive) {
-      // Multiplexed: runs beside the others, on any thread of the host's
-      // executor; its answer comes back to this strand. Past the bound,
-      // wait for a slot (reading stops meanwhile).
-      while (in_flight_ >= max_in_flight_ && !closed_) {
-        flush();
-        co_await wait_for_wake();
-      }
-      if (closed_) co_return false;
-      ++in_flight_;
-      auto signal = handler_signals_.emplace(handler_signals_.end());
-      // Kept for the debug line only (the message moves into the handler).
-      std::string action = log_enabled(log_level::debug) ? message.action : std::string();
-      asio::co_spawn(
-          handler_executor(), host_->run(std::move(message), request_id, peer_, strand_),
-          asio::bind_cancellation_slot(
-              signal->slot(),
-              asio::bind_executor(strand_, [self = shared_from_this(), request_id, signal,
-                                            arrived = arrived_, action = std::move(action)](
-                                               std::exception_ptr failure, encoded_response response) {
-                self->handler_signals_.erase(signal);
-                --self->in_flight_;
-                if (failure) response = error_response(errc::handler_failed, "internal error");
-                self->queue(request_id, !self->draining(), response, arrived, action);
-                self->flush();
-                self->wake();
-                self->close_if_drained();
-              })));
-      continue;
-    }
-
-    busy_ = true;
-    watch_peer();
-    std::string action = log_enabled(log_level::debug) ? message.action : std::string();
-    // Spawned with a signal of this connection's, so that close_now() can
-    // cancel it; it runs on this strand meanwhile.
-    auto signal = handler_signals_.emplace(handler_signals_.end());
-    auto [failure, response] = co_await asio::co_spawn(
-        strand_, host_->run(std::move(message), request_id, peer_, strand_),
-        asio::bind_cancellation_slot(signal->slot(), use_tuple));
-    handler_signals_.erase(signal);
-    busy_ = false;
-    ++watch_generation_;
-    if (closed_) co_return false;
-    if (failure) response = error_response(errc::handler_failed, "internal error");
-    // A stop that began while the handler ran: this answer says so.
-    queue(request_id, keep_alive && !draining(), response, arrived_, action);
-    if (!keep_alive && !answer_rest) co_return false;
-  }
+std::variant<request_message, encoded_response> host_connection::prepare(
+    const frame_header& header, std::string_view content) {
+  return host_->prepare(header, content, admitted_);
 }
 
-void host_connection::queue(std::optional<std::uint64_t> request_id, bool keep_alive,
-                            const encoded_response& response,
-                            std::chrono::steady_clock::time_point arrived, std::string_view action) {
-  if (closed_ || write_failed_) return;  // the peer is gone: nothing is answered
+void host_connection::run(handle h, request_message& request,
+                          std::optional<std::uint64_t> request_id, bool ordered) {
+  if (h >= handlers_.size()) handlers_.resize(h + 1);
+  auto& handler = handlers_[h];
+  handler.arrived = arrived_;
+  if (log_enabled(log_level::debug)) handler.action = request.action;
+  // Plain-function handlers answer here and now, tagged or not.
+  if (auto now = host_->run_now(request, request_id, peer_, strand_)) {
+    sync_drain();
+    return session_.answered(h, *now);
+  }
+  if (!handler.signal) handler.signal = std::make_unique<asio::cancellation_signal>();
+  // Ordered requests run on this strand; tagged ones beside the others, on
+  // any thread of the host's executor. Either answer comes back here.
+  asio::co_spawn(ordered ? strand_ : handler_executor(),
+                 host_->run(std::move(request), request_id, peer_, strand_),
+                 asio::bind_cancellation_slot(
+                     handler.signal->slot(),
+                     asio::bind_executor(strand_, [self = shared_from_this(), h, ordered](
+                                                      std::exception_ptr failure,
+                                                      encoded_response response) {
+                       self->on_answer(h, ordered, failure, std::move(response));
+                     })));
+  if (ordered && !session_.reading()) watch_peer();
+}
+
+void host_connection::on_answer(handle h, bool ordered, std::exception_ptr failure,
+                                encoded_response response) {
+  handlers_[h].signal->slot().clear();
+  if (ordered) ++watch_generation_;
+  if (failure) response = error_response(errc::handler_failed, "internal error");
+  sync_drain();
+  session_.answered(h, response);
+  flush();
+  wake();
+  close_if_drained();
+}
+
+void host_connection::cancel(handle h) {
+  auto& signal = handlers_[h].signal;
+  if (signal && signal->slot().has_handler()) signal->emit(asio::cancellation_type::terminal);
+}
+
+void host_connection::responded(handle h, const encoded_response& response) {
+  const auto arrived = h == host_session::no_handle ? arrived_ : handlers_[h].arrived;
   // One response in eight has its latency measured.
   std::optional<std::chrono::nanoseconds> latency;
   if ((++responses_ & 7) == 1) latency = std::chrono::steady_clock::now() - arrived;
-  if (log_enabled(log_level::debug)) log_answer(action, response, arrived);
+  if (log_enabled(log_level::debug))
+    log_answer(h == host_session::no_handle ? std::string_view() : handlers_[h].action, response,
+               arrived);
   host_->metrics.response(response.error, latency);
-  frame_header h;
-  h.keep_alive = keep_alive;
-  h.request_id = request_id;
-  append_frame(out_.pending(), h, response.content);
 }
 
 // One line per request at debug: who, which action, what was answered, how
@@ -350,23 +311,22 @@ void host_connection::log_answer(std::string_view action, const encoded_response
 }
 
 void host_connection::flush() {
-  if (closed_ || write_failed_) return;
-  const auto bytes = out_.begin();
+  if (closed_) return;
+  const auto bytes = session_.prepare_write();
   if (bytes.empty()) return;
   stream_.async_write(asio::buffer(bytes.data(), bytes.size()),
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                        self->out_.done();
                         self->host_->metrics.sent(n);
                         self->last_progress_ = std::chrono::steady_clock::now();
                         if (ec) {
                           if (!self->closed_)
                             log(log_level::warn, "host: cannot answer " + self->peer_.to_string() +
                                                      ": " + ec.message());
-                          self->write_failed_ = true;
-                          self->out_.discard();
+                          self->session_.write_failed();
                           self->close_now();
                           return;
                         }
+                        self->session_.commit_write();
                         self->flush();
                         self->wake();
                         self->close_if_drained();

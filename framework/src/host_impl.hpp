@@ -9,6 +9,7 @@
 #include "deadline_timer.hpp"
 #include "read_buffer.hpp"
 #include "host_metrics.hpp"
+#include "host_session.hpp"
 #include "transport.hpp"
 
 #include <boost/asio/cancellation_signal.hpp>
@@ -119,8 +120,12 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   void close_connections(bool graceful);
 };
 
-// One accepted socket. All of its state is touched only on its strand.
-class host_connection : public std::enable_shared_from_this<host_connection> {
+// One accepted socket: the driver of a host_session. It reads bytes into
+// the session, runs the handlers the session starts, feeds their answers
+// back and writes what the session gives. All of its state is touched only
+// on its strand.
+class host_connection : public std::enable_shared_from_this<host_connection>,
+                        private host_session::driver {
  public:
   // `executor` serializes the connection: a strand, or a single-threaded
   // context's executor.
@@ -148,17 +153,31 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   bool listed = false;  // guarded by host::impl::connections_mutex
 
  private:
+  using handle = host_session::handle;
+  // What the connection keeps per request the session runs, by handle.
+  struct handler_state {
+    // Created once per handle and reused: no allocation per request.
+    std::unique_ptr<asio::cancellation_signal> signal;
+    std::chrono::steady_clock::time_point arrived;
+    std::string action;  // for the debug line only
+  };
+
+  // host_session::driver
+  std::variant<request_message, encoded_response> prepare(const frame_header& header,
+                                                          std::string_view content) override;
+  void run(handle h, request_message& request, std::optional<std::uint64_t> request_id,
+           bool ordered) override;
+  void cancel(handle h) override;
+  void responded(handle h, const encoded_response& response) override;
+
   asio::awaitable<void> read_loop();
   // The TLS handshake, when the host uses TLS; false if it failed.
   asio::awaitable<bool> handshake();
-  // Answers every complete frame in the read buffer. Returns false once the
-  // connection must stop reading.
-  asio::awaitable<bool> answer_buffered();
   asio::awaitable<void> wait_for_wake();
-  // `action` names the request in the debug line ("" when it was not read).
-  void queue(std::optional<std::uint64_t> request_id, bool keep_alive,
-             const encoded_response& response, std::chrono::steady_clock::time_point arrived,
-             std::string_view action);
+  // A coroutine handler's answer, back on this strand.
+  void on_answer(handle h, bool ordered, std::exception_ptr failure, encoded_response response);
+  // Tells the session about a stop it has not seen yet.
+  void sync_drain();
   void log_answer(std::string_view action, const encoded_response& response,
                   std::chrono::steady_clock::time_point arrived) const;
   void flush();
@@ -178,23 +197,16 @@ class host_connection : public std::enable_shared_from_this<host_connection> {
   bool admitted_ = true;  // the peer passed the allow-list
 
   read_buffer in_;
-  frame_decoder decoder_;
-  std::size_t max_in_flight_;
+  host_session session_;
+  std::vector<handler_state> handlers_;  // by handle
 
-  write_queue out_;
-  bool write_failed_ = false;
-
-  bool busy_ = false;          // an untagged request is being answered
-  std::size_t in_flight_ = 0;  // tagged requests being answered concurrently
   bool stop_reading_ = false;
   bool reading_ = false;  // the read loop waits in a read
   bool closed_ = false;
-  asio::steady_timer wake_;  // the read loop waits here for slots and drained writes
+  asio::steady_timer wake_;  // the read loop waits here for drained writes
   // At last_progress_ + idle_timeout, unless handlers are running.
   deadline_timer idle_deadline_;
-  // One per coroutine handler running for this connection.
-  std::list<asio::cancellation_signal> handler_signals_;
-  std::uint64_t watch_generation_ = 0;  // which untagged request watch_peer() watches for
+  std::uint64_t watch_generation_ = 0;  // which ordered request watch_peer() watches for
   std::chrono::steady_clock::time_point last_progress_;  // last read, or last write done
   std::chrono::steady_clock::time_point arrived_;        // when the current batch was read
   std::uint64_t responses_ = 0;

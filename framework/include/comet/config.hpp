@@ -17,7 +17,8 @@
 //   request_timeout = 30.0       # seconds
 //   shutdown_timeout = 5.0       # seconds
 //   max_content_length = 16777216  # bytes
-//   max_in_flight = 64           # tagged requests per host connection
+//   max_in_flight = 64           # requests in flight per host connection (its window)
+//   max_in_flight_bytes = 67108864  # bytes of their contents
 //   write_buffer_limit = 4194304 # bytes of unread answers per host connection
 //   max_connections = 10000      # open host connections
 //   idle_timeout = 60.0          # seconds; 0: never
@@ -77,8 +78,11 @@ struct settings {
   std::chrono::milliseconds shutdown_timeout{5000};
   // Largest content a host accepts or a client reads, in bytes.
   std::size_t max_content_length = 16 * 1024 * 1024;
-  // Tagged requests one host connection may have running at once.
+  // Requests one host connection may have read and not yet answered (its
+  // window), and the content bytes they may add up to; one past them is
+  // answered `busy`.
   std::size_t max_in_flight = 64;
+  std::size_t max_in_flight_bytes = 64 * 1024 * 1024;
   // Unread answers a host buffers per connection, in bytes, before it stops reading.
   std::size_t write_buffer_limit = 4 * 1024 * 1024;
   // Connections a host keeps open at most; past it new ones are closed at once.

@@ -39,9 +39,13 @@ struct host_options {
   std::size_t max_content_length = settings{}.max_content_length;
   // How long stop() lets in-flight requests run before closing them.
   std::chrono::milliseconds shutdown_timeout = settings{}.shutdown_timeout;
-  // Tagged requests ("request-id") one connection may have running at once;
-  // past it the host stops reading from that connection until one finishes.
+  // A keep-alive connection's window (docs/protocol.md): requests read and
+  // not yet answered, at most, whose contents add up to at most
+  // max_in_flight_bytes (one request alone is always admitted). A request
+  // past them is answered `busy` without running (safe to send again); the
+  // host keeps reading, so a cancel behind a full window still arrives.
   std::size_t max_in_flight = 64;
+  std::size_t max_in_flight_bytes = settings{}.max_in_flight_bytes;
   // Answers buffered for a peer that is not reading them; past it the host
   // stops reading from that peer (backpressure).
   std::size_t write_buffer_limit = 4 * 1024 * 1024;
@@ -53,8 +57,9 @@ struct host_options {
   // A coroutine handler still running after this long is cancelled and the
   // request answered `timeout`. Zero: no deadline. (A plain function cannot
   // be interrupted; it is not bounded by this.) A coroutine handler is also
-  // cancelled when its peer closes the connection, and when a stop reaches
-  // shutdown_timeout; the cancellation reaches the sends it awaits.
+  // cancelled when its peer closes the connection or sends a cancel frame
+  // for it, and when a stop reaches shutdown_timeout; the cancellation
+  // reaches the sends it awaits.
   std::chrono::milliseconds handler_timeout{60000};
   // Access control, off by default so COMET peers keep working (see
   // docs/security.md). A non-empty token must arrive in every request's

@@ -1,0 +1,181 @@
+// Internal: the rules of one host connection, with no socket (the host's
+// counterpart of the client's multiplexer, in the shape of Boost.Redis's
+// FSMs): received bytes go in through consume(), which turns them into
+// events for a driver (run this request, cancel that handler); answers come
+// back through answered(); the bytes to write come out of prepare_write() /
+// commit_write(). host_connection.cpp moves the bytes and runs the handlers;
+// these rules are unit-tested without sockets (tests/test_host_session.cpp).
+//
+// The rules (docs/protocol.md): untagged requests, and any request on a
+// connection that does not stay open, are ordered: run one at a time and
+// answered in order of arrival; tagged keep-alive requests run side by side
+// and are answered as they complete. At most `max_in_flight` requests whose
+// contents add up to at most `max_in_flight_bytes` are read and not yet
+// answered (one alone is always admitted); one past them is answered `busy`
+// unread, never by reading less. Reading stops only when more than
+// `write_buffer_limit` bytes of answers wait for a peer that does not read.
+// Control frames (cancel) are read whatever the window says and never
+// answered. A first request announcing "features" gets them (and the
+// window) in its answer; a peer that announced nothing sees today's bytes.
+#pragma once
+
+#include <comet/codec.hpp>
+#include <comet/endpoint.hpp>
+#include <comet/handlers.hpp>
+
+#include "read_buffer.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace comet {
+
+struct host_session_limits {
+  std::size_t max_content_length = 0;
+  std::size_t max_in_flight = 64;
+  std::size_t max_in_flight_bytes = 64 * 1024 * 1024;
+  std::size_t write_buffer_limit = 4 * 1024 * 1024;
+};
+
+class host_session {
+ public:
+  // Names one request read and not yet answered, until its answer comes
+  // back through answered(); then it may name another.
+  using handle = std::uint32_t;
+  // The `handle` of answers that ran no handler (refusals): responded() only.
+  static constexpr handle no_handle = std::numeric_limits<handle>::max();
+
+  // What the session asks of its driver.
+  class driver {
+   public:
+    // The request in a frame, or the answer that refuses it (bad_request,
+    // unauthorized, shutting_down): host::impl::prepare.
+    virtual std::variant<request_message, encoded_response> prepare(const frame_header& header,
+                                                                    std::string_view content) = 0;
+    // Runs `request` (moved from at will); its answer comes back through
+    // answered(h, ...), before run() returns or later, exactly once.
+    virtual void run(handle h, request_message& request, std::optional<std::uint64_t> request_id,
+                     bool ordered) = 0;
+    // Cancels the handler running under `h` (the peer sent a cancel); its
+    // answer still comes back through answered(), and is dropped.
+    virtual void cancel(handle h) = 0;
+    // An answer became a frame to write (for metrics and the debug line).
+    virtual void responded(handle h, const encoded_response& response) = 0;
+
+   protected:
+    ~driver() = default;
+  };
+
+  // `peer` names the peer in log lines; both must outlive the session.
+  host_session(const host_session_limits& limits, driver& d, const endpoint& peer);
+
+  // Decodes the frames in `bytes` (from a frame boundary) and acts on them;
+  // returns how many bytes it used. Stops at the first frame after which
+  // nothing more is read (too large, malformed, unauthorized, not keep-alive).
+  std::size_t consume(std::string_view bytes);
+  // Bytes the frame being read needs in all, from the start of consume()'s input.
+  std::size_t bytes_needed() const noexcept { return decoder_.bytes_needed(); }
+
+  // The answer of the request run under `h`.
+  void answered(handle h, const encoded_response& response);
+
+  // The host is stopping: a peer that announced "going-away" gets the notice;
+  // requests read from now on are answered shutting_down without running,
+  // and every answer says the connection closes. Idempotent.
+  void begin_drain();
+  bool draining() const noexcept { return draining_; }
+  // The going-away notice was queued: the peer ends what it wrote after it.
+  bool noticed() const noexcept { return noticed_; }
+
+  // The connection is gone: answers still to come are dropped.
+  void shut() noexcept;
+
+  // The bytes to write next (empty: none now); valid until commit_write().
+  std::string_view prepare_write() { return shut_ ? std::string_view() : out_.begin(); }
+  void commit_write() noexcept { out_.done(); }
+  void write_failed() noexcept;
+  bool writing() const noexcept { return out_.writing(); }
+
+  // More bytes may be read: no frame ended the reading.
+  bool reading() const noexcept { return reading_ && !shut_; }
+  // Reading now is useful: reading(), and the peer reads its answers.
+  bool wants_read() const noexcept {
+    return reading() && out_.buffered() + held_bytes_ <= limits_.write_buffer_limit;
+  }
+  // Requests read and not yet answered (refusals waiting their turn, and
+  // cancelled handlers still finishing, included).
+  std::size_t outstanding() const noexcept { return slots_.size() - free_.size(); }
+  // Handlers running (cancelled ones excluded), as the window counts them.
+  std::size_t in_flight() const noexcept { return in_flight_; }
+  // Nothing left to answer or write: a stopping or finished connection closes.
+  bool idle() const noexcept { return outstanding() == 0 && out_.idle(); }
+  // Nothing more will be read and everything is answered and written.
+  bool done() const noexcept { return !reading() && idle(); }
+  // The extensions in use (feature:: bits both ends listed).
+  std::uint32_t features() const noexcept { return features_; }
+
+ private:
+  enum class state : std::uint8_t { free, queued, running, cancelled, held, written };
+  struct slot {
+    state status = state::free;
+    bool ordered = false;
+    bool keep_alive = false;
+    bool announce = false;  // its answer carries features and the window
+    std::optional<std::uint64_t> id;
+    std::size_t bytes = 0;  // its content, counted in the window
+    request_message request;  // queued: waiting for the ordered ones before it
+    std::string frame;        // held: an answer waiting its turn
+  };
+  struct request_info {
+    std::optional<std::uint64_t> id;
+    bool keep_alive;
+    bool ordered;
+    bool announce;
+  };
+
+  void on_request(const frame_header& header, std::string_view content);
+  void on_control(const frame_header& header);
+  // Answers a request that runs no handler: at once, or in its turn.
+  void refuse(const request_info& r, const encoded_response& response);
+  void append_answer(std::string& out, const request_info& r, std::string_view content) const;
+  void advance_ordered();
+  handle take_slot();
+  void release(handle h);
+  void leave_window(slot& s) noexcept;
+  std::string busy_message() const;
+
+  host_session_limits limits_;
+  driver& driver_;
+  const endpoint& peer_;
+  frame_decoder decoder_;
+  write_queue out_;
+
+  std::vector<slot> slots_;
+  std::vector<handle> free_;
+  // Ordered requests in arrival order; the front is answered next.
+  std::deque<handle> ordered_;
+  // Running tagged handlers by request id, sorted (ids mostly arrive in
+  // order, so inserting is appending); no node allocation per request.
+  std::vector<std::pair<std::uint64_t, handle>> by_id_;
+  std::size_t in_flight_ = 0;
+  std::size_t in_flight_bytes_ = 0;
+  std::size_t held_bytes_ = 0;  // answers waiting their turn in slots
+
+  bool reading_ = true;
+  bool shut_ = false;
+  bool draining_ = false;
+  bool noticed_ = false;
+  bool advancing_ = false;
+  bool first_request_ = true;
+  std::uint32_t features_ = 0;
+  std::optional<std::uint64_t> last_id_;  // of the last request read
+};
+
+}  // namespace comet

@@ -1,0 +1,530 @@
+// The host connection's rules (framework/src/host_session.hpp) without a
+// socket: frames in, events to a recording driver, answers in, bytes out.
+#include "host_session.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <set>
+#include <vector>
+
+using namespace comet;
+namespace json = boost::json;
+
+namespace {
+
+// Records what the session asks; refuses as a host would when told to.
+struct recording_driver final : host_session::driver {
+  struct started {
+    host_session::handle h;
+    request_message request;
+    std::optional<std::uint64_t> id;
+    bool ordered;
+  };
+  std::vector<started> runs;
+  std::vector<host_session::handle> cancelled;
+  std::size_t responses = 0;
+  // Actions answered inline (plain functions): the value is echoed.
+  std::set<std::string> inline_actions;
+  std::string required_token;
+  bool stopping = false;  // the host began to stop: prepare refuses
+  host_session* session = nullptr;
+
+  std::variant<request_message, encoded_response> prepare(const frame_header& header,
+                                                          std::string_view content) override {
+    if (!required_token.empty() && header.auth_token != required_token)
+      return error_response(errc::unauthorized, "this host requires an auth-token");
+    if (stopping) return error_response(errc::shutting_down, "the host is shutting down");
+    std::string why;
+    auto r = decode_request(content, why);
+    if (!r) return error_response(errc::bad_request, why);
+    return std::move(*r);
+  }
+  void run(host_session::handle h, request_message& request, std::optional<std::uint64_t> id,
+           bool ordered) override {
+    if (inline_actions.count(request.action)) {
+      encoded_response now{encode_response(request.value), std::nullopt};
+      return session->answered(h, now);
+    }
+    runs.push_back({h, std::move(request), id, ordered});
+  }
+  void cancel(host_session::handle h) override { cancelled.push_back(h); }
+  void responded(host_session::handle, const encoded_response&) override { ++responses; }
+};
+
+struct fixture {
+  explicit fixture(host_session_limits limits = defaults()) : session(limits, driver, peer) {
+    driver.session = &session;
+  }
+  static host_session_limits defaults() { return {1 << 20, 4, 1 << 20, 1 << 20}; }
+
+  recording_driver driver;
+  endpoint peer{"127.0.0.1", 9};
+  host_session session;
+
+  // Feeds bytes; returns how many were used.
+  std::size_t feed(std::string_view bytes) { return session.consume(bytes); }
+  // What the session wants written, as if the socket took it all.
+  std::string written() {
+    std::string out(session.prepare_write());
+    session.commit_write();
+    return out;
+  }
+  void answer(std::size_t run_index, const json::value& result) {
+    session.answered(driver.runs.at(run_index).h, {encode_response(result), std::nullopt});
+  }
+};
+
+struct decoded {
+  frame_header header;
+  std::string content;
+};
+
+std::vector<decoded> frames_in(std::string_view bytes) {
+  std::vector<decoded> out;
+  frame_decoder d(1 << 20);
+  while (!bytes.empty()) {
+    REQUIRE(d.decode(bytes) == frame_decoder::status::complete);
+    out.push_back({d.header(), std::string(d.content())});
+    bytes.remove_prefix(d.frame_size());
+    d.reset();
+  }
+  return out;
+}
+
+std::optional<errc> code_of(const decoded& f) { return decode_response(f.content).error; }
+
+std::string request(std::optional<std::uint64_t> id, const json::value& v, bool keep_alive = true,
+                    std::optional<std::uint32_t> features = std::nullopt,
+                    std::string_view action = "work") {
+  frame_header h;
+  h.keep_alive = keep_alive;
+  h.request_id = id;
+  h.features = features;
+  return encode_frame(h, encode_request(action, v));
+}
+
+std::string control(frame_kind kind, std::optional<std::uint64_t> id) {
+  frame_header h;
+  h.keep_alive = true;
+  h.kind = kind;
+  h.request_id = id;
+  return encode_frame(h, "");
+}
+
+// The codec writes no kind it does not know: this one is written by hand.
+std::string unknown_control() {
+  const std::string_view header =
+      R"({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", )"
+      R"("content-length": 0, "keep-alive": true, "request-id": 1, "control": "pause"})";
+  std::string out;
+  out += static_cast<char>(header.size() >> 8);
+  out += static_cast<char>(header.size() & 0xFF);
+  out += header;
+  return out;
+}
+
+std::string vector_bytes(const std::string& name) {
+  std::string path = COMET_VECTORS_DIR;
+  path += '/';
+  path += name;
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+}  // namespace
+
+TEST_CASE("session: tagged requests run side by side and are answered as they complete",
+          "[unit][host_session]") {
+  fixture f;
+  const std::string bytes = request(1, 1) + request(2, 2) + request(3, 3);
+  CHECK(f.feed(bytes) == bytes.size());
+  REQUIRE(f.driver.runs.size() == 3);
+  CHECK_FALSE(f.driver.runs[0].ordered);
+  f.answer(2, 3);
+  f.answer(0, 1);
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].header.request_id == 3u);
+  CHECK(out[1].header.request_id == 1u);
+  CHECK(out[0].header.keep_alive);
+  CHECK(f.session.in_flight() == 1);
+  CHECK(f.session.reading());
+}
+
+TEST_CASE("session: untagged requests run one at a time and are answered in order",
+          "[unit][host_session]") {
+  fixture f;
+  f.feed(request(std::nullopt, 1) + request(std::nullopt, 2));
+  REQUIRE(f.driver.runs.size() == 1);  // the second waits for the first
+  CHECK(f.driver.runs[0].ordered);
+  CHECK(f.session.in_flight() == 2);
+  f.answer(0, 1);
+  REQUIRE(f.driver.runs.size() == 2);
+  f.answer(1, 2);
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);
+  CHECK(decode_response(out[0].content).result == 1);
+  CHECK(decode_response(out[1].content).result == 2);
+  CHECK(f.session.idle());
+}
+
+TEST_CASE("session: an inline answer goes out at once, with the next ordered request started",
+          "[unit][host_session]") {
+  fixture f;
+  f.driver.inline_actions = {"now"};
+  f.feed(request(std::nullopt, 1, true, std::nullopt, "now") + request(std::nullopt, 2) +
+         request(std::nullopt, 3, true, std::nullopt, "now"));
+  REQUIRE(f.driver.runs.size() == 1);
+  CHECK(frames_in(f.written()).size() == 1);
+  f.answer(0, 2);
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);  // the slow one's answer, then the inline one behind it
+  CHECK(decode_response(out[1].content).result == 3);
+  CHECK(f.session.idle());
+}
+
+TEST_CASE("session: an old-style peer gets exactly today's answer frame", "[unit][host_session]") {
+  fixture f;
+  f.driver.inline_actions = {"echo"};
+  f.feed(request(5, "x", true, std::nullopt, "echo") + request(6, "y", true, std::nullopt, "echo"));
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = 5;
+  std::string expected = encode_frame(h, encode_response("x"));
+  h.request_id = 6;
+  expected += encode_frame(h, encode_response("y"));
+  CHECK(f.written() == expected);
+}
+
+TEST_CASE("session: a malformed frame ends reading, the answers before it still go out",
+          "[unit][host_session]") {
+  fixture f;
+  f.driver.inline_actions = {"work"};
+  const std::string good = request(std::nullopt, 1);
+  const std::string bytes = good + std::string("\x00\x05{bad}", 7);
+  CHECK(f.feed(bytes) == good.size());
+  CHECK_FALSE(f.session.reading());
+  CHECK(frames_in(f.written()).size() == 1);
+  CHECK(f.session.done());
+}
+
+TEST_CASE("session: too_large is answered, then nothing more is read", "[unit][host_session]") {
+  host_session_limits limits = fixture::defaults();
+  limits.max_content_length = 10;
+  fixture f(limits);
+  const std::string bytes = request(1, "far more than ten bytes") + request(2, 2);
+  CHECK(f.feed(bytes) == 0);
+  CHECK(f.driver.runs.empty());
+  CHECK_FALSE(f.session.reading());
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 1);
+  CHECK(code_of(out[0]) == errc::too_large);
+  CHECK(out[0].header.request_id == 1u);
+  CHECK_FALSE(out[0].header.keep_alive);
+}
+
+TEST_CASE("session: an unauthorized request is answered and the connection closes",
+          "[unit][host_session]") {
+  fixture f;
+  f.driver.required_token = "secret";
+  f.feed(request(1, 1, true, feature::all) + request(2, 2));
+  CHECK(f.driver.runs.empty());
+  CHECK_FALSE(f.session.reading());
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 1);
+  CHECK(code_of(out[0]) == errc::unauthorized);
+  CHECK_FALSE(out[0].header.keep_alive);
+  CHECK_FALSE(out[0].header.features);  // nothing announced to a peer that is not let in
+  CHECK(f.session.done());
+}
+
+TEST_CASE("session: a request without keep-alive is answered, then the connection closes",
+          "[unit][host_session]") {
+  fixture f;
+  const std::string first = request(std::nullopt, 1, false);
+  CHECK(f.feed(first + request(std::nullopt, 2)) == first.size());
+  REQUIRE(f.driver.runs.size() == 1);
+  CHECK_FALSE(f.session.reading());
+  CHECK_FALSE(f.session.done());
+  f.answer(0, 1);
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 1);
+  CHECK_FALSE(out[0].header.keep_alive);
+  CHECK(f.session.done());
+}
+
+TEST_CASE("session: requests past the window are answered busy at once, never run",
+          "[unit][host_session]") {
+  fixture f;  // a window of 4
+  std::string bytes;
+  for (std::uint64_t id = 1; id <= 6; ++id) bytes += request(id, id);
+  CHECK(f.feed(bytes) == bytes.size());
+  CHECK(f.driver.runs.size() == 4);
+  CHECK(f.session.reading());
+  CHECK(f.session.wants_read());  // a full window does not stop reading
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].header.request_id == 5u);
+  CHECK(out[1].header.request_id == 6u);
+  CHECK(code_of(out[0]) == errc::busy);
+  CHECK(out[0].header.keep_alive);
+  const auto message = decode_response(out[0].content).error_message;
+  CHECK_THAT(message, Catch::Contains("window is full") && Catch::Contains("4 requests") &&
+                          Catch::Contains("safe to send again"));
+  // An answer frees a place.
+  f.answer(0, 1);
+  f.feed(request(7, 7));
+  CHECK(f.driver.runs.size() == 5);
+}
+
+TEST_CASE("session: an ordered request past the window is answered busy in its turn",
+          "[unit][host_session]") {
+  host_session_limits limits = fixture::defaults();
+  limits.max_in_flight = 1;
+  fixture f(limits);
+  f.feed(request(std::nullopt, 1) + request(std::nullopt, 2));
+  REQUIRE(f.driver.runs.size() == 1);
+  CHECK(f.written().empty());  // the busy answer waits for the one before it
+  f.answer(0, 1);
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);
+  CHECK(decode_response(out[0].content).result == 1);
+  CHECK(code_of(out[1]) == errc::busy);
+  CHECK(f.session.idle());
+}
+
+TEST_CASE("session: the byte budget refuses a request that would exceed it, one alone is admitted",
+          "[unit][host_session]") {
+  host_session_limits limits = fixture::defaults();
+  limits.max_in_flight_bytes = 100;
+  fixture f(limits);
+  const json::value big = json::string(150, 'x');
+  f.feed(request(1, big));  // over the budget alone: admitted
+  CHECK(f.driver.runs.size() == 1);
+  f.feed(request(2, 2));
+  CHECK(f.driver.runs.size() == 1);
+  CHECK(code_of(frames_in(f.written()).at(0)) == errc::busy);
+  f.answer(0, big);
+  (void)f.written();
+  f.feed(request(3, json::string(40, 'y')) + request(4, json::string(40, 'z')));
+  CHECK(f.driver.runs.size() == 2);  // 2 x ~70 bytes of content: the second does not fit
+  CHECK(code_of(frames_in(f.written()).at(0)) == errc::busy);
+}
+
+TEST_CASE("session: reading stops only while answers pile up for a peer that does not read",
+          "[unit][host_session]") {
+  host_session_limits limits = fixture::defaults();
+  limits.write_buffer_limit = 200;
+  fixture f(limits);
+  f.driver.inline_actions = {"work"};
+  f.feed(request(1, json::string(300, 'a')));
+  CHECK_FALSE(f.session.wants_read());
+  CHECK(f.session.reading());
+  const auto bytes = f.session.prepare_write();
+  CHECK_FALSE(bytes.empty());
+  CHECK_FALSE(f.session.wants_read());  // being written still counts
+  f.session.commit_write();
+  CHECK(f.session.wants_read());
+}
+
+TEST_CASE("session: the first request's features are answered with the window, once",
+          "[unit][host_session]") {
+  fixture f;
+  f.driver.inline_actions = {"echo"};
+  f.feed(vector_bytes("extensions/first_request.bin"));
+  REQUIRE(f.driver.responses == 1);
+  const auto first = frames_in(f.written());
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].header.features == feature::all);
+  CHECK(first[0].header.window == 4u);
+  CHECK(first[0].header.window_bytes == std::uint64_t{1} << 20);
+  CHECK(f.session.features() == feature::all);
+  // Later answers carry nothing new, even to a request that lists features again.
+  f.feed(request(2, 2, true, feature::cancel, "echo"));
+  const auto later = frames_in(f.written());
+  CHECK_FALSE(later.at(0).header.features);
+  CHECK_FALSE(later.at(0).header.window);
+}
+
+TEST_CASE("session: the first answer is the protocol's vector byte for byte", "[unit][host_session]") {
+  fixture f({1 << 20, 64, 64 * 1024 * 1024, 1 << 20});
+  f.driver.inline_actions = {"echo"};
+  f.feed(vector_bytes("extensions/first_request.bin"));
+  CHECK(f.written() == vector_bytes("extensions/first_answer.bin"));
+}
+
+TEST_CASE("session: features on a later request, or an untagged one, are not taken",
+          "[unit][host_session]") {
+  fixture f;
+  f.driver.inline_actions = {"echo"};
+  f.feed(request(std::nullopt, 1, true, feature::all, "echo"));
+  f.feed(request(2, 2, true, feature::all, "echo"));
+  for (const auto& frame : frames_in(f.written())) CHECK_FALSE(frame.header.features);
+  CHECK(f.session.features() == 0);
+  f.session.begin_drain();
+  CHECK(f.written().empty());  // no going-away to a peer that did not announce it
+}
+
+TEST_CASE("session: a cancel cancels that handler, frees its place and drops its answer",
+          "[unit][host_session]") {
+  host_session_limits limits = fixture::defaults();
+  limits.max_in_flight = 2;
+  fixture f(limits);
+  f.feed(request(1, 1, true, feature::all) + request(2, 2) + request(3, 3));
+  REQUIRE(f.driver.runs.size() == 2);
+  (void)f.written();  // request 3's busy answer
+  // A control frame behind a full window is read.
+  f.feed(control(frame_kind::cancel, 2));
+  REQUIRE(f.driver.cancelled.size() == 1);
+  CHECK(f.driver.cancelled[0] == f.driver.runs[1].h);
+  CHECK(f.session.in_flight() == 1);
+  f.feed(request(4, 4));  // the freed place is taken at once
+  CHECK(f.driver.runs.size() == 3);
+  // The cancelled handler's late answer is dropped; the others go out.
+  f.answer(1, 2);
+  CHECK(f.written().empty());
+  f.answer(0, 1);
+  f.answer(2, 4);
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].header.request_id == 1u);
+  CHECK(out[1].header.request_id == 4u);
+  CHECK(f.session.idle());
+}
+
+TEST_CASE("session: cancels of unknown ids and control frames of unknown kinds are ignored",
+          "[unit][host_session]") {
+  fixture f;
+  f.feed(request(1, 1, true, feature::all));
+  const std::string bytes = control(frame_kind::cancel, 99) + control(frame_kind::cancel, std::nullopt) +
+                            unknown_control() +
+                            control(frame_kind::going_away, std::nullopt);
+  CHECK(f.feed(bytes) == bytes.size());
+  CHECK(f.driver.cancelled.empty());
+  CHECK(f.written().empty());  // a control frame is never answered
+  CHECK(f.session.reading());
+  f.answer(0, 1);
+  f.feed(control(frame_kind::cancel, 1));  // answered already
+  CHECK(f.driver.cancelled.empty());
+  CHECK(frames_in(f.written()).size() == 1);
+}
+
+TEST_CASE("session: a drain sends going-away, answers what it read, refuses what came after",
+          "[unit][host_session]") {
+  fixture f;
+  f.feed(request(1, 1, true, feature::all) + request(2, 2));
+  (void)f.written();
+  f.session.begin_drain();
+  f.session.begin_drain();  // once
+  const auto notice = frames_in(f.written());
+  REQUIRE(notice.size() == 1);
+  CHECK(notice[0].header.kind == frame_kind::going_away);
+  CHECK(notice[0].header.last_request_id == 2u);
+  CHECK(notice[0].content.empty());
+  CHECK(f.session.noticed());
+  // Written by the peer before it read the notice: not run.
+  f.feed(request(3, 3));
+  CHECK(f.driver.runs.size() == 2);
+  f.answer(0, 1);
+  f.answer(1, 2);
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 3);
+  CHECK(out[0].header.request_id == 3u);
+  CHECK(code_of(out[0]) == errc::shutting_down);
+  CHECK(decode_response(out[1].content).result == 1);
+  CHECK_FALSE(out[1].header.keep_alive);  // answers during a drain say the connection closes
+  CHECK(f.session.idle());
+}
+
+TEST_CASE("session: going-away carries the last request id read, and goes only to a peer that announced it",
+          "[unit][host_session]") {
+  fixture f;
+  f.driver.inline_actions = {"echo"};
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = 1;
+  h.features = feature::going_away;
+  f.feed(encode_frame(h, encode_request("echo", 1)));
+  (void)f.written();
+  f.session.begin_drain();
+  const auto notice = frames_in(f.written());
+  REQUIRE(notice.size() == 1);
+  CHECK(notice[0].header.last_request_id == 1u);
+
+  fixture g;
+  g.driver.inline_actions = {"echo"};
+  h.features = feature::cancel;  // going-away not announced
+  g.feed(encode_frame(h, encode_request("echo", 1)));
+  (void)g.written();
+  g.session.begin_drain();
+  CHECK(g.written().empty());
+}
+
+TEST_CASE("session: without the feature a drain sends no notice and answers say keep-alive false",
+          "[unit][host_session]") {
+  fixture f;
+  f.feed(request(1, 1) + request(std::nullopt, 2));
+  f.session.begin_drain();
+  CHECK(f.written().empty());
+  f.feed(request(3, 3));
+  f.answer(0, 1);
+  f.answer(1, 2);
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 3);
+  CHECK(code_of(out[0]) == errc::shutting_down);
+  for (const auto& frame : out) {
+    CHECK_FALSE(frame.header.keep_alive);
+    CHECK_FALSE(frame.header.features);
+  }
+}
+
+TEST_CASE("session: once shut, late answers are dropped and nothing is written",
+          "[unit][host_session]") {
+  fixture f;
+  f.feed(request(std::nullopt, 1) + request(std::nullopt, 2) + request(3, 3));
+  REQUIRE(f.driver.runs.size() == 2);
+  f.session.shut();
+  f.answer(0, 1);
+  f.answer(1, 3);
+  CHECK(f.written().empty());
+  CHECK(f.session.outstanding() == 0);
+  CHECK_FALSE(f.session.reading());
+}
+
+TEST_CASE("session: untagged requests still waiting when a drain begins are answered shutting_down",
+          "[unit][host_session]") {
+  fixture f;
+  f.feed(request(std::nullopt, 1) + request(std::nullopt, 2) + request(std::nullopt, 3));
+  REQUIRE(f.driver.runs.size() == 1);
+  f.session.begin_drain();
+  CHECK(f.session.in_flight() == 1);
+  f.answer(0, 1);
+  CHECK(f.driver.runs.size() == 1);  // the waiting ones never ran
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 3);
+  CHECK(decode_response(out[0].content).result == 1);
+  CHECK(code_of(out[1]) == errc::shutting_down);
+  CHECK(code_of(out[2]) == errc::shutting_down);
+  for (const auto& frame : out) CHECK_FALSE(frame.header.keep_alive);
+  CHECK(f.session.idle());
+}
+
+TEST_CASE("session: a shutting_down refusal from the host starts the drain", "[unit][host_session]") {
+  fixture f;
+  f.feed(request(1, 1, true, feature::all));
+  (void)f.written();
+  f.driver.stopping = true;  // before the driver told the session
+  f.feed(request(2, 2));
+  CHECK(f.session.draining());
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].header.kind == frame_kind::going_away);
+  CHECK(out[0].header.last_request_id == 2u);
+  CHECK(code_of(out[1]) == errc::shutting_down);
+  CHECK_FALSE(out[1].header.keep_alive);
+}
