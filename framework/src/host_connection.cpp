@@ -27,6 +27,9 @@ namespace comet {
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// How long a stop waits for the first request of a connection accepted
+// just before it or during it (see awaiting_first_request).
+constexpr auto first_request_grace = std::chrono::milliseconds(250);
 
 }  // namespace
 
@@ -41,8 +44,10 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
                *this, peer_),
       wake_(strand_, asio::steady_timer::time_point::max()),
       idle_deadline_(strand_, [this] { on_idle_deadline(); }),
-      last_progress_(std::chrono::steady_clock::now()),
-      arrived_(last_progress_) {
+      first_request_deadline_(strand_, [this] { close_if_drained(); }),
+      accepted_(std::chrono::steady_clock::now()),
+      last_progress_(accepted_),
+      arrived_(accepted_) {
   boost::system::error_code ec;
   const auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) {
@@ -105,6 +110,10 @@ void host_connection::close_gracefully() {
 // answered (shutting_down) rather than lost with the connection.
 void host_connection::close_if_drained() {
   if (!draining() || !idle()) return;
+  if (reading_ && awaiting_first_request()) {
+    first_request_deadline_.expires_at(accepted_ + first_request_grace);
+    return;
+  }
   if (reading_) {
     // The read may hold bytes it has not delivered yet: it is cancelled,
     // not closed under it, and the read loop answers what it got, then closes.
@@ -119,6 +128,16 @@ void host_connection::close_if_drained() {
 }
 
 bool host_connection::draining() const noexcept { return stop_reading_ || host_->stopping; }
+
+// A peer connects to send a request: one accepted just before a stop (or
+// from the listen backlog during it) whose request has not arrived yet is
+// given until first_request_grace after its accept to send it, and is
+// answered shutting_down, rather than closed unanswered, which its sender
+// would read as a lost request.
+bool host_connection::awaiting_first_request() const noexcept {
+  return !received_any_ && !closed_ &&
+         std::chrono::steady_clock::now() < accepted_ + first_request_grace;
+}
 
 void host_connection::sync_drain() {
   if (draining()) session_.begin_drain();
@@ -136,6 +155,7 @@ void host_connection::close_now() {
   session_.shut();
   stream_.close();
   idle_deadline_.stop();
+  first_request_deadline_.stop();
   wake();
   // Each handle's signal is connected while its coroutine handler runs.
   for (auto& handler : handlers_)
@@ -187,12 +207,15 @@ asio::awaitable<void> host_connection::read_loop() {
     // peer got the going-away notice: then what it writes until the last
     // answer is out is read and answered shutting_down (close_if_drained
     // ends the read then).
-    if (draining() && !session_.noticed() && !peer_has_written()) break;
+    if (draining() && !session_.noticed() && !peer_has_written() && !awaiting_first_request())
+      break;
 
     // Backpressure: a peer that does not read its answers is not read from either.
     while (!closed_ && session_.reading() && !session_.wants_read()) co_await wait_for_wake();
     if (closed_ || !session_.reading()) break;
 
+    if (draining() && awaiting_first_request())
+      first_request_deadline_.expires_at(accepted_ + first_request_grace);
     auto [room, size] = in_.prepare(session_.bytes_needed());
     reading_ = true;
     auto [ec, n] = co_await stream_.async_read_some(asio::buffer(room, size), use_tuple);
@@ -208,6 +231,7 @@ asio::awaitable<void> host_connection::read_loop() {
       break;
     }
     in_.commit(n);
+    received_any_ = true;
     arrived_ = last_progress_ = std::chrono::steady_clock::now();
     host_->metrics.received(n);
   }

@@ -206,6 +206,12 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   asio::steady_timer wake_;  // the read loop waits here for drained writes
   // At last_progress_ + idle_timeout, unless handlers are running.
   deadline_timer idle_deadline_;
+  // A stop reached a connection whose peer has sent nothing yet: at
+  // accepted_ + first_request_grace, it waits no longer (see close_if_drained).
+  deadline_timer first_request_deadline_;
+  std::chrono::steady_clock::time_point accepted_;
+  bool received_any_ = false;
+  bool awaiting_first_request() const noexcept;
   std::uint64_t watch_generation_ = 0;  // which ordered request watch_peer() watches for
   std::chrono::steady_clock::time_point last_progress_;  // last read, or last write done
   std::chrono::steady_clock::time_point arrived_;        // when the current batch was read
