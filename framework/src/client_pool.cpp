@@ -27,6 +27,8 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // A connection idle longer than this is checked before it is reused.
 constexpr auto idle_check_after = std::chrono::milliseconds(100);
+// Connections a send tries when each is lost before its request is written.
+constexpr int max_unwritten_replays = 3;
 }  // namespace
 
 // Marks the pool as handling a read's answers (see connection::submit).
@@ -59,10 +61,10 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
                    });
   }
 
-  // Whether it can take a request now: open, not failed, and, after a
-  // while idle, still connected.
-  bool usable(std::size_t max_in_flight) {
-    if (closed_ || !mux.accepts(max_in_flight)) return false;
+  // Whether it can take a request of `content_size` bytes now: open, not
+  // failed, within its windows, and, after a while idle, still connected.
+  bool usable(std::size_t max_in_flight, std::size_t content_size) {
+    if (closed_ || !mux.accepts(max_in_flight, content_size)) return false;
     return !idle_check_due() || still_open();
   }
   // Whether usable() would first check that the host still has it open
@@ -83,11 +85,27 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     read();
   }
 
-  // The caller gave up on `request`.
-  void abandon(const pooled_request& request) {
-    if (!mux.abandon(request)) return;
-    if (!mux.has_live_requests()) quiesce(pool_.info_->cancelled());
+  // The caller gave up on `request` (only_if_unwritten: with total
+  // cancellation alone). False when the request stays (see multiplexer::cancel).
+  bool cancel(const pooled_request& request, bool only_if_unwritten) {
+    const auto held = shared_from_this();  // closing it drops it from the pool
+    const auto outcome = mux.cancel(request, only_if_unwritten);
+    if (outcome == multiplexer::cancelled_as::kept) return false;
+    if (outcome == multiplexer::cancelled_as::on_wire) {
+      if (pool_.answering_ == this) {
+        // written once this read's answers are handled
+      } else if (pool_.answering_) {
+        flush_soon();
+      } else {
+        flush();
+      }
+    }
+    if (mux.current() == multiplexer::state::closed)
+      close(error(errc::connection_closed, pool_.info_->describe() + " closed the connection"));
+    else if (!mux.has_live_requests())
+      quiesce(pool_.info_->cancelled());
     pool_.recheck_deadlines();
+    return true;
   }
 
   // Requests past their deadline time out; returns the earliest deadline left.
@@ -262,19 +280,18 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     if (bytes.empty()) return;
     stream_.async_write(
         asio::buffer(bytes.data(), bytes.size()),
-        [self = shared_from_this()](boost::system::error_code ec,
-                                                                     std::size_t) {
-          if (self->closed_) return self->mux.commit_write();
+        [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+          if (self->closed_) return self->mux.commit_write(n);
           if (ec) {
             // The host may have answered before closing (too_large): stop
             // sending and let the reader take what arrives; its end of
             // stream fails whatever is left.
             boost::system::error_code ignored;
             self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-            self->mux.write_failed();
+            self->mux.write_failed(n);
             return self->read();
           }
-          self->mux.commit_write();
+          self->mux.commit_write(n);
           self->flush();
         });
   }
@@ -324,22 +341,22 @@ bool peer_pool::inline_ok() const noexcept {
   return ex && ex->running_in_this_thread();
 }
 
-peer_pool::connection* peer_pool::pick() {
+peer_pool::connection* peer_pool::pick(std::size_t content_size) {
   const auto& o = info_->options;
   const std::size_t max_in_flight = std::max<std::size_t>(1, o.max_in_flight);
   // A send resumed by an answer goes out on the connection that brought it,
   // with the other sends that answers of the same read resume: one write.
-  if (answering_ && answering_->mux.accepts(max_in_flight)) return answering_;
+  if (answering_ && answering_->mux.accepts(max_in_flight, content_size)) return answering_;
   connection* best = nullptr;
   for (std::size_t i = 0; i < connections_.size(); ++i) {
     auto* c = connections_[i].get();
     if (best && c->mux.in_flight() >= best->mux.in_flight()) continue;
     if (!c->idle_check_due()) {
-      if (c->usable(max_in_flight)) best = c;
+      if (c->usable(max_in_flight, content_size)) best = c;
       continue;
     }
     const auto held = connections_[i];  // the check may close it and drop it from the list
-    if (c->usable(max_in_flight)) best = c;
+    if (c->usable(max_in_flight, content_size)) best = c;
     else if (c->closed()) --i;  // look at this index again
   }
   if (best) return best;
@@ -384,9 +401,11 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
   // read per request in a busy pool.
   const auto started = answering_ ? answers_read_at_ : std::chrono::steady_clock::now();
   const auto deadline = started + timeout;
-  // A request the host closed the connection without reading is sent
-  // again, until its deadline; each replay means another request was
-  // refused as too large, and requests that large then go alone.
+  // A request the host never read is sent again, until its deadline: a
+  // replay after a too_large refusal means another request was refused as
+  // too large, and requests that large then go alone; one whose connection
+  // was lost before it was written goes again a few times, then ends unread.
+  int lost_unwritten = 0;
   for (;;) {
     connection* conn = nullptr;
     for (;;) {
@@ -401,7 +420,7 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       if (knowledge_.support == peer_knowledge::keep_alive::no ||
           encoding_.size() >= knowledge_.refused_size)
         break;
-      if ((conn = pick())) break;
+      if ((conn = pick(encoding_.size()))) break;
       asio::steady_timer waiter(strand_, deadline);
       slot_waiters_.push_back(&waiter);
       const auto position = std::prev(slot_waiters_.end());
@@ -441,11 +460,12 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       if (slot.is_connected()) {
         request.watch(slot);
         slot.assign([&request, conn, this](asio::cancellation_type type) {
-          if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) ==
-              asio::cancellation_type::none)
-            return;
-          if (!request.parked()) return;
-          conn->abandon(request);
+          using ct = asio::cancellation_type;
+          const bool ends = (type & (ct::terminal | ct::partial)) != ct::none;
+          // Total cancellation promises the operation had no effect: it
+          // holds only while none of the request was written.
+          if (!request.parked() || (!ends && (type & ct::total) == ct::none)) return;
+          if (!conn->cancel(request, /*only_if_unwritten=*/!ends)) return;
           request.failure = info_->cancelled();
           request.settle(strand_);
         });
@@ -453,7 +473,10 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
     };
     co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(park, asio::use_awaitable);
     if (request.replay) {
-      if (std::chrono::steady_clock::now() < deadline) continue;
+      if (closed_) throw *closed_why_;
+      const bool again = !request.failure || ++lost_unwritten <= max_unwritten_replays;
+      if (again && std::chrono::steady_clock::now() < deadline) continue;
+      if (request.failure) throw std::move(*request.failure);
       throw info_->timed_out(timeout);
     }
     if (request.failure) throw std::move(*request.failure);
