@@ -612,3 +612,28 @@ TEST_CASE("control frames of unknown kinds, and cancels from a host, are ignored
   REQUIRE(f.settled.size() == 1);
   CHECK(*r.result == "ok");
 }
+
+TEST_CASE("a request past its deadline is taken off the wire as a cancelled one is",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  const auto now = std::chrono::steady_clock::now();
+  pooled_request written, waiting, later;
+  add(m, written, 7, now + 10ms);
+  write_queued(m);
+  add(m, waiting, 8, now + 10ms);
+  add(m, later, 9, now + 1s);
+  CHECK(m.expire(now + 20ms, multiplexer::settle_fn(f.record)) == now + 1s);
+  REQUIRE(f.settled.size() == 2);
+  CHECK((written.failure && written.failure->code() == errc::request_timeout));
+  CHECK((waiting.failure && waiting.failure->code() == errc::request_timeout));
+  CHECK(m.in_flight() == 1);
+  // Queued now: 9's request (8's was dropped from before it) and 7's cancel.
+  const auto frames = frames_in(m.prepare_write());
+  REQUIRE(frames.size() == 2);
+  CHECK(frames[0].request_id == std::optional<std::uint64_t>(9));
+  CHECK(frames[0].kind == frame_kind::message);
+  CHECK(frames[1].request_id == std::optional<std::uint64_t>(7));
+  CHECK(frames[1].kind == frame_kind::cancel);
+}

@@ -112,10 +112,12 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
   pooled_request::time_point expire(pooled_request::time_point now) {
     auto settle = [this](pooled_request& r) { r.settle(pool_.strand_); };
     const auto left = mux.expire(now, settle);
-    if (mux.current() == multiplexer::state::closed)
+    if (mux.current() == multiplexer::state::closed) {
       close(error(errc::connection_closed, pool_.info_->describe() + " closed the connection"));
-    else if (!mux.has_live_requests())
-      quiesce(pool_.info_->timed_out());
+      return pooled_request::time_point::max();
+    }
+    flush();  // the cancel frames of the requests it timed out, if any
+    if (!mux.has_live_requests()) quiesce(pool_.info_->timed_out());
     return closed_ ? pooled_request::time_point::max() : left;
   }
 
@@ -390,11 +392,12 @@ void peer_pool::close(const error& why) {
 asio::awaitable<json::value> peer_pool::send(std::string action, json::value value,
                                              std::chrono::milliseconds timeout, bool spawned) {
   // The caller holds the client, which holds this pool.
-  // A coroutine of its own (not the caller's): it honours partial
-  // cancellation too, and reports cancellation as its own error.
+  // A coroutine of its own (not the caller's): it honours partial and
+  // total cancellation too (total only while nothing of the request was
+  // written), and reports cancellation as its own error.
   if (spawned) {
     co_await asio::this_coro::throw_if_cancelled(false);
-    co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
   }
   const auto cancellation = co_await asio::this_coro::cancellation_state;
   // A send resumed by an answer starts when that answer was read: no clock
@@ -426,12 +429,15 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       const auto position = std::prev(slot_waiters_.end());
       auto [ec] = co_await waiter.async_wait(use_tuple);
       slot_waiters_.erase(position);
-      if (ec == asio::error::operation_aborted && was_cancelled(cancellation))
+      // Nothing was sent yet: any type of cancellation holds.
+      if (ec == asio::error::operation_aborted &&
+          cancellation.cancelled() != asio::cancellation_type::none)
         throw info_->cancelled();
       if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
     }
-    // A cancellation that arrived while a wait's completion was on its way.
-    if (was_cancelled(cancellation)) throw info_->cancelled();
+    // A cancellation that arrived while a wait's completion was on its way
+    // (or before a replay): nothing of this request was sent yet.
+    if (cancellation.cancelled() != asio::cancellation_type::none) throw info_->cancelled();
     if (!conn) {
       // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
       // full-expression twice.

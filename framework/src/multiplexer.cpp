@@ -186,6 +186,13 @@ multiplexer::cancelled_as multiplexer::cancel(const pooled_request& request, boo
   auto it = std::find_if(pending_.begin(), pending_.end(),
                          [&](const entry& e) { return e.request == &request; });
   if (it == pending_.end()) return cancelled_as::kept;
+  const auto outcome = withdraw(it, only_if_unwritten);
+  if (outcome == cancelled_as::abandoned) it->request = nullptr;
+  return outcome;
+}
+
+multiplexer::cancelled_as multiplexer::withdraw(std::vector<entry>::iterator it,
+                                                bool only_if_unwritten) {
   // The request that announces the features stays: its answer says what
   // the host speaks.
   if (it->begin >= unwritten_from() && !write_failed_ && it->id != features_id_) {
@@ -211,7 +218,6 @@ multiplexer::cancelled_as multiplexer::cancel(const pooled_request& request, boo
     remove(it);
     return cancelled_as::on_wire;
   }
-  it->request = nullptr;
   return cancelled_as::abandoned;
 }
 
@@ -228,18 +234,21 @@ multiplexer::time_point multiplexer::earliest_deadline() const noexcept {
 
 multiplexer::time_point multiplexer::expire(time_point now, settle_fn settled) {
   time_point earliest = time_point::max();
-  std::erase_if(pending_, [&](const entry& e) {
-    if (e.deadline > now) {
-      if (e.request) earliest = std::min(earliest, e.deadline);
-      return false;
+  for (std::size_t i = 0; i < pending_.size();) {
+    const auto it = pending_.begin() + static_cast<std::ptrdiff_t>(i);
+    if (it->deadline > now) {
+      if (it->request) earliest = std::min(earliest, it->deadline);
+      ++i;
+      continue;
     }
-    pending_bytes_ -= e.content_size;
-    if (e.request) {
-      e.request->failure = info_.timed_out(e.request->timeout);
-      settled(*e.request);
+    // Nobody waits for it any more: the host need not run it either.
+    pooled_request* request = it->request;
+    if (withdraw(it, false) == cancelled_as::abandoned) remove(it);
+    if (request) {
+      request->failure = info_.timed_out(request->timeout);
+      settled(*request);
     }
-    return true;
-  });
+  }
   close_if_done();
   return earliest;
 }

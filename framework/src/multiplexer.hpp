@@ -190,7 +190,8 @@ class multiplexer {
   // alone, which holds only while nothing of the request was written.
   cancelled_as cancel(const pooled_request& request, bool only_if_unwritten = false);
   // Settles every request past its deadline with a timeout (an abandoned
-  // one is forgotten); returns the earliest deadline left (max: none).
+  // one is forgotten), taking it off the wire as cancel() does (write what
+  // prepare_write() then gives); returns the earliest deadline left (max: none).
   time_point expire(time_point now, settle_fn settled);
   // The connection is lost or closed by its owner: every request fails with
   // `e`, or is settled for replay if the host never read it. State closed.
@@ -225,6 +226,9 @@ class multiplexer {
   void on_going_away(settle_fn settled);
   // The first request's answer says which features the host speaks.
   void learn_features(const frame_header& header);
+  // Takes `it` off the wire if it can: drops its frame while it waits, or
+  // queues a cancel frame once written (when agreed); both remove it.
+  cancelled_as withdraw(std::vector<entry>::iterator it, bool only_if_unwritten);
   void remove(std::vector<entry>::iterator it);
   void close_if_done() noexcept;
   // Stream offset of the first byte not yet handed to a write.
