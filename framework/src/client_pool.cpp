@@ -100,6 +100,7 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
         flush();
       }
     }
+    if (outcome != multiplexer::cancelled_as::abandoned) pool_.notify_slot();  // room for a waiting send
     if (mux.current() == multiplexer::state::closed)
       close(error(errc::connection_closed, pool_.info_->describe() + " closed the connection"));
     else if (!mux.has_live_requests())
@@ -111,7 +112,9 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
   // Requests past their deadline time out; returns the earliest deadline left.
   pooled_request::time_point expire(pooled_request::time_point now) {
     auto settle = [this](pooled_request& r) { r.settle(pool_.strand_); };
+    const std::size_t before = mux.in_flight();
     const auto left = mux.expire(now, settle);
+    if (mux.in_flight() < before) pool_.notify_slot();  // room for a waiting send
     if (mux.current() == multiplexer::state::closed) {
       close(error(errc::connection_closed, pool_.info_->describe() + " closed the connection"));
       return pooled_request::time_point::max();
@@ -183,6 +186,14 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
       if (ec == asio::error::operation_aborted && stopped_reading_) {
         stopped_reading_ = false;  // see stop_reading(); a send since then reads again
         if (mux.has_live_requests()) read();
+        return;
+      }
+      if (mux.writing()) {
+        // Which requests the host may have read is known once the write
+        // says how much of it went out: end it now, close when it completes.
+        lost_.emplace(pool_.info_->lost(ec, "reading the answer"));
+        boost::system::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
         return;
       }
       return close(pool_.info_->lost(ec, "reading the answer"));
@@ -284,6 +295,10 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
         asio::buffer(bytes.data(), bytes.size()),
         [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
           if (self->closed_) return self->mux.commit_write(n);
+          if (self->lost_) {
+            self->mux.write_failed(n);
+            return self->close(*self->lost_);
+          }
           if (ec) {
             // The host may have answered before closing (too_large): stop
             // sending and let the reader take what arrives; its end of
@@ -304,6 +319,8 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
   bool flush_queued_ = false;
   bool session_kept_ = false;
   bool closed_ = false;
+  // The read failed while a write ran: the write's completion closes with this.
+  std::optional<error> lost_;
   std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
 };
 

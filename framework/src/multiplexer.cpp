@@ -267,8 +267,10 @@ void multiplexer::fail(const error& e, settle_fn settled) {
     // Written after the refused request, on this connection: never read.
     if (refused_id_ && entry.id > *refused_id_) {
       entry.request->replay = true;
-    } else if (was_up && entry.end > written_) {
-      // Not all of it reached the socket: the host cannot have run it.
+    } else if (was_up && entry.end > written_ && (!writing_ || entry.begin >= unwritten_from())) {
+      // Not all of it reached the socket (a write in progress may have
+      // handed it all over already: that is not known until it completes):
+      // the host cannot have run it.
       entry.request->replay = true;
       entry.request->failure =
           error(errc::unread, std::string(e.what()) +

@@ -15,12 +15,14 @@
 // comet-net) never sees a control frame.
 //
 // Each request has a write status, kept as byte ranges of the write stream:
-// waiting (none of it handed to a write), being written, written (all of it
-// handed to the socket: the host may have read it). A cancelled request
+// waiting (none of it handed to a write), being written (the host may have
+// read it: a write's progress is known when it completes), written (all of
+// it handed to the socket: the host may have read it). A cancelled request
 // that is still waiting is dropped from the queue; a written one is
 // cancelled on the wire when the host agreed "cancel", else it stays
 // listed, abandoned, until its late answer is read and dropped (or its
-// deadline passes). A lost connection replays what it never fully wrote;
+// deadline passes). A lost connection replays what a completed write
+// provably did not hand over whole;
 // after a too_large refusal, what was written behind the refused request
 // was never read and is replayed too. A going-away notice ends the requests
 // the host did not read as unread.
