@@ -42,13 +42,22 @@ struct fake_host {
   endpoint at;
 };
 
+// For the hosts' threads, which must not REQUIRE (support.hpp's split does):
+// a frame's header, or an exception.
+frame_header header_of(const std::string& frame) {
+  std::string why;
+  if (frame.size() < 2) throw std::runtime_error("no frame: the client closed");
+  const std::size_t n = (static_cast<unsigned char>(frame[0]) << 8) |
+                        static_cast<unsigned char>(frame[1]);
+  const auto h = parse_frame_header(std::string_view(frame).substr(2, n), why);
+  if (!h) throw std::runtime_error("a bad frame header: " + why);
+  return *h;
+}
+
 std::uint64_t id_of(const std::string& frame) {
-  std::string ignored;
-  const std::size_t n = (static_cast<unsigned char>(frame.at(0)) << 8) |
-                        static_cast<unsigned char>(frame.at(1));
-  const auto h = parse_frame_header(std::string_view(frame).substr(2, n), ignored);
-  if (!h || !h->request_id) throw std::runtime_error("a frame without a request id");
-  return *h->request_id;
+  const auto h = header_of(frame);
+  if (!h.request_id) throw std::runtime_error("a frame without a request id");
+  return *h.request_id;
 }
 
 // An answer as a host that speaks `features` writes its first one.
@@ -68,76 +77,99 @@ client_options keep_alive() {
   return o;
 }
 
-// `c.send("slow", 1) || a 200 ms timer`: true when the timer won.
-bool timer_won(io_pool& pool, client& c) {
-  return run(pool.get_executor(), [&]() -> asio::awaitable<bool> {
+// What a host that announced `features` reads after a keep-alive client's
+// request "slow" is cancelled (by a 200 ms timer): every frame up to and
+// including the client's next request, which it answers.
+struct after_cancel {
+  std::uint64_t slow_id = 0;
+  std::vector<std::string> frames;
+};
+after_cancel frames_after_cancel(std::optional<std::uint32_t> features) {
+  fake_host host;
+  after_cancel seen;
+  std::string failure;
+  std::thread script([&] {
+    try {
+      raw_peer conn = host.next();
+      const auto first = conn.read_frame();
+      conn.write(answer(id_of(first), 1, features));
+      seen.slow_id = id_of(conn.read_frame());  // never answered
+      for (;;) {
+        seen.frames.push_back(conn.read_frame());
+        if (header_of(seen.frames.back()).kind == frame_kind::message) break;  // the request
+      }
+      conn.write(answer(id_of(seen.frames.back()), 3));
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  io_pool pool(1);
+  client c(pool.get_executor(), host.at, keep_alive());
+  CHECK(c.send_sync("echo", 1) == 1);
+  const bool timer_won = run(pool.get_executor(), [&]() -> asio::awaitable<bool> {
     asio::steady_timer timer(co_await asio::this_coro::executor, 200ms);
     auto outcome = co_await (c.send("slow", 1) || timer.async_wait(asio::use_awaitable));
     co_return outcome.index() == 1;
   });
+  CHECK(timer_won);
+  CHECK(c.send_sync("echo", 3) == 3);
+  script.join();
+  REQUIRE(failure.empty());
+  return seen;
 }
 
 }  // namespace
 
 TEST_CASE("a cancelled keep-alive send reaches a host that announced cancel as a cancel frame",
           "[integration][client][extensions]") {
-  fake_host host;
-  std::string first, slow, after, failure;
-  std::thread script([&] {
-    try {
-      raw_peer conn = host.next();
-      first = conn.read_frame();
-      conn.write(answer(id_of(first), 1, feature::all));
-      slow = conn.read_frame();  // never answered
-      after = conn.read_frame();
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-  });
-  io_pool pool(1);
-  client c(pool.get_executor(), host.at, keep_alive());
-  CHECK(c.send_sync("echo", 1) == 1);
-  CHECK(timer_won(pool, c));
-  script.join();
-  REQUIRE(failure.empty());
-  const auto announced = split(first).header;
-  CHECK(announced.at("features") == json::array{"cancel", "going-away"});
-  REQUIRE_FALSE(after.empty());
-  const auto cancel = split(after);
+  const auto seen = frames_after_cancel(feature::all);
+  REQUIRE(seen.frames.size() == 2);  // the cancel, then the next request
+  const auto cancel = split(seen.frames[0]);
   CHECK(cancel.header.at("control") == "cancel");
-  CHECK(cancel.header.at("request-id") == json::value(id_of(slow)));
+  CHECK(cancel.header.at("request-id") == json::value(seen.slow_id));
   CHECK(cancel.header.at("content-length") == 0);
   CHECK(cancel.content.empty());
+  CHECK_FALSE(split(seen.frames[1]).header.contains("control"));
 }
 
 TEST_CASE("a cancelled keep-alive send sends no cancel frame to a host that announced none",
           "[integration][client][extensions]") {
-  fake_host host;
-  std::string slow, after, failure;
-  std::thread script([&] {
-    try {
-      raw_peer conn = host.next();
-      const auto first = conn.read_frame();
-      conn.write(answer(id_of(first), 1));  // as today's hosts: no "features"
-      slow = conn.read_frame();
-      after = conn.read_frame();
-      conn.write(answer(id_of(after), 3));
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-  });
-  io_pool pool(1);
-  client c(pool.get_executor(), host.at, keep_alive());
-  CHECK(c.send_sync("echo", 1) == 1);
-  CHECK(timer_won(pool, c));
-  // The next frame the host reads is this request: nothing came between.
-  CHECK(c.send_sync("echo", 3) == 3);
-  script.join();
-  REQUIRE(failure.empty());
-  const auto next = split(after);
+  const auto seen = frames_after_cancel(std::nullopt);  // as today's hosts: no "features"
+  REQUIRE(seen.frames.size() == 1);  // the next request, nothing before it
+  const auto next = split(seen.frames[0]);
   CHECK_FALSE(next.header.contains("control"));
-  CHECK(decode_request(next.content, failure)->action == "echo");
-  CHECK(id_of(after) > id_of(slow));
+  std::string why;
+  CHECK(decode_request(next.content, why)->action == "echo");
+}
+
+TEST_CASE("the first request of a keep-alive connection announces the features, one-shot ones do not",
+          "[integration][client][extensions]") {
+  for (const bool keep : {true, false}) {
+    fake_host host;
+    std::string first, failure;
+    std::thread script([&] {
+      try {
+        raw_peer conn = host.next();
+        first = conn.read_frame();
+        frame_header h;  // as COMET answers: no id, and it closes
+        conn.write(encode_frame(h, encode_response(1)));
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+    });
+    io_pool pool(1);
+    client_options o;
+    o.keep_alive = keep;
+    client c(pool.get_executor(), host.at, o);
+    CHECK(c.send_sync("echo", 1) == 1);
+    script.join();
+    REQUIRE(failure.empty());
+    const auto header = split(first).header;
+    if (keep)
+      CHECK(header.at("features") == json::array{"cancel", "going-away"});
+    else
+      CHECK_FALSE(header.contains("features"));
+  }
 }
 
 TEST_CASE("a going-away notice ends the sends after its last request id as unread, safe to send again",
