@@ -45,7 +45,7 @@ std::string_view multiplexer::prepare_write() {
   return in_write_;
 }
 
-void multiplexer::commit_write(std::size_t bytes) noexcept {
+void multiplexer::commit_write(std::size_t bytes) {
   if (!writing_) return;
   bytes = std::min(bytes, in_write_.size());
   written_ += bytes;

@@ -173,7 +173,7 @@ class multiplexer {
   std::string_view prepare_write();
   // The write handed `bytes` of them to the socket; a short count leaves
   // the rest to be written next.
-  void commit_write(std::size_t bytes) noexcept;
+  void commit_write(std::size_t bytes);
   // The socket refuses writes after `bytes` of the write (the host may have
   // answered and closed): write nothing more and let the reader take what
   // arrives.
