@@ -27,7 +27,8 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // A connection idle longer than this is checked before it is reused.
 constexpr auto idle_check_after = std::chrono::milliseconds(100);
-// Connections a send tries when each is lost before its request is written.
+// Times a request is sent again after its connection was lost before all of
+// it was written; the next such loss ends it unread.
 constexpr int max_unwritten_replays = 3;
 }  // namespace
 
