@@ -7,6 +7,8 @@
 
 #include <boost/json.hpp>
 
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 using namespace comet;
@@ -35,7 +37,19 @@ struct fixture {
     m.connected();
     return m;
   }
+  // Brings `m` past its first request (id 1, `first`), answered by `reply`.
+  void agree(multiplexer& m, const std::string& reply);
+  pooled_request first;
 };
+
+// A byte-exact vector of docs/protocol.md, "Announced extensions".
+std::string extension_vector(std::string_view name) {
+  std::string path = COMET_VECTORS_DIR;
+  path.append("/extensions/").append(name);
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in.good());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 std::string content_of(std::string_view action, const json::value& v) {
   return encode_request(action, v);
@@ -71,8 +85,47 @@ std::vector<frame_header> frames_in(std::string_view bytes) {
 
 // Writes what is queued, as the driver does once the socket took it.
 void write_queued(multiplexer& m) {
-  (void)m.prepare_write();
-  m.commit_write();
+  m.commit_write(m.prepare_write().size());
+}
+
+// The first answer of a comet-net host that speaks `features`.
+std::string announcing_answer(std::uint64_t id, std::uint32_t features,
+                              std::optional<std::uint64_t> window = std::nullopt,
+                              std::optional<std::uint64_t> window_bytes = std::nullopt) {
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = id;
+  h.features = features;
+  h.window = window;
+  h.window_bytes = window_bytes;
+  return encode_frame(h, encode_response(id));
+}
+
+// A control frame written by hand: the codec writes only the kinds it knows.
+std::string control_frame(std::string_view kind, std::optional<std::uint64_t> id) {
+  std::string header = R"({"byteorder": "little", "content-type": "text/json", )"
+                       R"("content-encoding": "utf-8", "content-length": 0, "keep-alive": true)";
+  if (id) header.append(", \"request-id\": ").append(std::to_string(*id));
+  header.append(", \"control\": \"").append(kind).append("\"}");
+  std::string out(2, '\0');
+  out[0] = static_cast<char>(header.size() >> 8);
+  out[1] = static_cast<char>(header.size() & 0xFF);
+  out.append(header);
+  return out;
+}
+
+std::string going_away(std::optional<std::uint64_t> last) {
+  frame_header h;
+  h.keep_alive = true;
+  h.kind = frame_kind::going_away;
+  h.last_request_id = last;
+  return encode_frame(h, {});
+}
+
+std::vector<std::uint64_t> ids_in(std::string_view bytes) {
+  std::vector<std::uint64_t> ids;
+  for (const auto& h : frames_in(bytes)) ids.push_back(h.request_id.value_or(0));
+  return ids;
 }
 
 void add(multiplexer& m, pooled_request& r, std::uint64_t id,
@@ -81,6 +134,14 @@ void add(multiplexer& m, pooled_request& r, std::uint64_t id,
   r.deadline = deadline;
   r.timeout = 300ms;
   m.add(r, content_of("echo", static_cast<std::int64_t>(id)));
+}
+
+void fixture::agree(multiplexer& m, const std::string& reply) {
+  add(m, first, 1);
+  write_queued(m);
+  REQUIRE(consume(m, reply) == reply.size());
+  REQUIRE(settled.size() == 1);
+  settled.clear();
 }
 
 }  // namespace
@@ -99,7 +160,8 @@ TEST_CASE("a new connection probes, then multiplexes once the host keeps it open
   REQUIRE(written.size() == 1);
   CHECK(written[0].keep_alive);
   CHECK(written[0].request_id == std::optional<std::uint64_t>(1));
-  m.commit_write();
+  CHECK(written[0].features == std::optional<std::uint32_t>(feature::all));  // announced
+  write_queued(m);
 
   const auto bytes = answer(1, 1);
   CHECK(f.consume(m, bytes) == bytes.size());
@@ -136,13 +198,15 @@ TEST_CASE("answers are matched by request id in any order, and split anywhere", 
   add(m, a, 1);
   add(m, b, 2);
   add(m, c, 3);
-  CHECK(frames_in(m.prepare_write()).size() == 3);  // one write for all three
+  const auto first_write = m.prepare_write();
+  CHECK(frames_in(first_write).size() == 3);  // one write for all three
   pooled_request d;
   add(m, d, 4);
   CHECK(m.prepare_write().empty());  // a write is in progress: d waits for it
-  m.commit_write();
-  CHECK(frames_in(m.prepare_write()).size() == 1);
-  m.commit_write();
+  m.commit_write(first_write.size());
+  const auto second_write = m.prepare_write();
+  CHECK(frames_in(second_write).size() == 1);
+  m.commit_write(second_write.size());
 
   const std::string bytes = answer(3, "c") + answer(1, "a") + answer(4, "d") + answer(2, "b");
   std::string buffered;
@@ -167,8 +231,8 @@ TEST_CASE("an abandoned request's late answer is dropped and the connection stay
   add(m, slow, 1);
   add(m, quick, 2);
   write_queued(m);
-  CHECK(m.abandon(slow));
-  CHECK_FALSE(m.abandon(slow));
+  CHECK(m.cancel(slow) == multiplexer::cancelled_as::abandoned);  // no "cancel" agreed
+  CHECK(m.cancel(slow) == multiplexer::cancelled_as::kept);
   CHECK(m.has_live_requests());
   f.consume(m, answer(2, "quick"));
   REQUIRE(f.settled.size() == 1);
@@ -191,7 +255,8 @@ TEST_CASE("requests past their deadline time out, and the others keep theirs", "
   add(m, early, 1, now + 100ms);
   add(m, late, 2, now + 500ms);
   add(m, abandoned, 3, now + 50ms);
-  m.abandon(abandoned);
+  write_queued(m);
+  CHECK(m.cancel(abandoned) == multiplexer::cancelled_as::abandoned);
   CHECK(m.earliest_deadline() == now + 100ms);  // an abandoned request holds no deadline
   const auto left = m.expire(now + 200ms, multiplexer::settle_fn(f.record));
   CHECK(left == now + 500ms);
@@ -231,11 +296,15 @@ TEST_CASE("a frame that cannot be read fails every request with protocol_error",
           "[unit][multiplexer]") {
   fixture f;
   auto m = f.open();
-  pooled_request a, b;
+  pooled_request a, b, unwritten;
   add(m, a, 1);
   add(m, b, 2);
+  write_queued(m);
+  add(m, unwritten, 3);
   f.consume(m, std::string("\x00\x05hello", 7));
-  REQUIRE(f.settled.size() == 2);
+  REQUIRE(f.settled.size() == 3);
+  CHECK(unwritten.replay);  // never reached the host
+  f.settled.pop_back();
   for (auto* r : f.settled) {
     REQUIRE(r->failure);
     CHECK(r->failure->code() == errc::protocol_error);
@@ -255,4 +324,322 @@ TEST_CASE("a host's error answer settles its request with the host's code", "[un
   REQUIRE(r.failure);
   CHECK(r.failure->code() == errc::no_handler);
   CHECK(m.current() == multiplexer::state::open);  // an ordinary error answer keeps the connection
+}
+
+TEST_CASE("the first request of a connection announces the features byte for byte",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  pooled_request r1, r2;
+  add(m, r1, 1);
+  const auto bytes = m.prepare_write();
+  CHECK(bytes == extension_vector("first_request.bin"));
+  m.commit_write(bytes.size());
+  add(m, r2, 2);
+  const auto later = frames_in(m.prepare_write());
+  REQUIRE(later.size() == 1);
+  CHECK_FALSE(later[0].features);  // only the first request announces them
+  CHECK_FALSE(m.agreed());         // nothing is agreed before the host answers
+}
+
+TEST_CASE("the host's answer sets the agreed features and its window caps what the connection takes",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  SECTION("window") {
+    f.agree(m, announcing_answer(1, feature::all, 2));
+    CHECK(m.agreed() == std::optional<std::uint32_t>(feature::all));
+    pooled_request a, b;
+    CHECK(m.accepts(64));
+    add(m, a, 2);
+    CHECK(m.accepts(64));
+    add(m, b, 3);
+    CHECK_FALSE(m.accepts(64));  // the host's window of 2, below our 64
+    write_queued(m);
+    f.consume(m, answer(2, 2));
+    CHECK(m.accepts(64));
+  }
+  SECTION("window-bytes") {
+    f.agree(m, announcing_answer(1, feature::cancel, std::nullopt, 50));
+    CHECK(m.agreed() == std::optional<std::uint32_t>(feature::cancel));
+    pooled_request a;
+    CHECK(m.accepts(64, 1000));  // alone, even a request past the budget goes
+    add(m, a, 2);                // 30 content bytes
+    REQUIRE(a.content_size == 30);
+    CHECK(m.accepts(64, 20));
+    CHECK_FALSE(m.accepts(64, 21));  // 30 + 21 would pass 50
+  }
+  SECTION("a host that lists no features agrees none, and its window is ours") {
+    f.agree(m, answer(1, 1));
+    CHECK(m.agreed() == std::optional<std::uint32_t>(0));
+    std::vector<pooled_request> many(63);
+    for (std::size_t i = 0; i < many.size(); ++i) add(m, many[i], 2 + i);
+    CHECK(m.accepts(64));
+    pooled_request last;
+    add(m, last, 100);
+    CHECK_FALSE(m.accepts(64));
+  }
+}
+
+TEST_CASE("write status follows the bytes each write handed to the socket", "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  pooled_request a, b, c;
+  add(m, a, 1);
+  add(m, b, 2);
+  add(m, c, 3);
+  const std::string all(m.prepare_write());
+  const auto sizes = [&] {
+    std::vector<std::size_t> out;
+    frame_decoder d(1 << 20);
+    std::string_view rest = all;
+    while (!rest.empty()) {
+      REQUIRE(d.decode(rest) == frame_decoder::status::complete);
+      out.push_back(d.frame_size());
+      rest.remove_prefix(d.frame_size());
+      d.reset();
+    }
+    return out;
+  }();
+  REQUIRE(sizes.size() == 3);
+
+  SECTION("a short write leaves the rest to be written first") {
+    m.commit_write(sizes[0] - 5);
+    CHECK(m.prepare_write() == std::string_view(all).substr(sizes[0] - 5));
+  }
+  SECTION("a lost connection replays what was not all written and fails what was") {
+    m.write_failed(sizes[0] + 3);  // a whole, b in part, c not at all
+    m.fail(error(errc::connection_closed, "closed"), multiplexer::settle_fn(f.record));
+    REQUIRE(f.settled.size() == 3);
+    CHECK_FALSE(a.replay);
+    REQUIRE(a.failure);
+    CHECK(a.failure->code() == errc::connection_closed);  // it may have run
+    for (auto* r : {&b, &c}) {
+      CHECK(r->replay);
+      REQUIRE(r->failure);  // what the send ends with once it stops replaying
+      CHECK(r->failure->code() == errc::unread);
+      CHECK(r->failure->safe_to_retry());
+      CHECK_THAT(r->failure->what(),
+                 Catch::StartsWith("closed") &&
+                     Catch::EndsWith("; this request was not yet written, so it is safe to send again"));
+    }
+  }
+  SECTION("a write in progress when the connection is lost may have reached the host") {
+    pooled_request d;
+    add(m, d, 4);  // waiting behind the write
+    m.fail(error(errc::connection_closed, "closed"), multiplexer::settle_fn(f.record));
+    REQUIRE(f.settled.size() == 4);
+    for (auto* r : {&a, &b, &c}) {
+      CHECK_FALSE(r->replay);
+      CHECK((r->failure && r->failure->code() == errc::connection_closed));
+    }
+    CHECK(d.replay);
+  }
+}
+
+TEST_CASE("requests on a connection that never came up fail with its reason, not replayed",
+          "[unit][multiplexer]") {
+  fixture f;
+  f.knowledge.support = peer_knowledge::keep_alive::yes;
+  multiplexer m(f.info, f.knowledge);
+  pooled_request a;
+  add(m, a, 1);
+  m.fail(error(errc::peer_offline, "offline"), multiplexer::settle_fn(f.record));
+  REQUIRE(a.failure);
+  CHECK(a.failure->code() == errc::peer_offline);
+  CHECK_FALSE(a.replay);
+}
+
+TEST_CASE("cancelling an unwritten request drops its bytes, so total cancellation holds",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  pooled_request a, b, c, d;
+  add(m, a, 1);
+  write_queued(m);
+  add(m, b, 2);
+  add(m, c, 3);
+  add(m, d, 4);
+  // Total cancellation alone: honoured for the waiting request only.
+  CHECK(m.cancel(b, /*only_if_unwritten=*/true) == multiplexer::cancelled_as::dropped);
+  CHECK(m.cancel(a, /*only_if_unwritten=*/true) == multiplexer::cancelled_as::kept);
+  CHECK(m.in_flight() == 3);  // a, c, d
+  CHECK(m.cancel(d) == multiplexer::cancelled_as::dropped);
+  const auto next = m.prepare_write();
+  CHECK(ids_in(next) == std::vector<std::uint64_t>{3});  // no trace of b or d
+  // A request in a write in progress is no longer droppable.
+  CHECK(m.cancel(c, /*only_if_unwritten=*/true) == multiplexer::cancelled_as::kept);
+  // The offsets moved with the dropped bytes: c is written once its write is.
+  m.write_failed(next.size());
+  m.fail(error(errc::connection_closed, "closed"), multiplexer::settle_fn(f.record));
+  REQUIRE(f.settled.size() == 2);
+  CHECK((c.failure && c.failure->code() == errc::connection_closed && !c.replay));
+}
+
+TEST_CASE("the request that announces the features is not dropped: its answer says what the host speaks",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  pooled_request a;
+  add(m, a, 1);
+  CHECK(m.cancel(a, /*only_if_unwritten=*/true) == multiplexer::cancelled_as::kept);
+  CHECK(m.cancel(a) == multiplexer::cancelled_as::abandoned);
+  write_queued(m);
+  f.consume(m, announcing_answer(1, feature::all));
+  CHECK(f.settled.empty());  // its answer is dropped, its features are kept
+  CHECK(m.agreed() == std::optional<std::uint32_t>(feature::all));
+}
+
+TEST_CASE("cancelling a written request queues exactly a cancel frame when the host agreed cancel",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  SECTION("agreed") {
+    f.agree(m, announcing_answer(1, feature::all));
+    pooled_request r;
+    add(m, r, 7);
+    write_queued(m);
+    CHECK(m.cancel(r) == multiplexer::cancelled_as::on_wire);
+    CHECK_FALSE(m.awaits_answers());  // the entry is gone at once
+    const auto bytes = m.prepare_write();
+    CHECK(bytes == extension_vector("cancel.bin"));
+    m.commit_write(bytes.size());
+    // A late answer for the cancelled id is read and dropped.
+    const auto late = answer(7, "late");
+    CHECK(f.consume(m, late) == late.size());
+    CHECK(f.settled.empty());
+    CHECK(m.current() == multiplexer::state::open);
+  }
+  SECTION("being written") {
+    f.agree(m, announcing_answer(1, feature::cancel));
+    pooled_request r;
+    add(m, r, 7);
+    const auto in_write = m.prepare_write();
+    CHECK(m.cancel(r) == multiplexer::cancelled_as::on_wire);
+    m.commit_write(in_write.size());
+    CHECK(m.prepare_write() == extension_vector("cancel.bin"));
+  }
+  SECTION("not agreed") {
+    f.agree(m, announcing_answer(1, feature::going_away));
+    pooled_request r;
+    add(m, r, 7);
+    write_queued(m);
+    CHECK(m.cancel(r) == multiplexer::cancelled_as::abandoned);
+    CHECK(m.prepare_write().empty());
+    CHECK(m.awaits_answers());  // its late answer is still due
+  }
+  SECTION("a host that lists no features") {
+    f.agree(m, answer(1, 1));
+    pooled_request r;
+    add(m, r, 7);
+    write_queued(m);
+    CHECK(m.cancel(r) == multiplexer::cancelled_as::abandoned);
+    CHECK(m.prepare_write().empty());
+  }
+  SECTION("before the host answered the first request") {
+    pooled_request r;
+    add(m, r, 7);
+    write_queued(m);
+    CHECK(m.cancel(r) == multiplexer::cancelled_as::abandoned);
+    CHECK(m.prepare_write().empty());
+  }
+}
+
+TEST_CASE("a going-away notice ends the requests the host did not read as unread and keeps the others",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  pooled_request r11, r12, r13, r14, r15;
+  add(m, r11, 11);
+  add(m, r12, 12);
+  add(m, r13, 13);
+  write_queued(m);
+  add(m, r14, 14);  // in a write
+  const auto in_write = m.prepare_write();
+  add(m, r15, 15);  // waiting
+  const auto notice = extension_vector("going_away.bin");  // last-request-id 12
+  CHECK(f.consume(m, notice) == notice.size());
+  REQUIRE(f.settled.size() == 3);
+  for (auto* r : {&r13, &r14, &r15}) {
+    REQUIRE(r->failure);
+    CHECK(r->failure->code() == errc::unread);
+    CHECK(r->failure->safe_to_retry());
+    CHECK_FALSE(r->replay);  // the host is stopping: the caller decides
+    CHECK_THAT(r->failure->what(), Catch::Contains("Telegram at 127.0.0.1:9 is going away and did not "
+                                                   "read this request; it is safe to send again"));
+  }
+  CHECK_FALSE(m.accepts(64));
+  CHECK(m.current() == multiplexer::state::closing);
+  m.commit_write(in_write.size());
+  CHECK(m.prepare_write().empty());  // nothing more is written: 15's frame is gone
+  // An answer for a request it already ended is dropped; the others come.
+  f.consume(m, answer(13, "late") + answer(11, "a"));
+  REQUIRE(f.settled.size() == 4);
+  CHECK(f.settled[3] == &r11);
+  CHECK(m.current() == multiplexer::state::closing);
+  f.consume(m, answer(12, "b"));
+  REQUIRE(f.settled.size() == 5);
+  CHECK(*r12.result == "b");
+  CHECK(m.current() == multiplexer::state::closed);
+}
+
+TEST_CASE("a going-away notice without a last request id ends every request unread",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  pooled_request a, b;
+  add(m, a, 1);
+  add(m, b, 2);
+  write_queued(m);
+  // From a host that announced nothing: honoured all the same.
+  f.consume(m, going_away(std::nullopt));
+  REQUIRE(f.settled.size() == 2);
+  CHECK((a.failure && a.failure->code() == errc::unread));
+  CHECK((b.failure && b.failure->code() == errc::unread));
+  CHECK(m.current() == multiplexer::state::closed);
+}
+
+TEST_CASE("control frames of unknown kinds, and cancels from a host, are ignored",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  pooled_request r;
+  add(m, r, 1);
+  write_queued(m);
+  // None is taken for an answer, not even the untagged one beside a
+  // single pending request (which a COMET host's answer would be).
+  const std::string frames = control_frame("pause", std::nullopt) + control_frame("pause", 1) +
+                             control_frame("cancel", 1);
+  CHECK(f.consume(m, frames) == frames.size());
+  CHECK(f.settled.empty());
+  CHECK(m.current() == multiplexer::state::open);
+  f.consume(m, answer(1, "ok"));
+  REQUIRE(f.settled.size() == 1);
+  CHECK(*r.result == "ok");
+}
+
+TEST_CASE("a request past its deadline is taken off the wire as a cancelled one is",
+          "[unit][multiplexer]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  const auto now = std::chrono::steady_clock::now();
+  pooled_request written, waiting, later;
+  add(m, written, 7, now + 10ms);
+  write_queued(m);
+  add(m, waiting, 8, now + 10ms);
+  add(m, later, 9, now + 1s);
+  CHECK(m.expire(now + 20ms, multiplexer::settle_fn(f.record)) == now + 1s);
+  REQUIRE(f.settled.size() == 2);
+  CHECK((written.failure && written.failure->code() == errc::request_timeout));
+  CHECK((waiting.failure && waiting.failure->code() == errc::request_timeout));
+  CHECK(m.in_flight() == 1);
+  // Queued now: 9's request (8's was dropped from before it) and 7's cancel.
+  const auto frames = frames_in(m.prepare_write());
+  REQUIRE(frames.size() == 2);
+  CHECK(frames[0].request_id == std::optional<std::uint64_t>(9));
+  CHECK(frames[0].kind == frame_kind::message);
+  CHECK(frames[1].request_id == std::optional<std::uint64_t>(7));
+  CHECK(frames[1].kind == frame_kind::cancel);
 }

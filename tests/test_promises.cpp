@@ -69,6 +69,26 @@ TEST_CASE("every error code's wire_name reads back as that code with errc_from_w
   CHECK(errc_from_wire("No_Handler") == errc::remote_error);  // spellings are exact
 }
 
+// errors.hpp: safe_to_retry() "the host provably did not run the request":
+// exactly busy, host_full, shutting_down, unread, queue_full, peer_offline,
+// connect_timeout and unresolved (docs/api.md, "Which failures are safe to
+// send again").
+TEST_CASE("safe_to_retry is true for exactly the codes that say the host did not run the request",
+          "[unit][errors]") {
+  const std::set<errc> safe{errc::busy,         errc::host_full,       errc::shutting_down,
+                            errc::unread,       errc::queue_full,      errc::peer_offline,
+                            errc::connect_timeout, errc::unresolved};
+  int checked = 0;
+  for (const auto& [first, last] : {std::pair{errc::bad_request, errc::host_full},
+                                    std::pair{errc::peer_offline, errc::queue_full}})
+    for (int v = static_cast<int>(first); v <= static_cast<int>(last); ++v, ++checked) {
+      const auto code = static_cast<errc>(v);
+      INFO("errc " << wire_name(code));
+      CHECK(error(code, "x").safe_to_retry() == safe.contains(code));
+    }
+  CHECK(checked == 25);  // every code (the wire_name case above counts them too)
+}
+
 // version.hpp: "One number for #if: 10203 is 1.2.3", and comet::version.
 TEST_CASE("the version macros agree with each other and with comet::version",
           "[promises][version]") {

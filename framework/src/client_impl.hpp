@@ -96,8 +96,11 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
 
   // Runs on the serial executor (co_spawn it there, `spawned`, unless
   // inline_ok()). Completes with the answer's result, or throws comet::error.
-  // Cancellation (terminal, partial): the request is abandoned at once
-  // (cancelled); its late answer is read and dropped.
+  // Cancellation (terminal, partial): the send completes at once
+  // (cancelled). A request not yet written is dropped from the queue; a
+  // written one is cancelled on the wire (a cancel frame) when the
+  // connection agreed "cancel", else its late answer is read and dropped.
+  // Total: honoured only while none of the request was written.
   asio::awaitable<json::value> send(std::string action, json::value value,
                                     std::chrono::milliseconds timeout, bool spawned);
   // On the serial executor: every pending send fails with `why`, every
@@ -120,7 +123,9 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   class connection;
   struct batch_guard;
 
-  connection* pick();
+  // A connection for a request of `content_size` bytes (may start one);
+  // null when every one is full and no more may be opened.
+  connection* pick(std::size_t content_size);
   void remove(connection& conn);
   // A send that found no room waits in `queued_`, first come first
   // served, with its deadline running. Room that frees up (an answer, a

@@ -27,6 +27,9 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // A connection idle longer than this is checked before it is reused.
 constexpr auto idle_check_after = std::chrono::milliseconds(100);
+// Times a request is sent again after its connection was lost before all of
+// it was written; the next such loss ends it unread.
+constexpr int max_unwritten_replays = 3;
 }  // namespace
 
 // Marks the pool as handling a read's answers (see connection::submit).
@@ -59,10 +62,10 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
                    });
   }
 
-  // Whether it can take a request now: open, not failed, and, after a
-  // while idle, still connected.
-  bool usable(std::size_t max_in_flight) {
-    if (closed_ || !mux.accepts(max_in_flight)) return false;
+  // Whether it can take a request of `content_size` bytes now: open, not
+  // failed, within its windows, and, after a while idle, still connected.
+  bool usable(std::size_t max_in_flight, std::size_t content_size) {
+    if (closed_ || !mux.accepts(max_in_flight, content_size)) return false;
     return !idle_check_due() || still_open();
   }
   // Whether usable() would first check that the host still has it open
@@ -83,21 +86,42 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     read();
   }
 
-  // The caller gave up on `request`.
-  void abandon(const pooled_request& request) {
-    if (!mux.abandon(request)) return;
-    if (!mux.has_live_requests()) quiesce(pool_.info_->cancelled());
+  // The caller gave up on `request` (only_if_unwritten: with total
+  // cancellation alone). False when the request stays (see multiplexer::cancel).
+  bool cancel(const pooled_request& request, bool only_if_unwritten) {
+    const auto held = shared_from_this();  // closing it drops it from the pool
+    const auto outcome = mux.cancel(request, only_if_unwritten);
+    if (outcome == multiplexer::cancelled_as::kept) return false;
+    if (outcome == multiplexer::cancelled_as::on_wire) {
+      if (pool_.answering_ == this) {
+        // written once this read's answers are handled
+      } else if (pool_.answering_) {
+        flush_soon();
+      } else {
+        flush();
+      }
+    }
+    if (outcome != multiplexer::cancelled_as::abandoned) pool_.wake_next_queued();  // room for a waiting send
+    if (mux.current() == multiplexer::state::closed)
+      close(error(errc::connection_closed, pool_.info_->describe() + " closed the connection"));
+    else if (!mux.has_live_requests())
+      quiesce(pool_.info_->cancelled());
     pool_.recheck_deadlines();
+    return true;
   }
 
   // Requests past their deadline time out; returns the earliest deadline left.
   pooled_request::time_point expire(pooled_request::time_point now) {
     auto settle = [this](pooled_request& r) { r.settle(pool_.strand_); };
+    const std::size_t before = mux.in_flight();
     const auto left = mux.expire(now, settle);
-    if (mux.current() == multiplexer::state::closed)
+    if (mux.in_flight() < before) pool_.wake_next_queued();  // room for a waiting send
+    if (mux.current() == multiplexer::state::closed) {
       close(error(errc::connection_closed, pool_.info_->describe() + " closed the connection"));
-    else if (!mux.has_live_requests())
-      quiesce(pool_.info_->timed_out());
+      return pooled_request::time_point::max();
+    }
+    flush();  // the cancel frames of the requests it timed out, if any
+    if (!mux.has_live_requests()) quiesce(pool_.info_->timed_out());
     return closed_ ? pooled_request::time_point::max() : left;
   }
 
@@ -173,6 +197,14 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
       if (ec == asio::error::operation_aborted && stopped_reading_) {
         stopped_reading_ = false;  // see stop_reading(); a send since then reads again
         if (mux.has_live_requests()) read();
+        return;
+      }
+      if (mux.writing()) {
+        // Which requests the host may have read is known once the write
+        // says how much of it went out: end it now, close when it completes.
+        lost_.emplace(pool_.info_->lost(ec, "reading the answer"));
+        boost::system::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
         return;
       }
       return close(pool_.info_->lost(ec, "reading the answer"));
@@ -272,19 +304,22 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     if (bytes.empty()) return;
     stream_.async_write(
         asio::buffer(bytes.data(), bytes.size()),
-        [self = shared_from_this()](boost::system::error_code ec,
-                                                                     std::size_t) {
-          if (self->closed_) return self->mux.commit_write();
+        [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+          if (self->closed_) return self->mux.commit_write(n);
+          if (self->lost_) {
+            self->mux.write_failed(n);
+            return self->close(*self->lost_);
+          }
           if (ec) {
             // The host may have answered before closing (too_large): stop
             // sending and let the reader take what arrives; its end of
             // stream fails whatever is left.
             boost::system::error_code ignored;
             self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-            self->mux.write_failed();
+            self->mux.write_failed(n);
             return self->read();
           }
-          self->mux.commit_write();
+          self->mux.commit_write(n);
           self->flush();
         });
   }
@@ -295,6 +330,8 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
   bool flush_queued_ = false;
   bool session_kept_ = false;
   bool closed_ = false;
+  // The read failed while a write ran: the write's completion closes with this.
+  std::optional<error> lost_;
   std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
 };
 
@@ -334,22 +371,22 @@ bool peer_pool::inline_ok() const noexcept {
   return ex && ex->running_in_this_thread();
 }
 
-peer_pool::connection* peer_pool::pick() {
+peer_pool::connection* peer_pool::pick(std::size_t content_size) {
   const auto& o = info_->options;
   const std::size_t max_in_flight = std::max<std::size_t>(1, o.max_in_flight);
   // A send resumed by an answer goes out on the connection that brought it,
   // with the other sends that answers of the same read resume: one write.
-  if (answering_ && answering_->mux.accepts(max_in_flight)) return answering_;
+  if (answering_ && answering_->mux.accepts(max_in_flight, content_size)) return answering_;
   connection* best = nullptr;
   for (std::size_t i = 0; i < connections_.size(); ++i) {
     auto* c = connections_[i].get();
     if (best && c->mux.in_flight() >= best->mux.in_flight()) continue;
     if (!c->idle_check_due()) {
-      if (c->usable(max_in_flight)) best = c;
+      if (c->usable(max_in_flight, content_size)) best = c;
       continue;
     }
     const auto held = connections_[i];  // the check may close it and drop it from the list
-    if (c->usable(max_in_flight)) best = c;
+    if (c->usable(max_in_flight, content_size)) best = c;
     else if (c->closed()) --i;  // look at this index again
   }
   if (best) return best;
@@ -377,7 +414,7 @@ std::size_t peer_pool::free_places() const {
   const std::size_t max_in_flight = std::max<std::size_t>(1, o.max_in_flight);
   std::size_t free = 0;
   for (const auto& c : connections_)
-    if (!c->closed() && c->mux.accepts(max_in_flight)) free += max_in_flight - c->mux.in_flight();
+    if (!c->closed()) free += c->mux.room(max_in_flight);
   const std::size_t max_connections = std::max<std::size_t>(1, o.max_connections);
   if (connections_.size() < max_connections && !opening_blocked())
     free += (max_connections - connections_.size()) *
@@ -459,20 +496,23 @@ void peer_pool::close(const error& why) {
 asio::awaitable<json::value> peer_pool::send(std::string action, json::value value,
                                              std::chrono::milliseconds timeout, bool spawned) {
   // The caller holds the client, which holds this pool.
-  // A coroutine of its own (not the caller's): it honours partial
-  // cancellation too, and reports cancellation as its own error.
+  // A coroutine of its own (not the caller's): it honours partial and
+  // total cancellation too (total only while nothing of the request was
+  // written), and reports cancellation as its own error.
   if (spawned) {
     co_await asio::this_coro::throw_if_cancelled(false);
-    co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
   }
   const auto cancellation = co_await asio::this_coro::cancellation_state;
   // A send resumed by an answer starts when that answer was read: no clock
   // read per request in a busy pool.
   const auto started = answering_ ? answers_read_at_ : std::chrono::steady_clock::now();
   const auto deadline = started + timeout;
-  // A request the host closed the connection without reading is sent
-  // again, until its deadline; each replay means another request was
-  // refused as too large, and requests that large then go alone.
+  // A request the host never read is sent again, until its deadline: a
+  // replay after a too_large refusal means another request was refused as
+  // too large, and requests that large then go alone; one whose connection
+  // was lost before it was written goes again a few times, then ends unread.
+  int lost_unwritten = 0;
   for (;;) {
     connection* conn = nullptr;
     // This send's place in the queue while it has one; leaving it (with a
@@ -507,7 +547,7 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
         break;
       // Sends already queued go first.
       if (place ? (*place)->woken : queued_.empty())
-        if ((conn = pick())) break;
+        if ((conn = pick(encoding_.size()))) break;
       if (!place) {
         const std::size_t limit = info_->options.max_queued_sends;
         if (queued_.size() >= limit) throw info_->queue_full(limit);
@@ -520,12 +560,15 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
         --woken_;
       }
       auto [ec] = co_await timer->async_wait(use_tuple);
-      if (ec == asio::error::operation_aborted && was_cancelled(cancellation))
+      // Nothing was sent yet: any type of cancellation holds.
+      if (ec == asio::error::operation_aborted &&
+          cancellation.cancelled() != asio::cancellation_type::none)
         throw info_->cancelled();
       if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
     }
-    // A cancellation that arrived while a wait's completion was on its way.
-    if (was_cancelled(cancellation)) throw info_->cancelled();
+    // A cancellation that arrived while a wait's completion was on its way
+    // (or before a replay): nothing of this request was sent yet.
+    if (cancellation.cancelled() != asio::cancellation_type::none) throw info_->cancelled();
     if (!conn) {
       leave.now();
       // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
@@ -556,11 +599,12 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       if (slot.is_connected()) {
         request.watch(slot);
         slot.assign([&request, conn, this](asio::cancellation_type type) {
-          if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) ==
-              asio::cancellation_type::none)
-            return;
-          if (!request.parked()) return;
-          conn->abandon(request);
+          using ct = asio::cancellation_type;
+          const bool ends = (type & (ct::terminal | ct::partial)) != ct::none;
+          // Total cancellation promises the operation had no effect: it
+          // holds only while none of the request was written.
+          if (!request.parked() || (!ends && (type & ct::total) == ct::none)) return;
+          if (!conn->cancel(request, /*only_if_unwritten=*/!ends)) return;
           request.failure = info_->cancelled();
           request.settle(strand_);
         });
@@ -568,7 +612,10 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
     };
     co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(park, asio::use_awaitable);
     if (request.replay) {
-      if (std::chrono::steady_clock::now() < deadline) continue;
+      if (closed_) throw *closed_why_;
+      const bool again = !request.failure || ++lost_unwritten <= max_unwritten_replays;
+      if (again && std::chrono::steady_clock::now() < deadline) continue;
+      if (request.failure) throw std::move(*request.failure);
       throw info_->timed_out(timeout);
     }
     if (request.failure) throw std::move(*request.failure);

@@ -9,34 +9,65 @@ void multiplexer::connected() {
   state_ = peer_.support == peer_knowledge::keep_alive::yes ? state::open : state::probing;
 }
 
-bool multiplexer::accepts(std::size_t max_in_flight) const noexcept {
-  if (write_failed_) return false;
+bool multiplexer::accepts(std::size_t max_in_flight, std::size_t content_size) const noexcept {
+  if (write_failed_ || going_away_) return false;
   const bool ready = state_ == state::open ||
                      (state_ == state::connecting && peer_.support == peer_knowledge::keep_alive::yes);
-  return ready && pending_.size() < max_in_flight;
+  if (!ready || pending_.size() >= std::min(max_in_flight, window_)) return false;
+  // A request larger than the whole budget still goes, alone: the host
+  // refuses it (too_large) or takes it, rather than it waiting forever.
+  return pending_.empty() || pending_bytes_ + content_size <= window_bytes_;
 }
 
 void multiplexer::add(pooled_request& request, std::string_view content) {
-  pending_.push_back({request.id, request.deadline, &request});
   request.content_size = content.size();
   frame_header h;
   h.keep_alive = true;
   h.request_id = request.id;
   h.auth_token = info_.options.auth_token;
-  append_frame(out_.pending(), h, content);
+  if (!features_id_) {
+    features_id_ = request.id;
+    h.features = feature::all;
+  }
+  const std::uint64_t begin = unwritten_from() + queued_.size();
+  append_frame(queued_, h, content);
+  pending_.push_back({request.id, request.deadline, &request, begin,
+                      unwritten_from() + queued_.size(), content.size()});
+  pending_bytes_ += content.size();
 }
 
 std::string_view multiplexer::prepare_write() {
-  if (write_failed_ ||
+  if (write_failed_ || writing_ || queued_.empty() ||
       (state_ != state::open && state_ != state::probing && state_ != state::closing))
     return {};
-  return out_.begin();
+  writing_ = true;
+  std::swap(queued_, in_write_);
+  return in_write_;
 }
 
-void multiplexer::write_failed() noexcept {
+void multiplexer::commit_write(std::size_t bytes) {
+  if (!writing_) return;
+  bytes = std::min(bytes, in_write_.size());
+  written_ += bytes;
+  writing_ = false;
+  if (bytes == in_write_.size()) {
+    in_write_.clear();
+    return;
+  }
+  // A short write: the rest goes first next time. Not the common case
+  // (async_write writes all or fails), so a copy is fine.
+  in_write_.erase(0, bytes);
+  in_write_ += queued_;
+  std::swap(queued_, in_write_);
+  in_write_.clear();
+}
+
+void multiplexer::write_failed(std::size_t bytes) noexcept {
+  if (writing_) written_ += std::min(bytes, in_write_.size());
+  writing_ = false;
   write_failed_ = true;
-  out_.done();
-  out_.discard();
+  in_write_.clear();
+  queued_.clear();
 }
 
 std::size_t multiplexer::consume(std::string_view bytes, settle_fn settled) {
@@ -50,25 +81,42 @@ std::size_t multiplexer::consume(std::string_view bytes, settle_fn settled) {
       break;
     }
     used += decoder_.frame_size();
-    on_response(settled);
+    switch (decoder_.header().kind) {
+      case frame_kind::message: on_response(settled); break;
+      // Honoured even when the host did not announce it: it can only mean
+      // the host stops, and reading it as an answer would be wrong.
+      case frame_kind::going_away: on_going_away(settled); break;
+      // A host has nothing to cancel on the client; unknown kinds are
+      // ignored by the protocol's rule.
+      case frame_kind::cancel:
+      case frame_kind::unknown_control: break;
+    }
     decoder_.reset();
   }
   return used;
 }
 
+void multiplexer::learn_features(const frame_header& header) {
+  if (agreed_ || !features_id_ || header.request_id != features_id_) return;
+  agreed_ = header.features.value_or(0) & feature::all;
+  if (header.window) window_ = static_cast<std::size_t>(std::max<std::uint64_t>(1, *header.window));
+  if (header.window_bytes) window_bytes_ = static_cast<std::size_t>(*header.window_bytes);
+}
+
 void multiplexer::on_response(settle_fn settled) {
   const frame_header& header = decoder_.header();
+  learn_features(header);
   pooled_request* request = nullptr;
   if (header.request_id) {
     auto it = std::find_if(pending_.begin(), pending_.end(),
                            [id = *header.request_id](const entry& e) { return e.id == id; });
     if (it != pending_.end()) {
       request = it->request;
-      pending_.erase(it);
+      remove(it);
     }
   } else if (pending_.size() == 1) {  // a COMET host does not echo ids
     request = pending_.front().request;
-    pending_.clear();
+    remove(pending_.begin());
   }
   std::optional<json::value> result;
   std::optional<error> failure;
@@ -96,7 +144,7 @@ void multiplexer::on_response(settle_fn settled) {
     }
     state_ = state::closing;
   }
-  if (state_ == state::closing && pending_.empty()) state_ = state::closed;
+  close_if_done();
   if (request) {
     request->result = std::move(result);
     request->failure = std::move(failure);
@@ -104,13 +152,73 @@ void multiplexer::on_response(settle_fn settled) {
   }
 }
 
-bool multiplexer::abandon(const pooled_request& request) noexcept {
-  for (auto& e : pending_)
-    if (e.request == &request) {
-      e.request = nullptr;
-      return true;
+void multiplexer::on_going_away(settle_fn settled) {
+  const auto last = decoder_.header().last_request_id;
+  going_away_ = true;
+  queued_.clear();  // the host reads nothing more: not even a cancel
+  if (state_ != state::closed) state_ = state::closing;
+  std::vector<pooled_request*> unread;
+  std::erase_if(pending_, [&](const entry& e) {
+    if (last && e.id <= *last) return false;
+    pending_bytes_ -= e.content_size;
+    if (e.request) unread.push_back(e.request);
+    return true;
+  });
+  close_if_done();
+  for (auto* r : unread) {
+    r->failure = error(errc::unread, info_.describe() +
+                                         " is going away and did not read this request; it is "
+                                         "safe to send again");
+    settled(*r);
+  }
+}
+
+void multiplexer::remove(std::vector<entry>::iterator it) {
+  pending_bytes_ -= it->content_size;
+  pending_.erase(it);
+}
+
+void multiplexer::close_if_done() noexcept {
+  if (state_ == state::closing && pending_.empty()) state_ = state::closed;
+}
+
+multiplexer::cancelled_as multiplexer::cancel(const pooled_request& request, bool only_if_unwritten) {
+  auto it = std::find_if(pending_.begin(), pending_.end(),
+                         [&](const entry& e) { return e.request == &request; });
+  if (it == pending_.end()) return cancelled_as::kept;
+  const auto outcome = withdraw(it, only_if_unwritten);
+  if (outcome == cancelled_as::abandoned) it->request = nullptr;
+  return outcome;
+}
+
+multiplexer::cancelled_as multiplexer::withdraw(std::vector<entry>::iterator it,
+                                                bool only_if_unwritten) {
+  // The request that announces the features stays: its answer says what
+  // the host speaks.
+  if (it->begin >= unwritten_from() && !write_failed_ && it->id != features_id_) {
+    const std::uint64_t size = it->end - it->begin;
+    queued_.erase(static_cast<std::size_t>(it->begin - unwritten_from()),
+                  static_cast<std::size_t>(size));
+    for (auto later = std::next(it); later != pending_.end(); ++later) {
+      later->begin -= size;
+      later->end -= size;
     }
-  return false;
+    remove(it);
+    close_if_done();
+    return cancelled_as::dropped;
+  }
+  if (only_if_unwritten) return cancelled_as::kept;
+  if (agreed_ && (*agreed_ & feature::cancel) && !going_away_ && !write_failed_ &&
+      state_ != state::closing && state_ != state::closed) {
+    frame_header h;
+    h.keep_alive = true;
+    h.request_id = it->id;
+    h.kind = frame_kind::cancel;
+    append_frame(queued_, h, {});
+    remove(it);
+    return cancelled_as::on_wire;
+  }
+  return cancelled_as::abandoned;
 }
 
 bool multiplexer::only_abandoned() const noexcept {
@@ -126,33 +234,50 @@ multiplexer::time_point multiplexer::earliest_deadline() const noexcept {
 
 multiplexer::time_point multiplexer::expire(time_point now, settle_fn settled) {
   time_point earliest = time_point::max();
-  std::erase_if(pending_, [&](const entry& e) {
-    if (e.deadline > now) {
-      if (e.request) earliest = std::min(earliest, e.deadline);
-      return false;
+  for (std::size_t i = 0; i < pending_.size();) {
+    const auto it = pending_.begin() + static_cast<std::ptrdiff_t>(i);
+    if (it->deadline > now) {
+      if (it->request) earliest = std::min(earliest, it->deadline);
+      ++i;
+      continue;
     }
-    if (e.request) {
-      e.request->failure = info_.timed_out(e.request->timeout);
-      settled(*e.request);
+    // Nobody waits for it any more: the host need not run it either.
+    pooled_request* request = it->request;
+    if (withdraw(it, false) == cancelled_as::abandoned) remove(it);
+    if (request) {
+      request->failure = info_.timed_out(request->timeout);
+      settled(*request);
     }
-    return true;
-  });
-  if (state_ == state::closing && pending_.empty()) state_ = state::closed;
+  }
+  close_if_done();
   return earliest;
 }
 
 void multiplexer::fail(const error& e, settle_fn settled) {
+  // Requests queued on a connection that never came up fail with its
+  // reason (peer_offline...): replaying them would only dial again.
+  const bool was_up = state_ != state::connecting;
   state_ = state::closed;
   write_failed_ = true;
   auto listed = std::move(pending_);
   pending_.clear();
+  pending_bytes_ = 0;
   for (const auto& entry : listed) {
     if (!entry.request) continue;
     // Written after the refused request, on this connection: never read.
-    if (refused_id_ && entry.id > *refused_id_)
+    if (refused_id_ && entry.id > *refused_id_) {
       entry.request->replay = true;
-    else
+    } else if (was_up && entry.end > written_ && (!writing_ || entry.begin >= unwritten_from())) {
+      // Not all of it reached the socket (a write in progress may have
+      // handed it all over already: that is not known until it completes):
+      // the host cannot have run it.
+      entry.request->replay = true;
+      entry.request->failure =
+          error(errc::unread, std::string(e.what()) +
+                                  "; this request was not yet written, so it is safe to send again");
+    } else {
       entry.request->failure = e;
+    }
     settled(*entry.request);
   }
 }

@@ -1,22 +1,34 @@
 // Internal: the rules of one keep-alive connection of a client pool, with no
 // socket (as Boost.Redis's multiplexer): requests go in with add(), bytes
-// to write come out of prepare_write() / commit_write(), and received bytes
-// go in through consume(), which settles the requests they answer. The
-// connection driver in client_pool.cpp moves the bytes; these rules are
+// to write come out of prepare_write() / commit_write(bytes), and received
+// bytes go in through consume(), which settles the requests they answer.
+// The connection driver in client_pool.cpp moves the bytes; these rules are
 // unit-tested without sockets (tests/test_multiplexer.cpp).
 //
 // The rules: a new connection carries one request (a probe) until the
 // peer's answer shows whether it keeps connections open (a comet-net host
 // echoes "keep-alive"; a COMET host answers without it and closes); then up
-// to max_in_flight tagged requests at once, matched by request id. A
-// request abandoned by its caller stays listed until its late answer is
-// read and dropped (or its deadline passes), so the connection stays usable.
-// After the host refuses a request as too_large and closes, the requests
-// written behind it were never read: they are settled for replay.
+// to max_in_flight tagged requests at once (and the host's window, if it
+// announced one), matched by request id. The first request of every
+// connection announces the features this side speaks; only those the
+// host's answer lists too are used, so a host that lists none (COMET, older
+// comet-net) never sees a control frame.
+//
+// Each request has a write status, kept as byte ranges of the write stream:
+// waiting (none of it handed to a write), being written (the host may have
+// read it: a write's progress is known when it completes), written (all of
+// it handed to the socket: the host may have read it). A cancelled request
+// that is still waiting is dropped from the queue; a written one is
+// cancelled on the wire when the host agreed "cancel", else it stays
+// listed, abandoned, until its late answer is read and dropped (or its
+// deadline passes). A lost connection replays what a completed write
+// provably did not hand over whole;
+// after a too_large refusal, what was written behind the refused request
+// was never read and is replayed too. A going-away notice ends the requests
+// the host did not read as unread.
 #pragma once
 
 #include "peer.hpp"
-#include "read_buffer.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -41,8 +53,10 @@ struct pooled_request {
   std::size_t content_size = 0;
   std::optional<json::value> result;
   std::optional<error> failure;
-  // The host closed the connection without reading this request (it
-  // refused one written before it as too_large): send it again.
+  // The host provably never read this request: send it again. Either the
+  // host refused one written before it as too_large (failure unset), or
+  // the connection was lost before all of it was written (failure says
+  // so, for when the send stops replaying).
   bool replay = false;
 
   pooled_request() = default;
@@ -120,6 +134,13 @@ class multiplexer {
  public:
   using time_point = std::chrono::steady_clock::time_point;
   enum class state { connecting, probing, open, closing, closed };
+  // What cancel() did with a request.
+  enum class cancelled_as {
+    kept,       // not here, or only total cancellation asked for a request already written
+    dropped,    // still waiting: its frame left the queue, the host never sees it
+    on_wire,    // written: a cancel frame is queued (write it), the entry is gone
+    abandoned,  // written, no cancel agreed: listed until its late answer or deadline
+  };
 
   // A small non-owning callable: `settled(request)` is called for each
   // request this connection settles (its result or failure set, or replay).
@@ -140,31 +161,43 @@ class multiplexer {
   state current() const noexcept { return state_; }
   // The connection is up: requests queued meanwhile may be written.
   void connected();
-  // Whether this connection takes another request now.
-  bool accepts(std::size_t max_in_flight) const noexcept;
+  // Whether this connection takes another request of `content_size` bytes
+  // now: within max_in_flight and the host's window, and within its
+  // window-bytes unless the connection carries nothing else.
+  bool accepts(std::size_t max_in_flight, std::size_t content_size = 0) const noexcept;
+  // How many more requests accepts() takes now, by count (not bytes).
+  std::size_t room(std::size_t max_in_flight) const noexcept {
+    return accepts(max_in_flight) ? std::min(max_in_flight, window_) - pending_.size() : 0;
+  }
   // Queues a request's frame (content: its encoded {"action", "value"}).
   void add(pooled_request& request, std::string_view content);
 
-  // The bytes to write next (empty: none now); valid until commit_write().
+  // The bytes to write next (empty: none now); valid until commit_write()
+  // or write_failed().
   std::string_view prepare_write();
-  void commit_write() noexcept { out_.done(); }
-  // The socket refuses writes (the host may have answered and closed):
-  // write nothing more and let the reader take what arrives.
-  void write_failed() noexcept;
-  bool writing() const noexcept { return out_.writing(); }
+  // The write handed `bytes` of them to the socket; a short count leaves
+  // the rest to be written next.
+  void commit_write(std::size_t bytes);
+  // The socket refuses writes after `bytes` of the write (the host may have
+  // answered and closed): write nothing more and let the reader take what
+  // arrives.
+  void write_failed(std::size_t bytes) noexcept;
+  bool writing() const noexcept { return writing_; }
 
-  // Decodes the answers in `bytes`, settling the requests they answer.
+  // Decodes the frames in `bytes`, settling the requests they answer.
   // Returns how many bytes it consumed; a frame that cannot be read fails
   // the connection (every request settled, state closed).
   std::size_t consume(std::string_view bytes, settle_fn settled);
   // Bytes the frame being read still needs, from the start of consume()'s input.
   std::size_t bytes_needed() const noexcept { return decoder_.bytes_needed(); }
 
-  // The caller gave up on `request` (cancelled): it is no longer settled
-  // here; its answer, if one comes, is read and dropped. True if it was here.
-  bool abandon(const pooled_request& request) noexcept;
+  // The caller gave up on `request`: it is no longer settled here (unless
+  // kept). `only_if_unwritten`: the caller asked for total cancellation
+  // alone, which holds only while nothing of the request was written.
+  cancelled_as cancel(const pooled_request& request, bool only_if_unwritten = false);
   // Settles every request past its deadline with a timeout (an abandoned
-  // one is forgotten); returns the earliest deadline left (max: none).
+  // one is forgotten), taking it off the wire as cancel() does (write what
+  // prepare_write() then gives); returns the earliest deadline left (max: none).
   time_point expire(time_point now, settle_fn settled);
   // The connection is lost or closed by its owner: every request fails with
   // `e`, or is settled for replay if the host never read it. State closed.
@@ -180,16 +213,32 @@ class multiplexer {
   bool has_live_requests() const noexcept { return !only_abandoned(); }
   // The earliest deadline of the requests whose callers wait (max: none).
   time_point earliest_deadline() const noexcept;
+  // The features both ends agreed (feature:: bits); nullopt until the
+  // answer to the first request came.
+  std::optional<std::uint32_t> agreed() const noexcept { return agreed_; }
 
  private:
   struct entry {
     std::uint64_t id;
     time_point deadline;
     pooled_request* request;  // null: abandoned by its caller
+    // Its frame is bytes [begin, end) of the write stream (all bytes ever
+    // queued on this connection, counted from 0).
+    std::uint64_t begin, end;
+    std::size_t content_size;
   };
-  // Settles the answer in the decoder; false once the connection is done.
+  // Settles the answer in the decoder.
   void on_response(settle_fn settled);
-  void settle_all(const error& e, settle_fn settled);
+  void on_going_away(settle_fn settled);
+  // The first request's answer says which features the host speaks.
+  void learn_features(const frame_header& header);
+  // Takes `it` off the wire if it can: drops its frame while it waits, or
+  // queues a cancel frame once written (when agreed); both remove it.
+  cancelled_as withdraw(std::vector<entry>::iterator it, bool only_if_unwritten);
+  void remove(std::vector<entry>::iterator it);
+  void close_if_done() noexcept;
+  // Stream offset of the first byte not yet handed to a write.
+  std::uint64_t unwritten_from() const noexcept { return written_ + (writing_ ? in_write_.size() : 0); }
 
   const peer_info& info_;
   peer_knowledge& peer_;
@@ -198,8 +247,20 @@ class multiplexer {
   // At most max_in_flight entries, answered roughly in order: a vector
   // searched from the front beats a node-allocating map.
   std::vector<entry> pending_;
-  write_queue out_;
+  std::size_t pending_bytes_ = 0;  // their content sizes, for window-bytes
+  // Frames queued (waiting) and the write in progress: the stream's bytes
+  // [written_, written_ + in_write_.size()) and then queued_.
+  std::string queued_, in_write_;
+  std::uint64_t written_ = 0;  // stream bytes handed to the socket
+  bool writing_ = false;
   bool write_failed_ = false;
+  // The host announced it stops: nothing more is written or taken.
+  bool going_away_ = false;
+  // The request that announced this side's features, once added.
+  std::optional<std::uint64_t> features_id_;
+  std::optional<std::uint32_t> agreed_;
+  std::size_t window_ = std::numeric_limits<std::size_t>::max();
+  std::size_t window_bytes_ = std::numeric_limits<std::size_t>::max();
   // The request the host refused as too_large before closing, if it did.
   std::optional<std::uint64_t> refused_id_;
 };

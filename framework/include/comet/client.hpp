@@ -112,16 +112,19 @@ class client {
   // Completes with the answer, or throws comet::error: the code the host
   // answered, or peer_offline, connect_timeout, request_timeout (past the
   // deadline: request_timeout, or options.timeout if shorter; connect
-  // included), connection_closed, protocol_error, tls_error, cancelled, or
+  // included), connection_closed, unread (keep-alive: never read by the
+  // host, safe to send again), protocol_error, tls_error, cancelled, or
   // client_closed (the client was closed before the send began).
   //
   // Per-operation cancellation: the awaiting coroutine's cancellation slot,
   // types terminal and partial (e.g. `co_await (c.send(..) || timer)`, a
   // host's handler_timeout, or asio::bind_cancellation_slot). The send
   // completes at once with errc::cancelled: a one-shot connection is closed
-  // at once; a pooled request is abandoned (its late answer is read and
-  // dropped, the connection stays usable for other sends). The request may
-  // still reach the host: total cancellation is not supported.
+  // at once; a pooled request not yet written is dropped from its queue; a
+  // written one is cancelled on the wire when the host announced "cancel"
+  // (else its late answer is read and dropped); the connection stays usable
+  // for other sends. Type total (from a caller whose cancellation state lets
+  // it through) is honoured only by a keep-alive send not yet written.
   //
   // Outlives: nothing; action and value are moved in, and the send keeps
   // the client's state alive until it completes.

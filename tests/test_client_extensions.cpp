@@ -1,0 +1,256 @@
+// The client's side of docs/protocol.md's "Announced extensions" over real
+// loopback sockets, against hosts written by hand (the repository's host
+// does not speak them yet): cancel frames only to a host that announced
+// "cancel", a going-away notice ending the unread requests, and a request
+// the host never read whole sent again on another connection.
+#include <comet/comet.hpp>
+
+#include "support.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include <poll.h>
+
+#include <future>
+#include <thread>
+
+using namespace comet;
+using namespace comet::test;
+using namespace boost::asio::experimental::awaitable_operators;
+
+namespace {
+
+// A listener on 127.0.0.1 whose connections a test's own thread serves.
+struct fake_host {
+  // `receive_buffer`: the accepted sockets' SO_RCVBUF (0: the system's).
+  explicit fake_host(int receive_buffer = 0) : acceptor(io) {
+    acceptor.open(tcp::v4());
+    if (receive_buffer) acceptor.set_option(asio::socket_base::receive_buffer_size(receive_buffer));
+    acceptor.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    acceptor.listen();
+    at = {"127.0.0.1", acceptor.local_endpoint().port()};
+  }
+  // The next connection, within 10 s.
+  raw_peer next() {
+    pollfd p{acceptor.native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) throw std::runtime_error("no client connected within 10 s");
+    return raw_peer(acceptor.accept());
+  }
+
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  endpoint at;
+};
+
+// For the hosts' threads, which must not REQUIRE (support.hpp's split does):
+// a frame's header, or an exception.
+frame_header header_of(const std::string& frame) {
+  std::string why;
+  if (frame.size() < 2) throw std::runtime_error("no frame: the client closed");
+  const std::size_t n = (static_cast<unsigned char>(frame[0]) << 8) |
+                        static_cast<unsigned char>(frame[1]);
+  const auto h = parse_frame_header(std::string_view(frame).substr(2, n), why);
+  if (!h) throw std::runtime_error("a bad frame header: " + why);
+  return *h;
+}
+
+std::uint64_t id_of(const std::string& frame) {
+  const auto h = header_of(frame);
+  if (!h.request_id) throw std::runtime_error("a frame without a request id");
+  return *h.request_id;
+}
+
+// An answer as a host that speaks `features` writes its first one.
+std::string answer(std::uint64_t id, const json::value& result,
+                   std::optional<std::uint32_t> features = std::nullopt) {
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = id;
+  h.features = features;
+  if (features) h.window = 64;
+  return encode_frame(h, encode_response(result));
+}
+
+client_options keep_alive() {
+  client_options o;
+  o.keep_alive = true;
+  return o;
+}
+
+// What a host that announced `features` reads after a keep-alive client's
+// request "slow" is cancelled (by a 200 ms timer): every frame up to and
+// including the client's next request, which it answers.
+struct after_cancel {
+  std::uint64_t slow_id = 0;
+  std::vector<std::string> frames;
+};
+after_cancel frames_after_cancel(std::optional<std::uint32_t> features) {
+  fake_host host;
+  after_cancel seen;
+  std::string failure;
+  std::thread script([&] {
+    try {
+      raw_peer conn = host.next();
+      const auto first = conn.read_frame();
+      conn.write(answer(id_of(first), 1, features));
+      seen.slow_id = id_of(conn.read_frame());  // never answered
+      for (;;) {
+        seen.frames.push_back(conn.read_frame());
+        if (header_of(seen.frames.back()).kind == frame_kind::message) break;  // the request
+      }
+      conn.write(answer(id_of(seen.frames.back()), 3));
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  io_pool pool(1);
+  client c(pool.get_executor(), host.at, keep_alive());
+  CHECK(c.send_sync("echo", 1) == 1);
+  const bool timer_won = run(pool.get_executor(), [&]() -> asio::awaitable<bool> {
+    asio::steady_timer timer(co_await asio::this_coro::executor, 200ms);
+    auto outcome = co_await (c.send("slow", 1) || timer.async_wait(asio::use_awaitable));
+    co_return outcome.index() == 1;
+  });
+  CHECK(timer_won);
+  CHECK(c.send_sync("echo", 3) == 3);
+  script.join();
+  REQUIRE(failure.empty());
+  return seen;
+}
+
+}  // namespace
+
+TEST_CASE("a cancelled keep-alive send reaches a host that announced cancel as a cancel frame",
+          "[integration][client][extensions]") {
+  const auto seen = frames_after_cancel(feature::all);
+  REQUIRE(seen.frames.size() == 2);  // the cancel, then the next request
+  const auto cancel = split(seen.frames[0]);
+  CHECK(cancel.header.at("control") == "cancel");
+  CHECK(cancel.header.at("request-id") == json::value(seen.slow_id));
+  CHECK(cancel.header.at("content-length") == 0);
+  CHECK(cancel.content.empty());
+  CHECK_FALSE(split(seen.frames[1]).header.contains("control"));
+}
+
+TEST_CASE("a cancelled keep-alive send sends no cancel frame to a host that announced none",
+          "[integration][client][extensions]") {
+  const auto seen = frames_after_cancel(std::nullopt);  // as today's hosts: no "features"
+  REQUIRE(seen.frames.size() == 1);  // the next request, nothing before it
+  const auto next = split(seen.frames[0]);
+  CHECK_FALSE(next.header.contains("control"));
+  std::string why;
+  CHECK(decode_request(next.content, why)->action == "echo");
+}
+
+TEST_CASE("the first request of a keep-alive connection announces the features, one-shot ones do not",
+          "[integration][client][extensions]") {
+  for (const bool keep : {true, false}) {
+    fake_host host;
+    std::string first, failure;
+    std::thread script([&] {
+      try {
+        raw_peer conn = host.next();
+        first = conn.read_frame();
+        frame_header h;  // as COMET answers: no id, and it closes
+        conn.write(encode_frame(h, encode_response(1)));
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+    });
+    io_pool pool(1);
+    client_options o;
+    o.keep_alive = keep;
+    client c(pool.get_executor(), host.at, o);
+    CHECK(c.send_sync("echo", 1) == 1);
+    script.join();
+    REQUIRE(failure.empty());
+    const auto header = split(first).header;
+    if (keep)
+      CHECK(header.at("features") == json::array{"cancel", "going-away"});
+    else
+      CHECK_FALSE(header.contains("features"));
+  }
+}
+
+TEST_CASE("a going-away notice ends the sends after its last request id as unread, safe to send again",
+          "[integration][client][extensions]") {
+  fake_host host;
+  std::string failure;
+  std::uint64_t last = 0;
+  std::thread script([&] {
+    try {
+      raw_peer conn = host.next();
+      const auto first = conn.read_frame();
+      conn.write(answer(id_of(first), 1, feature::all));
+      std::vector<std::uint64_t> ids;
+      for (int i = 0; i < 3; ++i) ids.push_back(id_of(conn.read_frame()));
+      last = *std::min_element(ids.begin(), ids.end());
+      frame_header notice;
+      notice.keep_alive = true;
+      notice.kind = frame_kind::going_away;
+      notice.last_request_id = last;
+      conn.write(encode_frame(notice, {}) + answer(last, "answered"));
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  io_pool pool(1);
+  client c(pool.get_executor(), host.at, keep_alive());
+  CHECK(c.send_sync("echo", 1) == 1);
+  std::vector<std::future<json::value>> sends;
+  for (int i = 0; i < 3; ++i) sends.push_back(c.async_send("echo", i, asio::use_future));
+  int answered = 0, unread = 0;
+  for (auto& s : sends) {
+    REQUIRE(s.wait_for(10s) == std::future_status::ready);
+    try {
+      const auto result = s.get();
+      CHECK(result == "answered");
+      ++answered;
+    } catch (const comet::error& e) {
+      INFO(e.what());
+      CHECK(e.code() == errc::unread);
+      CHECK(e.safe_to_retry());
+      CHECK_THAT(e.what(), Catch::Contains("is going away and did not read this request; it is safe "
+                                           "to send again"));
+      ++unread;
+    }
+  }
+  script.join();
+  REQUIRE(failure.empty());
+  CHECK(answered == 1);
+  CHECK(unread == 2);
+}
+
+TEST_CASE("a send the host never read whole is sent again on a new connection and succeeds",
+          "[integration][client][extensions]") {
+  // A small receive buffer at the host, and a request far larger than the
+  // client's send buffer can hold: the client is still writing it when the
+  // host closes.
+  fake_host host(4096);
+  std::string failure;
+  std::size_t first_read = 0, replayed = 0;
+  std::thread script([&] {
+    try {
+      {
+        raw_peer conn = host.next();
+        char part[1024];
+        first_read = conn.socket().read_some(asio::buffer(part));
+        conn.reset();  // closes with unread bytes, as a crashing host would
+      }
+      raw_peer conn = host.next();
+      const auto frame = conn.read_frame();
+      replayed = frame.size();
+      conn.write(answer(id_of(frame), "ok"));
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  io_pool pool(1);
+  client c(pool.get_executor(), host.at, keep_alive());
+  const std::string big(8 << 20, 'x');
+  CHECK(c.send_sync("echo", json::value(big)) == "ok");
+  script.join();
+  REQUIRE(failure.empty());
+  CHECK(first_read > 0);
+  CHECK(replayed > big.size());
+}
