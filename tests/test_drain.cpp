@@ -7,6 +7,7 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <map>
@@ -113,12 +114,11 @@ TEST_CASE("a stop under keep-alive and one-shot senders waits for no timeout",
                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
                 summary.c_str());
     INFO(summary);
-    // connection_closed remains possible for a request written to a
-    // connection the host was closing, or to one still in the listen
-    // backlog: telling those apart needs the going-away notice of issue 16.
+    // Requests written after the host's going-away notice end unread. (The
+    // case below runs this under 32 senders, many times.)
     for (const auto& [outcome, count] : outcomes)
       CHECK((outcome == "answered" || outcome == "shutting_down" || outcome == "peer_offline" ||
-             outcome == "connection_closed"));
+             outcome == "unread" || outcome == "connection_closed"));
     CHECK(outcomes["answered"] > 200);
   }
 }
@@ -189,4 +189,109 @@ TEST_CASE("connections waiting in the listen backlog at a stop are answered shut
   auto stopped = asio::co_spawn(f.pool.get_executor(), f.server.async_stop(), asio::use_future);
   REQUIRE(stopped.wait_for(20s) == std::future_status::ready);
   stopped.get();
+}
+
+// Issue 16, item 6: a host stopped mid-run under 16 one-shot and 16
+// keep-alive senders, many times. Every send ends with its answer, or with
+// a failure that says the host did not run it (shutting_down, unread,
+// peer_offline): never connection_closed, which would leave the caller
+// unable to tell it from a request the host ran.
+TEST_CASE("a host stopped under 16 one-shot and 16 keep-alive senders loses no request",
+          "[integration][drain][load]") {
+  constexpr int rounds = 8;
+  std::vector<long long> stop_ms;
+  std::map<std::string, int> totals;
+  int raced = 0;  // one-shot connections reset by the listener's close
+  for (int round = 0; round < rounds; ++round) {
+    CAPTURE(round);
+    host_fixture f(2, patient_host());
+    f.server.on("work", after_1ms);
+    f.server.on("plain", [](const std::string&, const json::value& v) { return v; });
+    const auto at = f.start();
+
+    io_pool senders(2);
+    std::atomic<bool> stop_sending{false};
+    std::mutex outcomes_mutex;
+    std::map<std::string, int> outcomes;  // "<kind> answered" or "<kind> <wire name>"
+    std::map<std::string, std::string> examples;  // outcome → its first error message
+    std::atomic<int> answered{0};
+    std::vector<std::unique_ptr<client>> clients;
+    for (int i = 0; i < 32; ++i)
+      clients.push_back(std::make_unique<client>(
+          senders.get_executor(), at,
+          client_options{.keep_alive = i % 2 == 0, .connect_retries = 0}));
+    std::atomic<int> running{0};
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      ++running;
+      asio::co_spawn(
+          senders.get_executor(),
+          [&, i]() -> asio::awaitable<void> {
+            const std::string kind = i % 2 == 0 ? "keep-alive" : "one-shot";
+            const std::string action = i % 4 < 2 ? "work" : "plain";
+            bool offline = false;
+            for (int n = 0; !offline && n < 100000; ++n) {
+              std::string outcome = kind + " answered";
+              try {
+                const json::value v = co_await clients[i]->send(action, n);
+                if (v != n) outcome = kind + " wrong answer";
+                ++answered;
+              } catch (const comet::error& e) {
+                outcome = kind + " " + std::string(wire_name(static_cast<errc>(e.code().value())));
+                {
+                  std::lock_guard lock(outcomes_mutex);
+                  examples.emplace(outcome, e.what());
+                }
+                // Once the host is gone, each sender stops at its first
+                // refused connect (the listener closed).
+                offline = e.code() == errc::peer_offline;
+              }
+              std::lock_guard lock(outcomes_mutex);
+              ++outcomes[outcome];
+            }
+            --running;
+          },
+          asio::detached);
+    }
+    REQUIRE(wait_until([&] { return answered > 300; }));
+    const auto begun = std::chrono::steady_clock::now();
+    auto stopped = asio::co_spawn(f.pool.get_executor(), f.server.async_stop(), asio::use_future);
+    REQUIRE(stopped.wait_for(20s) == std::future_status::ready);
+    stopped.get();
+    stop_ms.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - begun)
+                          .count());
+    REQUIRE(wait_until([&] { return running == 0; }, 30s));
+    std::lock_guard lock(outcomes_mutex);
+    std::string summary;
+    for (const auto& [outcome, count] : outcomes) {
+      summary += outcome + ": " + std::to_string(count) + "  ";
+      totals[outcome] += count;
+    }
+    INFO(summary);
+    for (const auto& [outcome, count] : outcomes) {
+      const bool allowed = outcome.ends_with(" answered") || outcome.ends_with(" shutting_down") ||
+                           outcome.ends_with(" peer_offline") || outcome.ends_with(" unread");
+      // The one exception is the kernel's, not the host's: a connection
+      // whose handshake completes in the instant the listener closes (after
+      // the host accepted the backlog) is reset unaccepted. Its sender
+      // cannot tell that from a host that crashed, so it stays
+      // connection_closed; it is rare (about one in 50 stops here).
+      const bool listener_race = outcome == "one-shot connection_closed" &&
+                                 examples[outcome].find("reset the connection") != std::string::npos;
+      if (listener_race) {
+        raced += count;
+        continue;
+      }
+      INFO(outcome << ", e.g. " << examples[outcome]);
+      CHECK(allowed);
+    }
+    CHECK(outcomes["keep-alive answered"] > 0);
+    CHECK(outcomes["one-shot answered"] > 0);
+  }
+  std::sort(stop_ms.begin(), stop_ms.end());
+  std::string summary;
+  for (const auto& [outcome, count] : totals) summary += outcome + ": " + std::to_string(count) + "  ";
+  std::printf("%d stops under 32 senders: stop took %lld ms min, %lld median, %lld max; %s\n",
+              rounds, stop_ms.front(), stop_ms[stop_ms.size() / 2], stop_ms.back(), summary.c_str());
+  CHECK(raced <= 2);
 }

@@ -528,3 +528,23 @@ TEST_CASE("session: a shutting_down refusal from the host starts the drain", "[u
   CHECK(code_of(out[1]) == errc::shutting_down);
   CHECK_FALSE(out[1].header.keep_alive);
 }
+
+TEST_CASE("session: a drain that began before the first request sends the notice after its answer",
+          "[unit][host_session]") {
+  fixture f;
+  f.session.begin_drain();  // a connection accepted as the host stops
+  CHECK(f.written().empty());
+  // The peer's first request says what it speaks, with more written behind it.
+  f.feed(request(5, 5, true, feature::all) + request(6, 6));
+  const auto out = frames_in(f.written());
+  REQUIRE(out.size() == 3);
+  CHECK(out[0].header.request_id == 5u);
+  CHECK(code_of(out[0]) == errc::shutting_down);
+  CHECK(out[0].header.features == feature::all);  // the answer that tells what the host speaks
+  CHECK(out[1].header.kind == frame_kind::going_away);
+  CHECK(out[1].header.last_request_id == 5u);
+  CHECK(out[2].header.request_id == 6u);  // read after it: refused, and the peer drops it
+  CHECK(code_of(out[2]) == errc::shutting_down);
+  CHECK(f.driver.runs.empty());
+  CHECK(f.session.noticed());
+}

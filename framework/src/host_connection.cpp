@@ -30,6 +30,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // How long a stop waits for the first request of a connection accepted
 // just before it or during it (see awaiting_first_request).
 constexpr auto first_request_grace = std::chrono::milliseconds(250);
+// How long a drained connection that got the going-away notice waits for
+// its peer to close first.
+constexpr auto notice_linger = std::chrono::milliseconds(250);
 
 }  // namespace
 
@@ -113,6 +116,17 @@ void host_connection::close_if_drained() {
   if (reading_ && awaiting_first_request()) {
     first_request_deadline_.expires_at(accepted_ + first_request_grace);
     return;
+  }
+  // A peer told it is going away closes its side once nothing of its is
+  // left: closing first would reset what it wrote meanwhile, and with it
+  // the notice it may not have read yet. It is waited for, within bounds.
+  if (reading_ && session_.noticed()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!linger_until_) linger_until_ = now + notice_linger;
+    if (now < *linger_until_) {
+      first_request_deadline_.expires_at(*linger_until_);
+      return;
+    }
   }
   if (reading_) {
     // The read may hold bytes it has not delivered yet: it is cancelled,

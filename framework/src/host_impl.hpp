@@ -21,6 +21,7 @@
 #include <vector>
 #include <list>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <variant>
@@ -211,6 +212,8 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   deadline_timer first_request_deadline_;
   std::chrono::steady_clock::time_point accepted_;
   bool received_any_ = false;
+  // Until when a drained connection waits for its noticed peer to close.
+  std::optional<std::chrono::steady_clock::time_point> linger_until_;
   bool awaiting_first_request() const noexcept;
   std::uint64_t watch_generation_ = 0;  // which ordered request watch_peer() watches for
   std::chrono::steady_clock::time_point last_progress_;  // last read, or last write done

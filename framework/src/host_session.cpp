@@ -70,8 +70,13 @@ void host_session::on_request(const frame_header& header, std::string_view conte
     if (refused->error == errc::shutting_down) begin_drain();
     return refuse(r, *refused);
   }
-  if (draining_)
-    return refuse(r, error_response(errc::shutting_down, "the host is shutting down; try again later"));
+  if (draining_) {
+    refuse(r, error_response(errc::shutting_down, "the host is shutting down; try again later"));
+    // The stop came before the peer said what it speaks: the notice
+    // follows the answer that tells it (it may have written more behind).
+    if (r.announce) notice_going_away();
+    return;
+  }
   const bool fits = in_flight_ == 0 || (in_flight_ < limits_.max_in_flight &&
                                         in_flight_bytes_ + content.size() <= limits_.max_in_flight_bytes);
   if (!fits) return refuse(r, error_response(errc::busy, busy_message()));
@@ -224,7 +229,11 @@ void host_session::begin_drain() {
     append_answer(s.frame, {s.id, s.keep_alive, true, s.announce}, refusal.content);
     held_bytes_ += s.frame.size();
   }
-  if (!(features_ & feature::going_away) || !reading()) return;
+  notice_going_away();
+}
+
+void host_session::notice_going_away() {
+  if (noticed_ || !(features_ & feature::going_away) || !reading()) return;
   frame_header h;
   h.keep_alive = true;
   h.kind = frame_kind::going_away;

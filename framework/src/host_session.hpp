@@ -146,6 +146,8 @@ class host_session {
   void refuse(const request_info& r, const encoded_response& response);
   void append_answer(std::string& out, const request_info& r, std::string_view content) const;
   void advance_ordered();
+  // Queues the going-away notice, once, if the peer announced it.
+  void notice_going_away();
   handle take_slot();
   void release(handle h);
   void leave_window(slot& s) noexcept;
