@@ -6,6 +6,8 @@
 #include "hostile_peers.hpp"
 #include "support.hpp"
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
 #include <atomic>
 #include <set>
 
@@ -235,4 +237,37 @@ TEST_CASE("hostile extension frames: unknown cancels and kinds are ignored, bad 
     CHECK(p.closed_by_peer());
   }
   require_alive(f);
+}
+
+// Issue 16's first finding, end to end: `send || timer` on a keep-alive
+// comet::client ends the host's coroutine handler too, not only the send.
+TEST_CASE("a keep-alive send raced by a timer cancels the host's handler through a cancel frame",
+          "[integration][host_session]") {
+  host_fixture f;
+  std::atomic<int> started{0}, aborted{0}, finished{0};
+  f.server.on("slow", [&](const std::string&, const json::value& v) -> asio::awaitable<json::value> {
+    ++started;
+    asio::steady_timer t(co_await asio::this_coro::executor, 5s);
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    ++(ec == asio::error::operation_aborted ? aborted : finished);
+    co_return v;
+  });
+  add_echo(f.server);
+  const auto at = f.start();
+  io_pool pool(1);
+  client c(pool, at, {.keep_alive = true, .max_connections = 1});
+  CHECK(c.send_sync("echo", 0) == 0);  // the first answer says the host takes cancel frames
+  const auto outcome = run(pool.get_executor(), [&]() -> asio::awaitable<std::size_t> {
+    using namespace boost::asio::experimental::awaitable_operators;
+    asio::steady_timer timer(co_await asio::this_coro::executor, 300ms);
+    auto raced = co_await (c.send("slow", 1) || timer.async_wait(asio::use_awaitable));
+    co_return raced.index();
+  });
+  CHECK(outcome == 1);  // the timer won
+  REQUIRE(wait_until([&] { return aborted == 1; }, 4s));  // well before the handler's 5 s
+  CHECK(started == 1);
+  CHECK(finished == 0);
+  // The connection goes on serving.
+  for (int i = 1; i <= 3; ++i) CHECK(c.send_sync("echo", i) == i);
+  CHECK(f.server.stats().connections_accepted == 1);
 }
