@@ -29,7 +29,7 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // How long a stop waits for the first request of a connection accepted
 // just before it or during it (see awaiting_first_request).
-constexpr auto first_request_grace = std::chrono::milliseconds(250);
+constexpr auto first_request_grace = std::chrono::milliseconds(1000);
 // How long a drained connection that got the going-away notice waits for
 // its peer to close first.
 constexpr auto notice_linger = std::chrono::milliseconds(250);
