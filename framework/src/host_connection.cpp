@@ -112,7 +112,11 @@ void host_connection::close_gracefully() {
 // Requests the peer wrote before it learnt of the stop are read and
 // answered (shutting_down) rather than lost with the connection.
 void host_connection::close_if_drained() {
-  if (!draining() || !idle()) return;
+  if (!draining()) return;
+  // The stop may have begun since the session last looked (the host's
+  // flag is set before close_gracefully() arrives): its notice goes first.
+  sync_drain();
+  if (!idle()) return flush();
   if (reading_ && awaiting_first_request()) {
     first_request_deadline_.expires_at(accepted_ + first_request_grace);
     return;
@@ -217,6 +221,10 @@ asio::awaitable<void> host_connection::read_loop() {
     in_.consume(session_.consume(in_.data()));
     flush();
     if (!session_.reading()) break;
+    // A stop that began during consume(): the notice goes out before the
+    // loop decides whether to read on.
+    sync_drain();
+    flush();
     // A stopping connection reads only what has already arrived, unless its
     // peer got the going-away notice: then what it writes until the last
     // answer is out is read and answered shutting_down (close_if_drained
