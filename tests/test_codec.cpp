@@ -157,6 +157,75 @@ TEST_CASE("the announced extensions' frames are written and read byte for byte",
   CHECK_FALSE(n.header().request_id);
 }
 
+// docs/protocol.md, "Streams and subscriptions": the frames byte for byte, both ways.
+TEST_CASE("stream and subscription frames are written and read byte for byte", "[unit][codec]") {
+  struct expected_frame {
+    const char* file;
+    std::uint64_t id;
+    stream_part part;
+    frame_kind kind;
+    std::optional<std::uint64_t> credit, sequence;
+    std::string content;
+  };
+  const json::value points = json::object{{"points", 2}};
+  const json::value x = json::object{{"x", 0.5}};
+  const json::value topic = json::object{{"topic", "temperature"}, {"overflow", "drop-oldest"}};
+  const std::vector<expected_frame> frames{
+      {"stream_open.bin", 3, stream_part::open, frame_kind::message, 256, {}, encode_request("scan", points)},
+      {"stream_begin.bin", 3, stream_part::begin, frame_kind::message, {}, {}, ""},
+      {"stream_item.bin", 3, stream_part::item, frame_kind::message, {}, {}, encode_response(x)},
+      {"stream_end.bin", 3, stream_part::end, frame_kind::message, {}, {}, ""},
+      {"stream_end_error.bin", 3, stream_part::end, frame_kind::message, {}, {},
+       encode_error_response(errc::shutting_down, "the host is shutting down")},
+      {"credit.bin", 3, stream_part::none, frame_kind::credit, 128, {}, ""},
+      {"subscribe.bin", 4, stream_part::subscribe, frame_kind::message, 256, {},
+       encode_request("subscribe", topic)},
+      {"published_item.bin", 4, stream_part::item, frame_kind::message, {}, 17, encode_response(21.5)},
+  };
+  for (const auto& f : frames) {
+    INFO(f.file);
+    frame_header h;
+    h.keep_alive = true;
+    h.request_id = f.id;
+    h.stream = f.part;
+    h.kind = f.kind;
+    h.credit = f.credit;
+    h.sequence = f.sequence;
+    const std::string bytes = vector_file(std::string("extensions/") + f.file);
+    CHECK(encode_frame(h, f.content) == bytes);
+    auto d = decode_whole(bytes);
+    CHECK(d.header().request_id == f.id);
+    CHECK(d.header().stream == f.part);
+    CHECK(d.header().kind == f.kind);
+    CHECK(d.header().credit == f.credit);
+    CHECK(d.header().sequence == f.sequence);
+    CHECK(d.content() == f.content);
+  }
+}
+
+TEST_CASE("a stream part a reader does not know reads as unknown, and a misspelt one fails",
+          "[unit][codec]") {
+  std::string error;
+  const auto future = parse_frame_header(
+      R"({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 0, "keep-alive": true, "request-id": 3, "stream": "pause"})",
+      error);
+  REQUIRE(future);
+  CHECK(future->stream == stream_part::unknown);
+  const auto escaped = parse_frame_header(
+      R"({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 0, "keep-alive": true, "request-id": 3, "stream": "it\u0065m"})",
+      error);
+  REQUIRE(escaped);
+  CHECK(escaped->stream == stream_part::item);  // the full parser reads every spelling
+  CHECK_FALSE(parse_frame_header(
+      R"({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 0, "stream": 1})",
+      error));
+  CHECK(error == "JSON header \"stream\" is not a string");
+  CHECK_FALSE(parse_frame_header(
+      R"({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 0, "credit": -1})",
+      error));
+  CHECK(error == "JSON header \"credit\" is not a non-negative integer");
+}
+
 TEST_CASE("feature names a reader does not know are ignored, and so are control kinds",
           "[unit][codec]") {
   std::string error;

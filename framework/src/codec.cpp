@@ -19,6 +19,19 @@ void append_unsigned(std::string& out, std::uint64_t n) {
 
 }  // namespace
 
+std::string_view stream_part_name(stream_part p) noexcept {
+  switch (p) {
+    case stream_part::open: return "open";
+    case stream_part::subscribe: return "subscribe";
+    case stream_part::begin: return "begin";
+    case stream_part::item: return "item";
+    case stream_part::end: return "end";
+    case stream_part::none:
+    case stream_part::unknown: break;
+  }
+  return {};
+}
+
 void append_frame(std::string& out, const frame_header& h, std::string_view content) {
   const std::size_t start = out.size();
   out.append(proto_header_size, '\0');
@@ -37,9 +50,23 @@ void append_frame(std::string& out, const frame_header& h, std::string_view cont
   }
   if (h.kind == frame_kind::cancel) out += ", \"control\": \"cancel\"";
   if (h.kind == frame_kind::going_away) out += ", \"control\": \"going-away\"";
+  if (h.kind == frame_kind::credit) out += ", \"control\": \"credit\"";
   if (h.last_request_id) {
     out += ", \"last-request-id\": ";
     append_unsigned(out, *h.last_request_id);
+  }
+  if (h.stream != stream_part::none && h.stream != stream_part::unknown) {
+    out += ", \"stream\": \"";
+    out += stream_part_name(h.stream);
+    out += '"';
+  }
+  if (h.credit) {
+    out += ", \"credit\": ";
+    append_unsigned(out, *h.credit);
+  }
+  if (h.sequence) {
+    out += ", \"sequence\": ";
+    append_unsigned(out, *h.sequence);
   }
   if (h.features) {
     out += ", \"features\": [";

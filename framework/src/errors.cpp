@@ -9,7 +9,7 @@ namespace {
 // Every code has a wire spelling: a host answers its own codes, and a
 // handler that fails with a comet::error (a relay whose upstream is
 // offline, say) is answered with that error's code.
-constexpr std::array<std::pair<errc, std::string_view>, 25> wire_codes{{
+constexpr std::array<std::pair<errc, std::string_view>, 28> wire_codes{{
     {errc::bad_request, "bad_request"},
     {errc::no_handler, "no_handler"},
     {errc::handler_failed, "handler_failed"},
@@ -20,6 +20,8 @@ constexpr std::array<std::pair<errc, std::string_view>, 25> wire_codes{{
     {errc::remote_error, "remote_error"},
     {errc::busy, "busy"},
     {errc::host_full, "host_full"},
+    {errc::too_many_streams, "too_many_streams"},
+    {errc::slow_consumer, "slow_consumer"},
     {errc::peer_offline, "peer_offline"},
     {errc::connect_timeout, "connect_timeout"},
     {errc::request_timeout, "request_timeout"},
@@ -35,6 +37,7 @@ constexpr std::array<std::pair<errc, std::string_view>, 25> wire_codes{{
     {errc::usage_error, "usage_error"},
     {errc::unread, "unread"},
     {errc::queue_full, "queue_full"},
+    {errc::unsupported, "unsupported"},
 }};
 
 class comet_category final : public std::error_category {
@@ -52,6 +55,9 @@ class comet_category final : public std::error_category {
       case errc::shutting_down: return "the host is shutting down";
       case errc::remote_error: return "the host answered with an error";
       case errc::host_full: return "the host was at its connection limit; it did not read the request";
+      case errc::too_many_streams: return "the connection had as many streams open as the host allows; it did not read the request";
+      case errc::slow_consumer: return "the subscriber fell a whole queue behind the publisher";
+      case errc::unsupported: return "the peer cannot do this";
       case errc::busy: return "the host's window for the connection was full; it did not read the request";
       case errc::peer_offline: return "the peer is offline";
       case errc::connect_timeout: return "connecting to the peer timed out";
@@ -80,6 +86,7 @@ bool error::safe_to_retry() const noexcept {
   switch (static_cast<errc>(code_.value())) {
     case errc::busy:
     case errc::host_full:
+    case errc::too_many_streams:
     case errc::shutting_down:
     case errc::unread:
     case errc::queue_full:

@@ -28,7 +28,10 @@ enum class field {
   last_request_id,
   features,
   window,
-  window_bytes
+  window_bytes,
+  stream,
+  credit,
+  sequence
 };
 
 field field_of(std::string_view key) noexcept {
@@ -44,6 +47,9 @@ field field_of(std::string_view key) noexcept {
   if (key == "features") return field::features;
   if (key == "window") return field::window;
   if (key == "window-bytes") return field::window_bytes;
+  if (key == "stream") return field::stream;
+  if (key == "credit") return field::credit;
+  if (key == "sequence") return field::sequence;
   return field::none;
 }
 
@@ -61,9 +67,19 @@ const char* name_of(field f) noexcept {
     case field::features: return "features";
     case field::window: return "window";
     case field::window_bytes: return "window-bytes";
+    case field::stream: return "stream";
+    case field::credit: return "credit";
+    case field::sequence: return "sequence";
     case field::none: break;
   }
   return "";
+}
+
+stream_part stream_part_of(std::string_view name) noexcept {
+  for (auto p : {stream_part::open, stream_part::subscribe, stream_part::begin, stream_part::item,
+                 stream_part::end})
+    if (name == stream_part_name(p)) return p;
+  return stream_part::unknown;
 }
 
 // Collects the known keys of the top-level object; values of other keys,
@@ -82,7 +98,7 @@ struct header_handler {
   field current = field::none;
   unsigned seen = 0;  // bit per field
   bool in_features = false;  // inside the "features" array
-  std::string item;          // a "features" name or the "control" kind, from parts
+  std::string item;          // a "features" name, the "control" kind or the "stream" part, from parts
 
   bool top() const noexcept { return depth == 1; }
   void mark(field f) noexcept { seen |= 1u << static_cast<unsigned>(f); }
@@ -96,6 +112,8 @@ struct header_handler {
       case field::last_request_id:
       case field::window:
       case field::window_bytes:
+      case field::credit:
+      case field::sequence:
         problem = std::string("JSON header \"") + name_of(current) +
                   "\" is not a non-negative integer";
         break;
@@ -154,8 +172,12 @@ struct header_handler {
     --depth;
     return true;
   }
+  // Values read into `item`, then looked up.
+  bool named_value() const noexcept {
+    return in_features || (top() && (current == field::control || current == field::stream));
+  }
   bool on_string_part(string_view s, std::size_t n, ec_t& ec) {
-    if (in_features || (top() && current == field::control)) {
+    if (named_value()) {
       if (n == s.size()) item.clear();
       item.append(s.data(), s.size());
       return true;
@@ -169,16 +191,20 @@ struct header_handler {
   }
   bool on_string(string_view s, std::size_t n, ec_t& ec) {
     if (depth == 0) return not_object(ec);
-    if (in_features || (top() && current == field::control)) {
+    if (named_value()) {
       if (n == s.size()) item.clear();
       item.append(s.data(), s.size());
       if (in_features) {
         for (const auto& [bit, name] : feature::names)
           if (item == name) *out->features |= bit;
-      } else {
+      } else if (current == field::control) {
         out->kind = item == "cancel"       ? frame_kind::cancel
                     : item == "going-away" ? frame_kind::going_away
+                    : item == "credit"     ? frame_kind::credit
                                            : frame_kind::unknown_control;
+        mark(current);
+      } else {
+        out->stream = stream_part_of(item);
         mark(current);
       }
       return true;
@@ -259,6 +285,10 @@ struct header_handler {
       out->window = n;
     else if (current == field::window_bytes)
       out->window_bytes = n;
+    else if (current == field::credit)
+      out->credit = n;
+    else if (current == field::sequence)
+      out->sequence = n;
     else
       return wrong(ec);
     mark(current);
@@ -302,6 +332,30 @@ bool parse_canonical(std::string_view text, frame_header& h) {
     std::uint64_t id = 0;
     if (!read_unsigned(id)) return false;
     h.request_id = id;
+  }
+  // A stream's frames: "stream" (a word), then "credit" and "sequence".
+  constexpr std::string_view stream = R"(, "stream": ")";
+  if (text.starts_with(stream)) {
+    text.remove_prefix(stream.size());
+    const auto end = text.find('"');
+    if (end == std::string_view::npos || text.substr(0, end).find('\\') != std::string_view::npos)
+      return false;
+    h.stream = stream_part_of(text.substr(0, end));
+    text.remove_prefix(end + 1);
+  }
+  constexpr std::string_view credit = R"(, "credit": )";
+  if (text.starts_with(credit)) {
+    text.remove_prefix(credit.size());
+    std::uint64_t n = 0;
+    if (!read_unsigned(n)) return false;
+    h.credit = n;
+  }
+  constexpr std::string_view sequence = R"(, "sequence": )";
+  if (text.starts_with(sequence)) {
+    text.remove_prefix(sequence.size());
+    std::uint64_t n = 0;
+    if (!read_unsigned(n)) return false;
+    h.sequence = n;
   }
   return text == "}";
 }

@@ -36,7 +36,7 @@ handler_failure describe_current_exception() {
   } catch (const error& e) {
     const auto code = e.code().category() == error_category() ? static_cast<errc>(e.code().value())
                                                               : errc::handler_failed;
-    return {code, e.what(), e.what()};
+    return {code, e.what(), e.what(), code == errc::cancelled};
   } catch (const boost::system::system_error& e) {
     return {errc::handler_failed, e.code().message(), e.what(),
             e.code() == boost::system::errc::operation_canceled};
@@ -108,6 +108,7 @@ void action_router::throw_already_routed(const std::string& action) {
 }
 
 bool action_router::may_suspend(std::string_view action) const {
+  if (streams_.find(action) != streams_.end()) return false;
   if (auto route = routes_.find(action); route != routes_.end()) return !route->second.plain;
   return chain_may_suspend_;
 }
@@ -115,6 +116,10 @@ bool action_router::may_suspend(std::string_view action) const {
 std::optional<encoded_response> action_router::dispatch_now(const std::string& action,
                                                             const json::value& value,
                                                             const request_context& context) const {
+  if (streams_.find(action) != streams_.end())
+    return error_response(errc::bad_request, "action '" + action +
+                                                 "' is a stream: open it as one (client::open_stream, "
+                                                 "comet-send --stream)");
   if (auto route = routes_.find(action); route != routes_.end()) {
     if (!route->second.plain) return std::nullopt;
     try {
@@ -164,6 +169,26 @@ asio::awaitable<encoded_response> action_router::dispatch(const std::string& act
     chain.failed(failure);
   }
   co_return chain.finish();
+}
+
+asio::awaitable<std::optional<encoded_response>> action_router::stream(
+    const std::string& action, const json::value& value, stream_writer& out,
+    const request_context& context) const {
+  const auto route = streams_.find(action);
+  if (route == streams_.end()) {
+    const bool unary = routes_.find(action) != routes_.end();
+    co_return error_response(errc::no_handler,
+                             unary ? "action '" + action + "' is not a stream: send it as a request"
+                                   : "no stream handler for action '" + action + "'");
+  }
+  handler_failure failure;
+  try {
+    co_await route->second(value, out, context);
+    co_return std::nullopt;
+  } catch (...) {
+    failure = describe_current_exception();
+  }
+  co_return routed_failure(action, context, failure);
 }
 
 }  // namespace comet

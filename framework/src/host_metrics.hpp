@@ -45,7 +45,7 @@ class host_metrics {
   void fill(host_stats& s) const;
 
  private:
-  static constexpr int error_slots = 10;  // errc::bad_request .. errc::host_full
+  static constexpr int error_slots = 12;  // errc::bad_request .. errc::slow_consumer
   std::atomic<std::uint64_t> responses_{0};
   std::array<std::atomic<std::uint64_t>, error_slots> errors_{};
   std::atomic<std::uint64_t> bytes_received_{0};

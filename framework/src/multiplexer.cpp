@@ -89,6 +89,7 @@ std::size_t multiplexer::consume(std::string_view bytes, settle_fn settled) {
       // A host has nothing to cancel on the client; unknown kinds are
       // ignored by the protocol's rule.
       case frame_kind::cancel:
+      case frame_kind::credit:
       case frame_kind::unknown_control: break;
     }
     decoder_.reset();

@@ -32,6 +32,7 @@
 #include <comet/config.hpp>
 #include <comet/convert.hpp>
 #include <comet/endpoint.hpp>
+#include <comet/stream.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -68,6 +69,12 @@ struct client_options {
   // room in the order they were made, each within its deadline; past this
   // many waiting, a send fails at once with errc::queue_full (nothing sent).
   std::size_t max_queued_sends = 65536;
+  // A stream's or subscription's credit (docs/protocol.md): items the
+  // reader lets the host send ahead of next(), and the bytes they may take
+  // in the reader's buffer. A reader that stops reading stops its host's
+  // handler within this window; the connection's other requests go on.
+  std::size_t stream_credit = 256;
+  std::size_t stream_credit_bytes = 4 * 1024 * 1024;
   // Sent as "auth-token" with every request, for hosts that require one.
   std::string auth_token;
   // A refused connection is retried this many times, after 50 ms, 100 ms,
@@ -168,6 +175,45 @@ class client {
   R send_sync(std::string action, const T& value, send_options options = {}) const {
     return answer_as<R>(send_sync(std::move(action), json::value_from(value), options));
   }
+
+  // Opens a stream of `action` (a host's on_stream handler) with `value`
+  // as its request, and completes once the host has begun it:
+  //   comet::stream_reader<measurement> s = co_await c.open_stream<measurement>("scan", req);
+  // Items come back as T (stream_reader::next()). Whatever keep_alive says,
+  // a stream takes a keep-alive, tagged connection (of the client's pool,
+  // or one of its own kept for streams). options.timeout (or
+  // request_timeout) bounds the open and the wait for the first item.
+  // Throws comet::error: the host's refusal (no_handler, bad_request,
+  // too_many_streams, unauthorized, shutting_down...), the send errors
+  // (peer_offline, request_timeout, cancelled, client_closed...), or
+  // unsupported when the host cannot stream (a COMET host answers once
+  // and closes). Cancellation: terminal and partial, as send(); the stream
+  // is then ended on the host. Outlives: nothing (as send()).
+  template <class T = json::value, class V = json::value>
+  asio::awaitable<stream_reader<T>> open_stream(std::string action, V value,
+                                                send_options options = {}) const {
+    json::value content = json::value_from(value);
+    std::shared_ptr<detail::stream_channel> channel =
+        co_await open_channel(std::move(action), std::move(content), options);
+    co_return stream_reader<T>(std::move(channel));
+  }
+
+  // Subscribes to what the host publishes on `topic` (host::publish), and
+  // completes once the host has registered the subscription: an item
+  // published after that reaches it. Throws as open_stream() does.
+  template <class T = json::value>
+  asio::awaitable<subscription<T>> subscribe(std::string topic, subscribe_options options = {}) const {
+    std::shared_ptr<detail::stream_channel> channel =
+        co_await subscribe_channel(std::move(topic), options);
+    co_return subscription<T>(std::move(channel));
+  }
+
+  // The untyped cores of open_stream() and subscribe().
+  asio::awaitable<std::shared_ptr<detail::stream_channel>> open_channel(std::string action,
+                                                                        json::value value,
+                                                                        send_options options) const;
+  asio::awaitable<std::shared_ptr<detail::stream_channel>> subscribe_channel(
+      std::string topic, subscribe_options options) const;
 
   // Starts send() in the background and returns at once. Never throws for a
   // send failure: it is logged at warn level. async_close() waits for it.

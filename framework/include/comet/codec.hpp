@@ -30,19 +30,29 @@ inline constexpr std::string_view json_content_type = "text/json";
 namespace feature {
 inline constexpr std::uint32_t cancel = 1u << 0;      // "cancel": cancel frames
 inline constexpr std::uint32_t going_away = 1u << 1;  // "going-away": the host's drain notice
+inline constexpr std::uint32_t stream = 1u << 2;      // "stream": streams and subscriptions
 // Every feature this version speaks.
-inline constexpr std::uint32_t all = cancel | going_away;
+inline constexpr std::uint32_t all = cancel | going_away | stream;
 struct named {
   std::uint32_t bit;
   std::string_view name;
 };
-inline constexpr std::array<named, 2> names{{{cancel, "cancel"}, {going_away, "going-away"}}};
+inline constexpr std::array<named, 3> names{
+    {{cancel, "cancel"}, {going_away, "going-away"}, {stream, "stream"}}};
 }  // namespace feature
 
 // What a frame carries: a request or an answer, or a control frame
 // ("control" header key). A control frame of a kind this version does not
 // know reads as `unknown_control`, so that it is ignored, never run.
-enum class frame_kind : std::uint8_t { message, cancel, going_away, unknown_control };
+enum class frame_kind : std::uint8_t { message, cancel, going_away, credit, unknown_control };
+
+// What a frame is to a stream ("stream" header key, docs/protocol.md,
+// "Streams and subscriptions"): in a request, `open` (a stream of an
+// action) or `subscribe` (a topic); from the host, `begin` (the stream or
+// subscription is open), `item` (one of its items) and `end` (the last
+// frame; its content, if any, is an error response). A value this version
+// does not know reads as `unknown`.
+enum class stream_part : std::uint8_t { none, open, subscribe, begin, item, end, unknown };
 
 struct frame_header {
   std::string byteorder = "little";
@@ -65,9 +75,18 @@ struct frame_header {
   // "last-request-id" is the last request the host read on the connection.
   frame_kind kind = frame_kind::message;
   std::optional<std::uint64_t> last_request_id;
+  // Streams: the frame's part in one, "credit" (items the reader grants:
+  // in a stream's request, and in a credit control frame), "sequence" (a
+  // published item's number in its topic).
+  stream_part stream = stream_part::none;
+  std::optional<std::uint64_t> credit;
+  std::optional<std::uint64_t> sequence;
 
   bool is_json() const noexcept { return content_type == json_content_type; }
 };
+
+// The wire spelling of a stream part ("item"); empty for none and unknown.
+std::string_view stream_part_name(stream_part p) noexcept;
 
 // Parses JSON text as Python's json.loads reads it, numbers included:
 // doubles are correctly rounded (Boost.JSON 1.81's own parser can be one

@@ -28,6 +28,8 @@ enum class errc {
   remote_error,  // an error response whose code this version does not know
   busy,          // the connection's window was full: refused unread (safe to send again)
   host_full,     // the host was at max_connections: refused unread (safe to send again)
+  too_many_streams,  // the connection had max_streams open: refused unread (safe to send again)
+  slow_consumer,     // a subscriber fell a whole queue behind: its subscription ended
 
   // Detected by this side.
   peer_offline = 100,  // connection refused / unreachable
@@ -46,6 +48,7 @@ enum class errc {
   unread,             // the host never read the request (never written, or after its
                       // going-away notice): safe to send again
   queue_full,         // client_options::max_queued_sends were waiting already: not sent
+  unsupported,        // the peer cannot do what was asked (a COMET host cannot stream)
 };
 
 const std::error_category& error_category() noexcept;
@@ -71,8 +74,8 @@ class error : public std::runtime_error {
   const std::error_code& code() const noexcept { return code_; }
 
   // The host provably did not run the request, and sending it again may
-  // succeed: busy, host_full, shutting_down, unread, queue_full, peer_offline,
-  // connect_timeout, unresolved (docs/api.md, "Which failures are safe to send again").
+  // succeed: busy, host_full, too_many_streams, shutting_down, unread,
+  // queue_full, peer_offline, connect_timeout, unresolved (docs/api.md, "Which failures are safe to send again").
   bool safe_to_retry() const noexcept;
 
  private:

@@ -43,6 +43,7 @@
 #include <comet/convert.hpp>
 #include <comet/endpoint.hpp>
 #include <comet/errors.hpp>
+#include <comet/stream.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -93,6 +94,10 @@ encoded_response error_response(errc code, std::string_view message);
 // returned awaitable as long as it is awaited at once.
 using handler_function = std::function<asio::awaitable<handler_result>(
     const std::string& action, const json::value& value, const request_context& context)>;
+
+// The type-erased form of a stream handler (action_router::on_stream).
+using stream_handler_function = std::function<asio::awaitable<void>(
+    const json::value& value, stream_writer& out, const request_context& context)>;
 
 namespace detail {
 
@@ -292,6 +297,46 @@ stored_handler make_stored_handler(F&& f) {
   }
 }
 
+// A stream handler: (T, stream_writer&) or (T, stream_writer&, const
+// request_context&), returning asio::awaitable<void>; T is read from the
+// request's value as a typed handler's is (json::value takes it as it is).
+template <class F, class P = typename parameters_of<F>::type>
+struct stream_handler_traits {
+  static constexpr bool value = false;
+};
+template <class F, class T, class W>
+  requires std::is_same_v<W, stream_writer&>
+struct stream_handler_traits<F, std::tuple<T, W>> {
+  static constexpr bool value = true;
+  static constexpr bool with_context = false;
+  using argument = std::remove_cvref_t<T>;
+};
+template <class F, class T, class W, class C>
+  requires std::is_same_v<W, stream_writer&> && std::is_same_v<std::remove_cvref_t<C>, request_context>
+struct stream_handler_traits<F, std::tuple<T, W, C>> {
+  static constexpr bool value = true;
+  static constexpr bool with_context = true;
+  using argument = std::remove_cvref_t<T>;
+};
+
+template <class F>
+stream_handler_function make_stream_handler(F f) {
+  using traits = stream_handler_traits<F>;
+  static_assert(traits::value,
+                "a stream handler takes (T, comet::stream_writer&) or (T, comet::stream_writer&, "
+                "const comet::request_context&), T convertible from JSON, and returns "
+                "asio::awaitable<void>");
+  using T = typename traits::argument;
+  return [fn = std::move(f)](const json::value& value, stream_writer& out,
+                             const request_context& context) mutable -> asio::awaitable<void> {
+    T arg = handler_argument<T>(value);
+    if constexpr (traits::with_context)
+      co_await fn(arg, out, context);
+    else
+      co_await fn(arg, out);
+  };
+}
+
 }  // namespace detail
 
 // Holds the routed and chained handlers of one host and runs a request
@@ -308,9 +353,32 @@ class action_router {
   // a second handler for it is a mistake, not a replacement.
   template <class F>
   void on(std::string action, F&& f) {
-    if (routes_.contains(action)) throw_already_routed(action);
+    if (routes_.contains(action) || streams_.contains(action)) throw_already_routed(action);
     routes_.emplace(std::move(action), detail::make_stored_handler(std::forward<F>(f)));
   }
+
+  // Routes `action` to a stream handler (stream.hpp): a request that opens
+  // a stream of it gets the items the handler writes, then the end (the
+  // handler's exception ends it with that error, as a unary handler's
+  // answers it). An action has one route, on() or on_stream(): the same
+  // name twice throws comet::error(errc::usage_error). A plain request for
+  // a stream action is answered bad_request.
+  template <class F>
+  void on_stream(std::string action, F&& f) {
+    if (routes_.contains(action) || streams_.contains(action)) throw_already_routed(action);
+    streams_.emplace(std::move(action),
+                     detail::make_stream_handler(std::decay_t<F>(std::forward<F>(f))));
+  }
+  bool has_stream(std::string_view action) const { return streams_.find(action) != streams_.end(); }
+
+  // Runs the stream handler of `action` until it returns: nullopt then,
+  // or the error response its failure ends the stream with (no_handler
+  // when `action` has no stream handler; handler_failed, or the code of a
+  // comet::error it threw). Never throws for a handler's failure.
+  asio::awaitable<std::optional<encoded_response>> stream(const std::string& action,
+                                                          const json::value& value,
+                                                          stream_writer& out,
+                                                          const request_context& context) const;
 
   bool empty() const noexcept { return chain_.empty() && routes_.empty(); }
 
@@ -332,6 +400,7 @@ class action_router {
   [[noreturn]] static void throw_already_routed(const std::string& action);
   std::vector<detail::stored_handler> chain_;
   std::map<std::string, detail::stored_handler, std::less<>> routes_;
+  std::map<std::string, stream_handler_function, std::less<>> streams_;
   bool chain_may_suspend_ = false;
 };
 

@@ -61,6 +61,18 @@ struct host_options {
   // for it, and when a stop reaches shutdown_timeout; the cancellation
   // reaches the sends it awaits.
   std::chrono::milliseconds handler_timeout{60000};
+  // Streams and subscriptions open on one connection at most; one past it
+  // is refused too_many_streams (safe to send again). They do not count
+  // toward max_in_flight. A connection with any open is exempt from
+  // idle_timeout and is checked by TCP keepalive instead (a vanished peer
+  // is found within about 20 s; a closed one at once).
+  std::size_t max_streams = 256;
+  // Published items queued for one subscriber that has not granted credit
+  // for them (by count and by their encoded size); past either, the
+  // subscriber's overflow policy applies (subscribe_options): it ends with
+  // slow_consumer, or its oldest are dropped. NATS's defaults.
+  std::size_t subscriber_queue = 65536;
+  std::size_t subscriber_queue_bytes = 64 * 1024 * 1024;
   // Access control, off by default so COMET peers keep working (see
   // docs/security.md). A non-empty token must arrive in every request's
   // "auth-token" header; a non-empty allow-list (addresses and networks,
@@ -93,6 +105,11 @@ struct host_stats {
   std::chrono::microseconds latency_p50{}, latency_p99{}, latency_p999{};
   // Every address the host listens on (host::local_endpoints()).
   std::vector<endpoint> listening;
+  // Streams and subscriptions.
+  std::uint64_t streams_open = 0;
+  std::uint64_t subscriptions_open = 0;
+  std::uint64_t items_published = 0;  // host::publish() calls
+  std::uint64_t items_dropped = 0;    // queued items dropped for slow subscribers
 };
 
 // boost::json::value_from(stats): the object comet-host's `status` action
@@ -127,6 +144,29 @@ class host {
   template <class F>
   void on(std::string action, F&& f) {
     router().on(std::move(action), std::forward<F>(f));
+  }
+  // A stream handler (stream.hpp, action_router::on_stream):
+  //   host.on_stream("scan", [](const scan_request& r, comet::stream_writer& out)
+  //                              -> asio::awaitable<void> { co_await out.write(...); });
+  // It runs on its connection's executor. handler_timeout bounds its own
+  // time between writes, not its waits for the reader's credit. It is
+  // cancelled (terminal) when the reader closes the stream, its connection
+  // goes or the host stops (the reader gets shutting_down then, at once).
+  template <class F>
+  void on_stream(std::string action, F&& f) {
+    router().on_stream(std::move(action), std::forward<F>(f));
+  }
+
+  // Sends `value` to every subscriber of `topic`, from any thread, never
+  // blocking: each subscriber has a queue of its own (subscriber_queue),
+  // so a slow one never holds up the publisher or the others. Returns the
+  // item's sequence number in the topic (1, 2, ...). Items published
+  // before a subscribe completed are not delivered to it.
+  std::uint64_t publish(std::string_view topic, json::value value);
+  template <class T>
+    requires(!std::is_same_v<std::remove_cvref_t<T>, json::value>)
+  std::uint64_t publish(std::string_view topic, const T& value) {
+    return publish(topic, json::value_from(value));
   }
 
   // Binds, listens and starts accepting. Returns the bound endpoint (port 0
