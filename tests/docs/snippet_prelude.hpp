@@ -27,6 +27,16 @@ struct point {
 };
 BOOST_DESCRIBE_STRUCT(point, (), (x, y))
 
+struct scan_request {
+  int points = 0;
+};
+BOOST_DESCRIBE_STRUCT(scan_request, (), (points))
+struct measurement {
+  int index = 0;
+  double x = 0;
+};
+BOOST_DESCRIBE_STRUCT(measurement, (), (index, x))
+
 enum class severity { info, warning };
 struct application_log {
   void write(severity, const std::string&);

@@ -25,7 +25,9 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/json/value.hpp>
 #include <boost/json/value_from.hpp>
 
@@ -79,6 +81,14 @@ class stream_channel {
   // "stream 'scan' from 127.0.0.1:5000", for messages.
   virtual std::string describe() const = 0;
 };
+
+// In a coroutine co_spawned for a completion token: lets partial
+// cancellation through to next() (co_spawn's default passes terminal only)
+// and leaves it to next() to report (comet::error(errc::cancelled)).
+inline asio::awaitable<void> let_cancellation_through() {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+}
 
 template <class T>
 T item_as(const stream_channel& channel, json::value item) {
@@ -180,6 +190,7 @@ class stream_reader {
     return asio::co_spawn(
         channel_->executor(),
         [channel = channel_]() -> asio::awaitable<std::optional<T>> {
+          co_await detail::let_cancellation_through();
           std::optional<detail::stream_item> item = co_await channel->next();
           if (!item) co_return std::nullopt;
           co_return detail::item_as<T>(*channel, std::move(item->value));
@@ -246,6 +257,7 @@ class subscription {
     return asio::co_spawn(
         channel_->executor(),
         [channel = channel_]() -> asio::awaitable<std::optional<published<T>>> {
+          co_await detail::let_cancellation_through();
           std::optional<detail::stream_item> item = co_await channel->next();
           if (!item) co_return std::nullopt;
           co_return published<T>{item->sequence, detail::item_as<T>(*channel, std::move(item->value))};
