@@ -6,6 +6,7 @@
 #include "load.hpp"
 #include "platform.hpp"
 #include "queue_burst.hpp"
+#include "streams.hpp"
 #include "report.hpp"
 #include "tls_pki.hpp"
 
@@ -219,7 +220,9 @@ int main(int argc, char** argv) {
     ("help,h", "show this help")
     ("suite", po::value<std::string>(), "run a preset instead of the load options: 'issue4' "
         "(issue 4's targets; implies --pin), or 'queue' (1,000, 10,000 and 100,000 sends queued "
-        "at once on one keep-alive client; same as --queued 1000,10000,100000)")
+        "at once on one keep-alive client; same as --queued 1000,10000,100000), or 'stream' "
+        "(items/s of 1 and 16 streams and deliveries/s of a publish to 100 subscribers, as ratios to "
+        "the multiplexed rate, beside Debian's nats-server when it is installed)")
     ("queued", po::value<std::string>(), "instead of load rows: bursts of this many sends "
         "queued at once on one keep-alive comet::client against the comet host, with the cost "
         "per send as a ratio to the first size (1-1000000 each)")
@@ -291,9 +294,22 @@ int main(int argc, char** argv) {
       for (const auto& r : rows) failed = failed || r.errors != 0;
       return failed ? 1 : 0;
     }
+    if (vm.count("suite") && vm["suite"].as<std::string>() == "stream") {
+      const int rounds = vm.count("rounds") ? vm["rounds"].as<int>() : 3;
+      if (rounds < 1 || rounds > 10) throw usage_error("--rounds: 1 to 10");
+      raise_fd_limit(1024);
+      const cpu_plan cpus = plan_cpus(pin);
+      pin_this_thread(cpus.server);
+      const double seconds = std::chrono::duration<double>(timing.duration).count();
+      const auto rows = run_stream_suite(rounds, seconds, cpus.load);
+      print_stream_rows(stdout, rows);
+      bool failed = false;
+      for (const auto& r : rows) failed = failed || r.errors != 0;
+      return failed ? 1 : 0;
+    }
     if (vm.count("suite")) {
       if (vm["suite"].as<std::string>() != "issue4")
-        throw usage_error("--suite: the presets are 'issue4' and 'queue'");
+        throw usage_error("--suite: the presets are 'issue4', 'queue' and 'stream'");
       for (const char* o : {"mode", "connections", "depth", "threads", "servers", "clients",
                             "client-server", "tls"})
         if (!vm[o].defaulted()) throw usage_error(std::string("--suite sets --") + o + " itself");
