@@ -150,7 +150,7 @@ TEST_CASE("closing a stream or destroying its reader cancels the host's handler"
   stream_host h;
   client c = h.make_client(streaming(4));
   for (const bool destroy : {false, true}) {
-    INFO(destroy ? "destroyed" : "closed");
+    INFO((destroy ? "destroyed" : "closed"));
     const int cancels = h.saw_cancel;
     {
       std::optional<stream_reader<json::value>> s;

@@ -82,6 +82,13 @@ class stream_channel {
   virtual std::string describe() const = 0;
 };
 
+inline void require_channel(const stream_channel* channel) {
+  if (!channel)
+    throw error(errc::usage_error,
+                "this reader has no stream (default-constructed or moved from): assign it the "
+                "result of open_stream() or subscribe() first");
+}
+
 // In a coroutine co_spawned for a completion token: lets partial
 // cancellation through to next() (co_spawn's default passes terminal only)
 // and leaves it to next() to report (comet::error(errc::cancelled)).
@@ -159,6 +166,8 @@ struct subscribe_options {
 template <class T = json::value>
 class stream_reader {
  public:
+  // No stream (a place to move one into); next() throws usage_error.
+  stream_reader() noexcept = default;
   explicit stream_reader(std::shared_ptr<detail::stream_channel> channel) noexcept
       : channel_(std::move(channel)) {}
   stream_reader(stream_reader&&) noexcept = default;
@@ -179,6 +188,7 @@ class stream_reader {
   // Cancellation: terminal ends the stream (as close()); partial ends only
   // this wait (cancelled), and the next next() goes on. Outlives: the reader.
   asio::awaitable<std::optional<T>> next() {
+    detail::require_channel(channel_.get());
     std::optional<detail::stream_item> item = co_await channel_->next();
     if (!item) co_return std::nullopt;
     co_return detail::item_as<T>(*channel_, std::move(item->value));
@@ -187,6 +197,7 @@ class stream_reader {
   // std::optional<T>); runs on the client's executor.
   template <class CompletionToken>
   auto async_next(CompletionToken&& token) {
+    detail::require_channel(channel_.get());
     return asio::co_spawn(
         channel_->executor(),
         [channel = channel_]() -> asio::awaitable<std::optional<T>> {
@@ -200,6 +211,7 @@ class stream_reader {
   // Blocks this thread for next(). Throws comet::error(errc::would_deadlock)
   // on a thread the client's executor needs, as send_sync does.
   std::optional<T> next_sync() {
+    detail::require_channel(channel_.get());
     std::optional<detail::stream_item> item = channel_->next_sync();
     if (!item) return std::nullopt;
     return detail::item_as<T>(*channel_, std::move(item->value));
@@ -229,6 +241,8 @@ struct published {
 template <class T = json::value>
 class subscription {
  public:
+  // No subscription (a place to move one into); next() throws usage_error.
+  subscription() noexcept = default;
   explicit subscription(std::shared_ptr<detail::stream_channel> channel) noexcept
       : channel_(std::move(channel)) {}
   subscription(subscription&&) noexcept = default;
@@ -248,12 +262,14 @@ class subscription {
   // set), protocol_error for an item that is not a T, or cancelled.
   // Completion, cancellation and lifetimes as stream_reader::next().
   asio::awaitable<std::optional<published<T>>> next() {
+    detail::require_channel(channel_.get());
     std::optional<detail::stream_item> item = co_await channel_->next();
     if (!item) co_return std::nullopt;
     co_return published<T>{item->sequence, detail::item_as<T>(*channel_, std::move(item->value))};
   }
   template <class CompletionToken>
   auto async_next(CompletionToken&& token) {
+    detail::require_channel(channel_.get());
     return asio::co_spawn(
         channel_->executor(),
         [channel = channel_]() -> asio::awaitable<std::optional<published<T>>> {
@@ -265,6 +281,7 @@ class subscription {
         std::forward<CompletionToken>(token));
   }
   std::optional<published<T>> next_sync() {
+    detail::require_channel(channel_.get());
     std::optional<detail::stream_item> item = channel_->next_sync();
     if (!item) return std::nullopt;
     return published<T>{item->sequence, detail::item_as<T>(*channel_, std::move(item->value))};
