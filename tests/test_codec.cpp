@@ -180,6 +180,7 @@ TEST_CASE("stream and subscription frames are written and read byte for byte", "
       {"credit.bin", 3, stream_part::none, frame_kind::credit, 128, {}, ""},
       {"subscribe.bin", 4, stream_part::subscribe, frame_kind::message, 256, {},
        encode_request("subscribe", topic)},
+      {"subscribed.bin", 4, stream_part::begin, frame_kind::message, {}, 16, ""},
       {"published_item.bin", 4, stream_part::item, frame_kind::message, {}, 17, encode_response(21.5)},
   };
   for (const auto& f : frames) {
