@@ -61,6 +61,25 @@ inline std::uint16_t unused_port() {
   return a.local_endpoint().port();
 }
 
+// Sends `value` to `action` until a send is answered, and returns the
+// answer (nullopt past `limit`): a client that found its peer down fails
+// sends at once with peer_offline until its backoff has passed. Any other
+// failure is the test's.
+template <class Client>
+std::optional<json::value> send_until_up(const Client& c, std::string action, const json::value& value,
+                                         std::chrono::milliseconds limit = 20s) {
+  std::optional<json::value> answer;
+  wait_until([&] {
+    try {
+      answer = c.send_sync(action, value);
+    } catch (const comet::error& failure) {
+      if (failure.code() != errc::peer_offline) throw;
+    }
+    return answer.has_value();
+  }, limit);
+  return answer;
+}
+
 // The comet::error that `f` throws; fails the test if it throws none.
 template <class F>
 comet::error error_thrown_by(F&& f) {

@@ -322,15 +322,8 @@ TEST_CASE("a keep-alive client reports a host that goes away and reconnects when
   second.start();
   // A peer found down is tried again after a backoff of about 200 ms;
   // until then sends fail at once, peer_offline.
-  std::optional<json::value> answer;
-  REQUIRE(wait_until([&] {
-    try {
-      answer = c.send_sync("echo", 3);
-    } catch (const comet::error& failure) {
-      if (failure.code() != errc::peer_offline) throw;
-    }
-    return answer.has_value();
-  }));
+  const std::optional<json::value> answer = send_until_up(c, "echo", 3);
+  REQUIRE(answer);
   CHECK(*answer == 3);
 }
 

@@ -202,15 +202,8 @@ TEST_CASE("a peer that comes back after being down is used again", "[integration
   add_echo(f.server);
   f.start();
   // Past the backoff (200 ms ± 25%), the next send connects and is answered.
-  std::optional<json::value> answer;
-  REQUIRE(wait_until([&] {
-    try {
-      answer = c.send_sync("echo", 2);
-    } catch (const comet::error& e) {
-      if (e.code() != errc::peer_offline) throw;
-    }
-    return answer.has_value();
-  }, 20s));
+  const std::optional<json::value> answer = send_until_up(c, "echo", 2);
+  REQUIRE(answer);
   CHECK(*answer == 2);
   const auto connects = c.stats().connects;
   for (int i = 0; i < 5; ++i) CHECK(c.send_sync("echo", i) == i);
