@@ -33,15 +33,27 @@ std::string_view stream_part_name(stream_part p) noexcept {
 }
 
 void append_frame(std::string& out, const frame_header& h, std::string_view content) {
+  using namespace std::string_view_literals;
+  // The length field and the three keys nearly every frame has with the
+  // values COMET writes, in one append: the same bytes as the general path
+  // below, which costs a tenth of a pipelined answer's time at the host.
+  constexpr auto usual =
+      "\0\0{\"byteorder\": \"little\", \"content-type\": \"text/json\", "
+      "\"content-encoding\": \"utf-8\", \"content-length\": "sv;
   const std::size_t start = out.size();
-  out.append(proto_header_size, '\0');
-  out += "{\"byteorder\": ";
-  detail::append_json_string(out, h.byteorder);
-  out += ", \"content-type\": ";
-  detail::append_json_string(out, h.content_type);
-  out += ", \"content-encoding\": ";
-  detail::append_json_string(out, h.content_encoding);
-  out += ", \"content-length\": ";
+  if (std::string_view(h.byteorder) == "little"sv && h.content_type == json_content_type &&
+      std::string_view(h.content_encoding) == "utf-8"sv) {
+    out += usual;
+  } else {
+    out.append(proto_header_size, '\0');
+    out += "{\"byteorder\": ";
+    detail::append_json_string(out, h.byteorder);
+    out += ", \"content-type\": ";
+    detail::append_json_string(out, h.content_type);
+    out += ", \"content-encoding\": ";
+    detail::append_json_string(out, h.content_encoding);
+    out += ", \"content-length\": ";
+  }
   append_unsigned(out, content.size());
   if (h.keep_alive) out += ", \"keep-alive\": true";
   if (h.request_id) {

@@ -152,9 +152,14 @@ void host_session::answered(handle h, const encoded_response& response) {
   const request_info r{s.id, s.keep_alive, s.ordered, s.announce};
   driver_.responded(h, response);
   if (!s.ordered) {
-    auto [first, last] = std::equal_range(by_id_.begin(), by_id_.end(), std::make_pair(*s.id, h),
-                                          [](const auto& a, const auto& b) { return a.first < b.first; });
-    by_id_.erase(std::find_if(first, last, [h](const auto& e) { return e.second == h; }));
+    // A handler answered from run() is the last one indexed: no search.
+    if (!by_id_.empty() && by_id_.back().second == h) {
+      by_id_.pop_back();
+    } else {
+      auto [first, last] = std::equal_range(by_id_.begin(), by_id_.end(), std::make_pair(*s.id, h),
+                                            [](const auto& a, const auto& b) { return a.first < b.first; });
+      by_id_.erase(std::find_if(first, last, [h](const auto& e) { return e.second == h; }));
+    }
     append_answer(out_.pending(), r, response.content);
     return release(h);
   }
@@ -276,7 +281,11 @@ void host_session::release(handle h) {
   s.status = state::free;
   s.id.reset();
   s.announce = false;
-  s.request = {};
+  // Only a request parked here while queued still holds anything (run()
+  // moves from it or was given another): resetting an empty one costs more
+  // than all the rest of a request's bookkeeping (json::value's move
+  // assignment).
+  if (!s.request.action.empty() || !s.request.value.is_null()) s.request = {};
   s.frame.clear();
   free_.push_back(h);
 }
