@@ -6,6 +6,7 @@
 #include <comet/comet.hpp>
 
 #include "fake_host.hpp"
+#include "processes.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -512,4 +513,104 @@ TEST_CASE("an idle stream pool holds nothing: run returns once the stream ended"
   REQUIRE(ran.wait_for(10s) == std::future_status::ready);
   CHECK(got == std::vector<int>{1});
   script.join();
+}
+
+// --- comet-send --stream and --subscribe ------------------------------------
+
+TEST_CASE("comet-send --stream prints each item as a line of JSON and exits 0 at the end",
+          "[cli][client][streams]") {
+  fake_host host;
+  std::string content;
+  host_script script([&] {
+    raw_peer conn = host.next();
+    const auto f = conn.read_frame();
+    content = f.substr(f.size() - header_of(f).content_length);
+    const auto id = id_of(f);
+    conn.write(begin_first(id) + item(id, json::object{{"tick", 0}}) +
+               item(id, json::object{{"tick", 1}}) + item(id, json::object{{"tick", 2}}) + end_of(id));
+    conn.closed_by_peer();
+  });
+  const auto to = host.at.ip + ":" + std::to_string(host.at.port);
+  const auto r = run_cli("comet-send", {"--to", to, "--stream", "--action", "ticks", "--value",
+                                        R"({"count": 3, "interval": 0})"});
+  script.join();
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "{\"tick\": 0}\n{\"tick\": 1}\n{\"tick\": 2}\n");
+  CHECK(json::parse(content) == json::parse(R"({"action": "ticks", "value": {"count": 3, "interval": 0}})"));
+}
+
+TEST_CASE("comet-send --stream exits with the error's status, and 8 against a host that cannot stream",
+          "[cli][client][streams]") {
+  for (const bool comet_host : {false, true}) {
+    fake_host host;
+    host_script script([&] {
+      raw_peer conn = host.next();
+      const auto id = id_of(conn.read_frame());
+      if (comet_host) {
+        frame_header h;  // one answer, no id, then it closes
+        conn.write(encode_frame(h, encode_response("Error: unknown action")));
+        return;
+      }
+      conn.write(begin_first(id) + item(id, 1) + end_of(id, errc::handler_failed));
+      conn.closed_by_peer();
+    });
+    const auto to = host.at.ip + ":" + std::to_string(host.at.port);
+    const auto r = run_cli("comet-send", {"--to", to, "--stream", "--action", "scan"});
+    script.join();
+    INFO(r.err);
+    if (comet_host) {
+      CHECK(r.status == 8);
+      CHECK(r.out.empty());
+      CHECK_THAT(r.err, Catch::Contains("cannot stream"));
+    } else {
+      CHECK(r.status == 5);
+      CHECK(r.out == "1\n");
+      CHECK_THAT(r.err, Catch::Contains("it failed here"));
+    }
+  }
+}
+
+TEST_CASE("comet-send --subscribe prints what is published, with --sequence and --count",
+          "[cli][client][streams]") {
+  fake_host host;
+  std::string content;
+  frame_header after;
+  host_script script([&] {
+    raw_peer conn = host.next();
+    const auto f = conn.read_frame();
+    content = f.substr(f.size() - header_of(f).content_length);
+    const auto id = id_of(f);
+    conn.write(begin_first(id) + item(id, 21.5, 3) + item(id, 22.5, 5) + item(id, 23.5, 6));
+    const auto next = next_non_credit(conn);  // its close after two: a cancel (or EOF)
+    if (!next.empty()) after = header_of(next);
+  });
+  const auto to = host.at.ip + ":" + std::to_string(host.at.port);
+  const auto r = run_cli("comet-send",
+                         {"--to", to, "--subscribe", "temperature", "--count", "2", "--sequence"});
+  script.join();
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "{\"sequence\": 3, \"value\": 21.5}\n{\"sequence\": 5, \"value\": 22.5}\n");
+  CHECK_THAT(r.err, Catch::Contains("1 items published on the topic were lost"));
+  CHECK(after.kind == frame_kind::cancel);
+  CHECK(json::parse(content) ==
+        json::parse(R"({"action": "subscribe", "value": {"topic": "temperature", "overflow": "end"}})"));
+}
+
+TEST_CASE("comet-send refuses --stream and --subscribe combinations that make no sense",
+          "[cli][client][streams]") {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--to", "127.0.0.1:9", "--stream", "--subscribe", "t"},
+           {"--to", "127.0.0.1:9", "--subscribe", "t", "--action", "a"},
+           {"--to", "127.0.0.1:9", "--stream", "--action", "a", "--repeat", "2"},
+           {"--to", "127.0.0.1:9", "--action", "a", "--count", "2"},
+           {"--to", "127.0.0.1:9", "--subscribe", "t", "--count", "0"}}) {
+    const auto r = run_cli("comet-send", args);
+    INFO(r.err);
+    CHECK(r.status == 2);
+  }
+  const auto help = run_cli("comet-send", {"--help"});
+  CHECK_THAT(help.out, Catch::Contains("--subscribe"));
+  CHECK_THAT(help.out, Catch::Contains("JSON Lines"));
 }
