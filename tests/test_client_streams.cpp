@@ -47,8 +47,8 @@ struct frame_of {
   }
 };
 
-std::string begin_first(std::uint64_t id) {
-  return frame_of{id, stream_part::begin, {}, {}, {}, feature::all}.bytes();
+std::string begin_first(std::uint64_t id, std::optional<std::uint64_t> sequence = {}) {
+  return frame_of{id, stream_part::begin, {}, sequence, {}, feature::all}.bytes();
 }
 std::string item(std::uint64_t id, const json::value& v, std::optional<std::uint64_t> seq = {}) {
   return frame_of{id, stream_part::item, v, seq}.bytes();
@@ -428,7 +428,8 @@ TEST_CASE("a subscription gives items with their sequence and counts the gaps as
     opening = header_of(f);
     content = f.substr(f.size() - opening.content_length);
     const auto id = *opening.request_id;
-    conn.write(begin_first(id) + item(id, 20.5, 5) + item(id, 21.0, 6) + item(id, 21.5, 9) + end_of(id));
+    // Three published before it; then it loses 4 (the host's drop-oldest), 7 and 8.
+    conn.write(begin_first(id, 3) + item(id, 20.5, 5) + item(id, 21.0, 6) + item(id, 21.5, 9) + end_of(id));
     conn.closed_by_peer();
   });
   io_pool pool(1);
@@ -437,7 +438,7 @@ TEST_CASE("a subscription gives items with their sequence and counts the gaps as
   std::vector<std::uint64_t> sequences;
   while (auto p = sub.next_sync()) sequences.push_back(p->sequence);
   CHECK(sequences == std::vector<std::uint64_t>{5, 6, 9});
-  CHECK(sub.dropped() == 2);
+  CHECK(sub.dropped() == 3);
   c.close();
   script.join();
   CHECK(opening.stream == stream_part::subscribe);
@@ -456,7 +457,7 @@ TEST_CASE("a subscription with resubscribe subscribes again after a lost connect
       {
         raw_peer conn = host.next();
         const auto id = id_of(conn.read_frame());
-        conn.write(begin_first(id) + item(id, "one", 1));
+        conn.write(begin_first(id, 0) + item(id, "one", 1));
         if (read_one.get_future().wait_for(10s) != std::future_status::ready)
           throw std::runtime_error("the reader did not get its item");
         conn.reset();
@@ -466,7 +467,8 @@ TEST_CASE("a subscription with resubscribe subscribes again after a lost connect
       const auto f = conn.read_frame();
       again = f.substr(f.size() - header_of(f).content_length);
       const auto id = id_of(f);
-      conn.write(begin_first(id) + item(id, "four", 4) + end_of(id));
+      // 2 and 3 were published while it subscribed again.
+      conn.write(begin_first(id, 3) + item(id, "four", 4) + end_of(id));
       conn.closed_by_peer();
     });
     io_pool pool(1);

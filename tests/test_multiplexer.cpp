@@ -651,12 +651,16 @@ namespace {
 // What a connection reported for one stream.
 struct recorded_stream : pooled_stream {
   int begun = 0;
+  std::optional<std::uint64_t> begun_at;
   std::vector<std::pair<std::optional<std::uint64_t>, json::value>> items;
   bool ended = false;
   std::optional<error> failure;
   std::optional<error> replayed;
 
-  void stream_begun() override { ++begun; }
+  void stream_begun(std::optional<std::uint64_t> sequence) override {
+    ++begun;
+    begun_at = sequence;
+  }
   void stream_item(std::optional<std::uint64_t> sequence, json::value value, std::size_t) override {
     items.emplace_back(sequence, std::move(value));
   }
@@ -733,9 +737,11 @@ TEST_CASE("a stream may be a connection's first request: it announces the featur
   h.request_id = 1;
   h.stream = stream_part::begin;
   h.features = feature::all;
+  h.sequence = 16;  // a subscription's: 16 were published before it
   const std::string begin = encode_frame(h, {});
   CHECK(f.consume(m, begin) == begin.size());
   CHECK(s.begun == 1);
+  CHECK(s.begun_at == std::optional<std::uint64_t>(16));
   CHECK(m.current() == multiplexer::state::open);
   CHECK(f.knowledge.support == peer_knowledge::keep_alive::yes);
   CHECK(m.agreed() == std::optional<std::uint32_t>(feature::all));

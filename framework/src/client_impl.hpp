@@ -194,6 +194,14 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
     ~leave_queue() { now(); }
   };
   std::size_t free_places() const;
+  // Waits for a wakeup in the queue (taking a place at its end first),
+  // within `deadline`. Throws queue_full (max_queued_sends waiting
+  // already), cancelled (any type the caller's state lets through: nothing
+  // was sent) or request_timeout. Outlives: `timer` and `place`, the caller's.
+  asio::awaitable<void> wait_in_queue(std::optional<asio::steady_timer>& timer,
+                                      std::optional<std::list<queued_send>::iterator>& place,
+                                      pooled_request::time_point deadline,
+                                      std::chrono::milliseconds timeout);
   void wake_next_queued();
   void wake_all_queued();
 

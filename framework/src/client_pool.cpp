@@ -499,22 +499,32 @@ asio::awaitable<void> peer_pool::open_stream(pooled_stream& stream, stream_part 
       conn->submit_stream(stream, kind, content, credit);
       co_return;
     }
-    if (!place) {
-      const std::size_t limit = info_->options.max_queued_sends;
-      if (queued_.size() >= limit) throw info_->queue_full(limit);
-      timer.emplace(strand_, deadline);
-      place = queued_.insert(queued_.end(), queued_send{&*timer});
-      queued_now_.store(queued_.size(), std::memory_order_relaxed);
-    } else if ((*place)->woken) {  // woken, and the connection went meanwhile
-      (*place)->woken = false;
-      --woken_;
-    }
-    auto [ec] = co_await timer->async_wait(use_tuple);
-    if (ec == asio::error::operation_aborted &&
-        cancellation.cancelled() != asio::cancellation_type::none)
-      throw info_->cancelled();
-    if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
+    co_await wait_in_queue(timer, place, deadline, timeout);
   }
+}
+
+asio::awaitable<void> peer_pool::wait_in_queue(std::optional<asio::steady_timer>& timer,
+                                               std::optional<std::list<queued_send>::iterator>& place,
+                                               pooled_request::time_point deadline,
+                                               std::chrono::milliseconds timeout) {
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  if (!place) {
+    const std::size_t limit = info_->options.max_queued_sends;
+    if (queued_.size() >= limit) throw info_->queue_full(limit);
+    timer.emplace(strand_, deadline);
+    place = queued_.insert(queued_.end(), queued_send{&*timer});
+    queued_now_.store(queued_.size(), std::memory_order_relaxed);
+    queued_total_.fetch_add(1, std::memory_order_relaxed);
+  } else if ((*place)->woken) {  // woken, and the room went meanwhile
+    (*place)->woken = false;
+    --woken_;
+  }
+  auto [ec] = co_await timer->async_wait(use_tuple);
+  // Nothing was sent yet: any type of cancellation holds.
+  if (ec == asio::error::operation_aborted &&
+      cancellation.cancelled() != asio::cancellation_type::none)
+    throw info_->cancelled();
+  if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
 }
 
 void peer_pool::remove(connection& conn) {
@@ -662,23 +672,7 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       // Sends already queued go first.
       if (place ? (*place)->woken : queued_.empty())
         if ((conn = pick(encoding_.size()))) break;
-      if (!place) {
-        const std::size_t limit = info_->options.max_queued_sends;
-        if (queued_.size() >= limit) throw info_->queue_full(limit);
-        timer.emplace(strand_, deadline);
-        place = queued_.insert(queued_.end(), queued_send{&*timer});
-        queued_now_.store(queued_.size(), std::memory_order_relaxed);
-        queued_total_.fetch_add(1, std::memory_order_relaxed);
-      } else if ((*place)->woken) {  // woken, and the room went meanwhile
-        (*place)->woken = false;
-        --woken_;
-      }
-      auto [ec] = co_await timer->async_wait(use_tuple);
-      // Nothing was sent yet: any type of cancellation holds.
-      if (ec == asio::error::operation_aborted &&
-          cancellation.cancelled() != asio::cancellation_type::none)
-        throw info_->cancelled();
-      if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
+      co_await wait_in_queue(timer, place, deadline, timeout);
     }
     // A cancellation that arrived while a wait's completion was on its way
     // (or before a replay): nothing of this request was sent yet.

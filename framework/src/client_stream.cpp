@@ -161,8 +161,11 @@ bool client_stream::resubscribes_after(const error& e) const noexcept {
   }
 }
 
-void client_stream::stream_begun() {
+void client_stream::stream_begun(std::optional<std::uint64_t> sequence) {
   if (phase_ == phase::ended) return;
+  // A subscription's begin says where the topic is: what was published
+  // since the last item seen (while subscribing again) was lost.
+  if (sequence) count_gap(*sequence, 0);
   begun_ = true;
   phase_ = phase::open;
   replays_ = 0;
@@ -176,18 +179,20 @@ void client_stream::stream_item(std::optional<std::uint64_t> sequence, json::val
   if (host_credit_ != 0) --host_credit_;
   ++items_seen_;
   bytes_seen_ += bytes;
-  if (sequence) {
-    // A gap is what this subscriber lost (the host dropped it, or it was
-    // published while this subscribed again); a lower number, a host
-    // that started again.
-    if (last_sequence_ != 0 && *sequence > last_sequence_ + 1)
-      dropped_.fetch_add(*sequence - last_sequence_ - 1, std::memory_order_relaxed);
-    last_sequence_ = *sequence;
-  }
+  if (sequence) count_gap(*sequence, 1);
   got_item_ = true;
   items_.push_back({{sequence.value_or(0), std::move(value)}, bytes});
   buffered_bytes_ += bytes;
   wake();
+}
+
+void client_stream::count_gap(std::uint64_t sequence, std::uint64_t step) {
+  // A gap is what this subscriber lost (the host dropped it, or it was
+  // published while this subscribed again); a lower number, a host that
+  // started again.
+  if (last_sequence_ && sequence > *last_sequence_ + step)
+    dropped_.fetch_add(sequence - *last_sequence_ - step, std::memory_order_relaxed);
+  last_sequence_ = sequence;
 }
 
 void client_stream::stream_ended(std::optional<error> failure) {
@@ -260,12 +265,16 @@ void client_stream::grant_freed() {
 
 asio::awaitable<std::optional<detail::stream_item>> client_stream::next() {
   const auto self = shared_from_this();
+  // A cancellation the caller's state recorded before the wait could begin
+  // (it would not reach the wait on the pool's executor).
+  const asio::cancellation_type early = (co_await asio::this_coro::cancellation_state).cancelled();
   // Named, not a temporary of the co_await: GCC 12 destroys some of those twice.
-  auto waiting = asio::co_spawn(pool_->strand(), self->next_here(), asio::use_awaitable);
+  auto waiting = asio::co_spawn(pool_->strand(), self->next_here(early), asio::use_awaitable);
   co_return co_await std::move(waiting);
 }
 
-asio::awaitable<std::optional<detail::stream_item>> client_stream::next_here() {
+asio::awaitable<std::optional<detail::stream_item>> client_stream::next_here(
+    asio::cancellation_type early) {
   // A coroutine of its own: partial and total cancellation end only this
   // wait, terminal the stream.
   co_await asio::this_coro::throw_if_cancelled(false);
@@ -287,6 +296,7 @@ asio::awaitable<std::optional<detail::stream_item>> client_stream::next_here() {
       if (failure_) throw *failure_;
       co_return std::nullopt;
     }
+    if (early != ct::none) break;
     // A stream's first item is due within the open's deadline.
     const bool bounded = request_.kind == stream_part::open && !got_item_;
     signal_.expires_at(bounded ? deadline_ : std::chrono::steady_clock::time_point::max());
@@ -294,14 +304,14 @@ asio::awaitable<std::optional<detail::stream_item>> client_stream::next_here() {
     co_await signal_.async_wait(use_tuple);  // woken, expired or cancelled: the state says
     waiting_ = false;
     if (!items_.empty() || phase_ == phase::ended) continue;
-    if (const auto type = cancellation.cancelled(); type != ct::none) {
-      const bool terminal = (type & ct::terminal) != ct::none;
-      if (terminal) close_here();
-      throw error(errc::cancelled, "next() of " + describe() + " was cancelled" +
-                                       (terminal ? "; the stream is closed" : ""));
-    }
+    if (cancellation.cancelled() != ct::none) break;
     if (bounded && std::chrono::steady_clock::now() >= deadline_) end(timed_out());
   }
+  const auto type = cancellation.cancelled() | early;
+  const bool terminal = (type & ct::terminal) != ct::none;
+  if (terminal) close_here();
+  throw error(errc::cancelled, "next() of " + describe() + " was cancelled" +
+                                   (terminal ? "; the stream is closed" : ""));
 }
 
 std::optional<detail::stream_item> client_stream::next_sync() {

@@ -69,13 +69,17 @@ class client_stream final : public detail::stream_channel,
   };
 
   // pooled_stream: the multiplexer's reports, on the pool's executor.
-  void stream_begun() override;
+  void stream_begun(std::optional<std::uint64_t> sequence) override;
   void stream_item(std::optional<std::uint64_t> sequence, json::value value,
                    std::size_t bytes) override;
   void stream_ended(std::optional<error> failure) override;
   void stream_replay(const error& why) override;
 
-  asio::awaitable<std::optional<detail::stream_item>> next_here();
+  // next() on the pool's executor; `early`: the caller was cancelled already.
+  // Counts what was lost before `sequence`, which follows the last seen by
+  // `step` (1 for an item, 0 for a begin) when nothing was lost.
+  void count_gap(std::uint64_t sequence, std::uint64_t step);
+  asio::awaitable<std::optional<detail::stream_item>> next_here(asio::cancellation_type early);
   // Lists it on a connection and queues its opening request, within
   // deadline_ (peer_pool::open_stream). Cancellation: the caller's.
   asio::awaitable<void> attach();
@@ -118,7 +122,8 @@ class client_stream final : public detail::stream_channel,
   std::uint64_t host_credit_ = 0;  // items the host may still send
   std::uint64_t items_seen_ = 0, bytes_seen_ = 0;
   std::optional<error> failure_;
-  std::uint64_t last_sequence_ = 0;
+  // The last sequence number seen (a begin's or an item's), once one was.
+  std::optional<std::uint64_t> last_sequence_;
   int replays_ = 0;
   std::chrono::milliseconds backoff_delay_{0};
   std::atomic<std::uint64_t> dropped_{0};

@@ -336,7 +336,7 @@ void multiplexer::on_stream_frame(std::vector<stream_entry>::iterator it) {
     return;
   }
   close_if_done();
-  if (header.stream == stream_part::begin) return stream->stream_begun();
+  if (header.stream == stream_part::begin) return stream->stream_begun(header.sequence);
   json::value item;
   try {
     item = info_.result_of(header, decoder_.content());

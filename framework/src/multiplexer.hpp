@@ -141,8 +141,9 @@ class pooled_stream {
   // The opaque handle of the connection it is listed on (set by the pool).
   std::weak_ptr<void> where;
 
-  // "begin": the stream runs, or the subscription is registered.
-  virtual void stream_begun() = 0;
+  // "begin": the stream runs, or the subscription is registered (its
+  // `sequence`: the topic's last sequence number then, 0 for none yet).
+  virtual void stream_begun(std::optional<std::uint64_t> sequence) = 0;
   // "item": `bytes` is the size of its content, for the reader's budget.
   virtual void stream_item(std::optional<std::uint64_t> sequence, json::value value,
                            std::size_t bytes) = 0;
