@@ -1,10 +1,15 @@
-// comet-send: sends a message and prints the answer's `result` as JSON.
+// comet-send: sends a message and prints the answer's `result` as JSON;
+// with --stream, each item of a stream as a line of JSON (JSON Lines); with
+// --subscribe, each item published on a topic.
 //
-// Exit status: 0 answered; 2 usage or config error; 3 peer offline, its name
+// Exit status: 0 answered (or the stream ended); 2 usage or config error; 3 peer offline, its name
 // does not resolve, or connection lost; 4 timeout; 5 the host answered an error; 6 protocol error;
-// 7 TLS failed (files or handshake). With --repeat, the status of the first failure.
+// 7 TLS failed (files or handshake); 8 the host cannot stream (--stream, --subscribe). With
+// --repeat, the status of the first failure.
 #include <comet/comet.hpp>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/program_options.hpp>
 
@@ -22,13 +27,22 @@ namespace json = boost::json;
 namespace {
 
 const char* usage = R"(Usage: comet-send (--to HOST:PORT | --client NAME [--config FILE]) --action A [--value JSON]
+       comet-send (--to HOST:PORT | --client NAME) --stream --action A [--value JSON]
+       comet-send (--to HOST:PORT | --client NAME) --subscribe TOPIC [--count N] [--sequence]
 
 Sends a COMET message and prints the answer's `result` as JSON on stdout.
 --value takes JSON text, @FILE to read it from a file, or - to read stdin.
-Exit status: 0 answered; 2 usage or config error; 3 peer offline, its name does
-not resolve, or connection lost; 4 timeout; 5 the host answered an error; 6 protocol error; 7 TLS failed
-(files or handshake). With --repeat, the status of the first failure, and a
-summary line on stderr.
+--stream opens a stream of the action (a host's stream handler) and prints
+each item as one line of JSON (JSON Lines), until the stream ends.
+--subscribe prints each item the host publishes on TOPIC as one line of JSON
+(its value; with --sequence, {"sequence": S, "value": V}, S counting the
+topic's publishes, so a gap is what was lost), until --count items or the
+subscription ends; items lost are reported on stderr.
+Exit status: 0 answered, or the stream ended; 2 usage or config error; 3 peer
+offline, its name does not resolve, or connection lost; 4 timeout; 5 the host
+answered an error; 6 protocol error; 7 TLS failed (files or handshake); 8 the
+host cannot stream (a COMET host). With --repeat, the status of the first
+failure, and a summary line on stderr.
 
 Options)";
 
@@ -64,6 +78,7 @@ int exit_status(const std::error_code& code) {
     case comet::errc::protocol_error: return 6;
     case comet::errc::tls_error: return 7;
     case comet::errc::unknown_client: return 2;
+    case comet::errc::unsupported: return 8;
     default: return 5;
   }
 }
@@ -174,6 +189,67 @@ int send_all(const comet::client& target, const std::string& action, const json:
   return status;
 }
 
+// Prints each item of a stream (--stream) or subscription (--subscribe)
+// as a line of JSON, up to `count` items (0: all). Returns the exit status.
+template <class Reader>
+int print_items(Reader& reader, std::uint64_t count, bool with_sequence, bool subscription) {
+  int status = 0;
+  std::uint64_t printed = 0;
+  try {
+    while (count == 0 || printed < count) {
+      auto item = reader.next_sync();
+      if (!item) break;
+      if constexpr (requires { item->sequence; }) {
+        if (with_sequence) {
+          const json::value line{{"sequence", item->sequence}, {"value", item->value}};
+          std::cout << comet::to_json_text(line) << '\n';
+        } else {
+          std::cout << comet::to_json_text(item->value) << '\n';
+        }
+      } else {
+        std::cout << comet::to_json_text(*item) << '\n';
+      }
+      std::cout.flush();  // a line as soon as it arrives, for a pipe
+      ++printed;
+    }
+  } catch (const comet::error& e) {
+    std::cerr << "comet-send: " << e.what() << '\n';
+    status = exit_status(e.code());
+  }
+  if constexpr (requires { reader.dropped(); }) {
+    if (subscription && reader.dropped() != 0)
+      std::cerr << "comet-send: " << reader.dropped()
+                << " items published on the topic were lost (gaps in the sequence)\n";
+  }
+  // Ends it on the host (a cancel frame); the next() after it completes
+  // once the close has run, which hands the frame to the socket.
+  reader.close();
+  try {
+    reader.next_sync();
+  } catch (const comet::error&) {
+  }
+  return status;
+}
+
+// (The untyped cores: use_future needs a default-constructible result,
+// which a reader is not.)
+int stream_items(const comet::client& target, const std::string& action, const json::value& value) {
+  comet::stream_reader<> reader(boost::asio::co_spawn(target.get_executor(),
+                                                      target.open_channel(action, value, {}),
+                                                      boost::asio::use_future)
+                                    .get());
+  return print_items(reader, 0, false, false);
+}
+
+int subscribe_items(const comet::client& target, const std::string& topic, std::uint64_t count,
+                    bool with_sequence) {
+  comet::subscription<> sub(boost::asio::co_spawn(target.get_executor(),
+                                                  target.subscribe_channel(topic, {}),
+                                                  boost::asio::use_future)
+                                .get());
+  return print_items(sub, count, with_sequence, true);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -193,6 +269,10 @@ int main(int argc, char** argv) {
        "retry a refused connect N times, 50 ms apart and doubling (5: a host that is starting "
        "is found within 1.5 s)")
       ("keep-alive", "ask to keep the connection open between sends (docs/protocol.md, Extensions)")
+      ("stream", "open a stream of --action and print each item as a line of JSON (JSON Lines) until it ends")
+      ("subscribe", po::value<std::string>(), "print what the host publishes on TOPIC, a line of JSON per item")
+      ("count", po::value<long long>(), "with --subscribe: stop after N items")
+      ("sequence", "with --subscribe: print each item as {\"sequence\": S, \"value\": V}")
       ("log-level", po::value<std::string>()->default_value("warn"),
        "trace, debug, info, warn, error or off");
   po::variables_map args;
@@ -215,7 +295,21 @@ int main(int argc, char** argv) {
     const auto level = comet::parse_log_level(args["log-level"].as<std::string>());
     if (!level) throw usage_error{"unknown --log-level; use trace, debug, info, warn, error or off"};
     comet::set_log_level(*level);
-    if (!args.count("action")) throw usage_error{"--action is required; see --help"};
+    const bool streaming = args.count("stream") > 0, subscribing = args.count("subscribe") > 0;
+    if (streaming && subscribing) throw usage_error{"give --stream or --subscribe, not both"};
+    if (subscribing && args.count("action"))
+      throw usage_error{"--subscribe takes a topic, not --action; see --help"};
+    if (!subscribing && !args.count("action")) throw usage_error{"--action is required; see --help"};
+    if ((streaming || subscribing) && args.count("repeat"))
+      throw usage_error{"--repeat does not apply to --stream or --subscribe"};
+    if (!subscribing && (args.count("count") || args.count("sequence")))
+      throw usage_error{"--count and --sequence apply to --subscribe only"};
+    std::uint64_t count = 0;
+    if (args.count("count")) {
+      const long long n = args["count"].as<long long>();
+      if (n < 1) throw usage_error{"--count must be at least 1"};
+      count = static_cast<std::uint64_t>(n);
+    }
     if (args.count("to") == args.count("client"))
       throw usage_error{"give exactly one target: --to HOST:PORT or --client NAME"};
     std::size_t repeat = 1;
@@ -229,6 +323,10 @@ int main(int argc, char** argv) {
 
     comet::io_pool pool(1);
     const comet::client target = make_target(args, cfg, pool);
+    if (subscribing)
+      return subscribe_items(target, args["subscribe"].as<std::string>(), count,
+                             args.count("sequence") > 0);
+    if (streaming) return stream_items(target, args["action"].as<std::string>(), value);
     return send_all(target, args["action"].as<std::string>(), value, repeat,
                     args.count("quiet") > 0, args.count("repeat") > 0);
   } catch (const usage_error& e) {

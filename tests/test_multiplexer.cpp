@@ -643,3 +643,384 @@ TEST_CASE("a request past its deadline is taken off the wire as a cancelled one 
   CHECK(frames[1].request_id == std::optional<std::uint64_t>(7));
   CHECK(frames[1].kind == frame_kind::cancel);
 }
+
+// --- Streams and subscriptions (docs/protocol.md) ---------------------------
+
+namespace {
+
+// What a connection reported for one stream.
+struct recorded_stream : pooled_stream {
+  int begun = 0;
+  std::optional<std::uint64_t> begun_at;
+  std::vector<std::pair<std::optional<std::uint64_t>, json::value>> items;
+  bool ended = false;
+  std::optional<error> failure;
+  std::optional<error> replayed;
+
+  void stream_begun(std::optional<std::uint64_t> sequence) override {
+    ++begun;
+    begun_at = sequence;
+  }
+  void stream_item(std::optional<std::uint64_t> sequence, json::value value, std::size_t) override {
+    items.emplace_back(sequence, std::move(value));
+  }
+  void stream_ended(std::optional<error> why) override {
+    ended = true;
+    failure = std::move(why);
+  }
+  void stream_replay(const error& why) override { replayed = why; }
+  errc code() const { return static_cast<errc>(failure->code().value()); }
+};
+
+// A host's frame for a stream: begin, item (with a result) or end (with an
+// error response, if `failure`).
+std::string stream_frame(std::uint64_t id, stream_part part, std::optional<json::value> result = {},
+                         std::optional<std::uint64_t> sequence = {},
+                         std::optional<errc> failure = {}) {
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = id;
+  h.stream = part;
+  h.sequence = sequence;
+  std::string content;
+  if (result) content = encode_response(*result);
+  if (failure) content = encode_error_response(*failure, "the handler failed");
+  return encode_frame(h, content);
+}
+
+void add_stream(multiplexer& m, recorded_stream& s, std::uint64_t id,
+                stream_part kind = stream_part::open, std::uint64_t credit = 256) {
+  s.id = id;
+  m.add_stream(s, kind, content_of("scan", json::object{{"points", 2}}), credit);
+}
+
+}  // namespace
+
+TEST_CASE("a stream's opening request is written byte for byte and does not count toward the window",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all, /*window=*/1));
+  CHECK(m.takes_streams());
+  pooled_request busy;
+  add(m, busy, 2);
+  write_queued(m);
+  CHECK_FALSE(m.accepts(64));  // the host's window of 1 is full
+  recorded_stream s;
+  add_stream(m, s, 3);
+  CHECK(m.prepare_write() == extension_vector("stream_open.bin"));
+  m.commit_write(extension_vector("stream_open.bin").size());
+  CHECK(m.streams() == 1);
+  CHECK_FALSE(m.accepts(64));  // still the request's window, not the stream's
+  CHECK(m.awaits_answers());
+  CHECK(m.has_live_requests());
+}
+
+TEST_CASE("a stream may be a connection's first request: it announces the features and probes",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  multiplexer m(f.info, f.knowledge);
+  recorded_stream s;
+  add_stream(m, s, 1, stream_part::subscribe, 16);
+  m.connected();
+  const auto bytes = m.prepare_write();
+  const auto written = frames_in(bytes);
+  REQUIRE(written.size() == 1);
+  CHECK(written[0].stream == stream_part::subscribe);
+  CHECK(written[0].credit == std::optional<std::uint64_t>(16));
+  CHECK(written[0].request_id == std::optional<std::uint64_t>(1));
+  CHECK(written[0].features == std::optional<std::uint32_t>(feature::all));
+  m.commit_write(bytes.size());
+  // The host's begin answers the first request: it carries the features.
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = 1;
+  h.stream = stream_part::begin;
+  h.features = feature::all;
+  h.sequence = 16;  // a subscription's: 16 were published before it
+  const std::string begin = encode_frame(h, {});
+  CHECK(f.consume(m, begin) == begin.size());
+  CHECK(s.begun == 1);
+  CHECK(s.begun_at == std::optional<std::uint64_t>(16));
+  CHECK(m.current() == multiplexer::state::open);
+  CHECK(f.knowledge.support == peer_knowledge::keep_alive::yes);
+  CHECK(m.agreed() == std::optional<std::uint32_t>(feature::all));
+  const auto items = stream_frame(1, stream_part::item, 21.5, 17) + stream_frame(1, stream_part::item, 22.0, 19);
+  f.consume(m, items);
+  REQUIRE(s.items.size() == 2);
+  CHECK(s.items[0].first == std::optional<std::uint64_t>(17));
+  CHECK(s.items[0].second == 21.5);
+  CHECK(s.items[1].first == std::optional<std::uint64_t>(19));
+  CHECK(f.settled.empty());
+}
+
+TEST_CASE("a stream's begin, items and end reach it while other answers interleave",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  recorded_stream s;
+  add_stream(m, s, 2);
+  pooled_request r;
+  add(m, r, 3);
+  write_queued(m);
+  const std::string bytes = stream_frame(2, stream_part::begin) + stream_frame(2, stream_part::item, 1) +
+                            answer(3, "three") + stream_frame(2, stream_part::item, json::object{{"x", 0.5}}) +
+                            stream_frame(2, stream_part::end);
+  std::string buffered;
+  for (char ch : bytes) {  // split anywhere
+    buffered += ch;
+    buffered.erase(0, f.consume(m, buffered));
+  }
+  CHECK(s.begun == 1);
+  REQUIRE(s.items.size() == 2);
+  CHECK(s.items[0].second == 1);
+  CHECK(s.items[1].second == json::object{{"x", 0.5}});
+  CHECK_FALSE(s.items[0].first);  // a stream's items have no sequence
+  CHECK(s.ended);
+  CHECK_FALSE(s.failure);
+  REQUIRE(f.settled.size() == 1);
+  CHECK(*r.result == "three");
+  CHECK(m.streams() == 0);
+  CHECK_FALSE(m.awaits_answers());
+  // A late frame for the id is dropped.
+  f.consume(m, stream_frame(2, stream_part::item, 9));
+  CHECK(s.items.size() == 2);
+}
+
+TEST_CASE("a stream's error end, and the host's refusal, end it with the host's code",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  recorded_stream ended, refused;
+  add_stream(m, ended, 2);
+  add_stream(m, refused, 3);
+  write_queued(m);
+  f.consume(m, stream_frame(2, stream_part::begin) +
+                   stream_frame(2, stream_part::end, std::nullopt, std::nullopt, errc::handler_failed) +
+                   refusal(3, errc::too_many_streams, /*keep_alive=*/true));
+  REQUIRE(ended.ended);
+  REQUIRE(ended.failure);
+  CHECK(ended.code() == errc::handler_failed);
+  REQUIRE(refused.ended);
+  REQUIRE(refused.failure);
+  CHECK(refused.code() == errc::too_many_streams);
+  CHECK(refused.begun == 0);
+  CHECK(m.current() == multiplexer::state::open);
+  CHECK_FALSE(f.knowledge.no_streams);
+}
+
+TEST_CASE("the byte-exact end with an error ends the stream with shutting_down",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  pooled_request r2;
+  add(m, r2, 2);  // ids 2 and 3: the vector's stream is 3
+  recorded_stream s;
+  add_stream(m, s, 3);
+  write_queued(m);
+  f.consume(m, extension_vector("stream_begin.bin") + extension_vector("stream_item.bin") +
+                   extension_vector("stream_end_error.bin"));
+  CHECK(s.begun == 1);
+  REQUIRE(s.items.size() == 1);
+  CHECK(s.items[0].second == json::object{{"x", 0.5}});
+  REQUIRE(s.failure);
+  CHECK(s.code() == errc::shutting_down);
+}
+
+TEST_CASE("an ordinary answer to a stream's request means the host does not stream: unsupported",
+          "[unit][multiplexer][streams]") {
+  SECTION("a COMET host: no id, no keep-alive, then it closes") {
+    fixture f;
+    multiplexer m(f.info, f.knowledge);
+    recorded_stream s;
+    add_stream(m, s, 1);
+    m.connected();
+    write_queued(m);
+    f.consume(m, answer(std::nullopt, "Error: no such action", /*keep_alive=*/false));
+    REQUIRE(s.ended);
+    REQUIRE(s.failure);
+    CHECK(s.code() == errc::unsupported);
+    CHECK_THAT(s.failure->what(), Catch::Contains("cannot stream"));
+    CHECK(m.current() == multiplexer::state::closed);
+    CHECK(f.knowledge.support == peer_knowledge::keep_alive::no);
+    CHECK(f.knowledge.no_streams);
+  }
+  SECTION("an older comet-net host: it answers as a plain request, agreeing no stream") {
+    fixture f;
+    multiplexer m(f.info, f.knowledge);
+    recorded_stream s;
+    add_stream(m, s, 1);
+    m.connected();
+    write_queued(m);
+    f.consume(m, announcing_answer(1, feature::cancel | feature::going_away));
+    REQUIRE(s.failure);
+    CHECK(s.code() == errc::unsupported);
+    CHECK(f.knowledge.no_streams);
+    CHECK_FALSE(m.takes_streams());
+    CHECK(m.current() == multiplexer::state::open);  // requests still go on it
+  }
+}
+
+TEST_CASE("streams behind a first answer that did not agree stream fail unsupported, unwritten ones unsent",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();  // known to keep connections: streams may follow the first request at once
+  pooled_request r;
+  add(m, r, 1);
+  recorded_stream written, queued;
+  add_stream(m, written, 2);
+  write_queued(m);
+  add_stream(m, queued, 3);
+  f.consume(m, announcing_answer(1, feature::cancel));
+  REQUIRE(written.failure);
+  CHECK(written.code() == errc::unsupported);
+  REQUIRE(queued.failure);
+  CHECK(queued.code() == errc::unsupported);
+  CHECK(m.prepare_write().empty());  // the unwritten open was dropped
+  CHECK(m.streams() == 0);
+  // The host's late plain answer to the written one is dropped.
+  f.consume(m, answer(2, "plain"));
+  CHECK(f.settled.size() == 1);
+}
+
+TEST_CASE("credit grants are credit frames byte for byte, only once stream was agreed",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  multiplexer m(f.info, f.knowledge);
+  recorded_stream first;
+  add_stream(m, first, 1);
+  m.connected();
+  write_queued(m);
+  CHECK_FALSE(m.grant(first, 10));  // what the host speaks is not known yet
+  CHECK(m.prepare_write().empty());
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = 1;
+  h.stream = stream_part::begin;
+  h.features = feature::all;
+  f.consume(m, encode_frame(h, {}));
+  pooled_request r2;
+  add(m, r2, 2);
+  recorded_stream s;
+  add_stream(m, s, 3);
+  write_queued(m);
+  CHECK(m.grant(s, 128));
+  CHECK(m.prepare_write() == extension_vector("credit.bin"));
+  m.commit_write(extension_vector("credit.bin").size());
+  recorded_stream stranger;
+  stranger.id = 9;
+  CHECK_FALSE(m.grant(stranger, 1));  // not listed
+}
+
+TEST_CASE("closing a stream drops its unwritten request, or cancels it on the wire, and forgets its id",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  recorded_stream written, unwritten;
+  add_stream(m, written, 2);
+  write_queued(m);
+  add_stream(m, unwritten, 3);
+  pooled_request after;
+  add(m, after, 4);
+  CHECK(m.close_stream(unwritten) == multiplexer::cancelled_as::dropped);
+  const auto bytes = m.prepare_write();
+  CHECK(ids_in(bytes) == std::vector<std::uint64_t>{4});  // only the request behind it
+  m.commit_write(bytes.size());
+  f.consume(m, stream_frame(2, stream_part::begin));
+  CHECK(m.close_stream(written) == multiplexer::cancelled_as::on_wire);
+  const auto frames = frames_in(m.prepare_write());
+  REQUIRE(frames.size() == 1);
+  CHECK(frames[0].kind == frame_kind::cancel);
+  CHECK(frames[0].request_id == std::optional<std::uint64_t>(2));
+  write_queued(m);
+  CHECK(m.close_stream(written) == multiplexer::cancelled_as::kept);
+  f.consume(m, stream_frame(2, stream_part::item, 1) + stream_frame(2, stream_part::end));
+  CHECK(written.items.empty());  // late frames are dropped
+  CHECK_FALSE(written.ended);    // it is no longer reported
+  CHECK(unwritten.begun == 0);
+  CHECK(m.streams() == 0);
+}
+
+TEST_CASE("a stream closed before the host's first answer is read until it, then cancelled",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  multiplexer m(f.info, f.knowledge);
+  recorded_stream s;
+  add_stream(m, s, 1);
+  m.connected();
+  write_queued(m);
+  CHECK(m.close_stream(s) == multiplexer::cancelled_as::abandoned);
+  CHECK(m.awaits_answers());          // its answer says what the host speaks
+  CHECK_FALSE(m.has_live_requests());  // but nobody waits for it
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = 1;
+  h.stream = stream_part::begin;
+  h.features = feature::all;
+  f.consume(m, encode_frame(h, {}));
+  CHECK(s.begun == 0);
+  CHECK(m.agreed() == std::optional<std::uint32_t>(feature::all));
+  const auto frames = frames_in(m.prepare_write());
+  REQUIRE(frames.size() == 1);
+  CHECK(frames[0].kind == frame_kind::cancel);
+  CHECK(frames[0].request_id == std::optional<std::uint64_t>(1));
+  CHECK_FALSE(m.awaits_answers());
+}
+
+TEST_CASE("without cancel agreed, a closed stream is only forgotten", "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::stream));
+  recorded_stream s;
+  add_stream(m, s, 2);
+  write_queued(m);
+  CHECK(m.close_stream(s) == multiplexer::cancelled_as::dropped);
+  CHECK(m.prepare_write().empty());  // no cancel frame
+  CHECK_FALSE(m.awaits_answers());
+}
+
+TEST_CASE("a lost connection ends its streams with the error, and replays an unwritten open",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  recorded_stream open, unwritten;
+  add_stream(m, open, 2);
+  write_queued(m);
+  f.consume(m, stream_frame(2, stream_part::begin));
+  add_stream(m, unwritten, 3);
+  m.fail(error(errc::connection_closed, "lost"), multiplexer::settle_fn(f.record));
+  REQUIRE(open.failure);
+  CHECK(open.code() == errc::connection_closed);
+  CHECK_FALSE(open.replayed);
+  CHECK_FALSE(unwritten.ended);
+  REQUIRE(unwritten.replayed);
+  CHECK(unwritten.replayed->code() == errc::unread);
+  CHECK(m.current() == multiplexer::state::closed);
+}
+
+TEST_CASE("a going-away notice ends the streams the host did not read as unread and keeps the others",
+          "[unit][multiplexer][streams]") {
+  fixture f;
+  auto m = f.open();
+  f.agree(m, announcing_answer(1, feature::all));
+  recorded_stream read, unread;
+  add_stream(m, read, 2);
+  add_stream(m, unread, 3);
+  write_queued(m);
+  f.consume(m, stream_frame(2, stream_part::begin) + going_away(2));
+  REQUIRE(unread.failure);
+  CHECK(unread.code() == errc::unread);
+  CHECK_FALSE(read.ended);
+  CHECK(m.current() == multiplexer::state::closing);
+  CHECK_FALSE(m.takes_streams());
+  CHECK_FALSE(m.grant(read, 1));  // nothing more is written
+  f.consume(m, stream_frame(2, stream_part::end, std::nullopt, std::nullopt, errc::shutting_down));
+  REQUIRE(read.failure);
+  CHECK(read.code() == errc::shutting_down);
+  CHECK(m.current() == multiplexer::state::closed);
+}

@@ -23,11 +23,6 @@
 #include <stdexcept>
 
 namespace comet {
-namespace {
-
-
-// True when blocking this thread could starve the executor that must run
-// the work: the thread is running the io_context behind `ex`.
 bool runs_on_this_thread(const asio::any_io_executor& ex) {
   using io_executor = asio::io_context::executor_type;
   if (auto* e = ex.target<io_executor>()) return e->running_in_this_thread();
@@ -37,6 +32,8 @@ bool runs_on_this_thread(const asio::any_io_executor& ex) {
     return runs_on_this_thread(s->get_inner_executor());
   return false;
 }
+
+namespace {
 
 // Ends a tracked send however it ends.
 struct send_scope {
@@ -51,7 +48,7 @@ struct send_scope {
 
 client::impl::impl(asio::any_io_executor ex, bool single_threaded,
                    std::shared_ptr<const peer_info> peer)
-    : executor(std::move(ex)), info(std::move(peer)) {
+    : executor(std::move(ex)), single_threaded(single_threaded), info(std::move(peer)) {
   if (!info->options.keep_alive) return;
   asio::any_io_executor serial =
       single_threaded ? executor : asio::any_io_executor(asio::make_strand(executor));
@@ -61,10 +58,36 @@ client::impl::impl(asio::any_io_executor ex, bool single_threaded,
 client::impl::~impl() {
   // The last handle is gone, so no send is in flight (each holds one): the
   // pool's idle connections close.
-  if (pool)
-    asio::post(pool->strand(), [pool = pool, info = info] {
-      pool->close(error(errc::client_closed, "the client to " + info->describe() + " was destroyed"));
-    });
+  close_pools(error(errc::client_closed, "the client to " + info->describe() + " was destroyed"));
+}
+
+void client::impl::close_pools(const error& why) {
+  std::shared_ptr<peer_pool> streams;
+  {
+    std::lock_guard lock(stream_pool_mutex_);
+    if (!pools_closed_) {
+      pools_closed_ = true;
+      pools_closed_why_ = why;
+    }
+    streams = stream_pool_;
+  }
+  for (const auto& p : {pool, streams})
+    if (p) asio::post(p->strand(), [p, why] { p->close(why); });
+}
+
+std::shared_ptr<peer_pool> client::impl::stream_pool() {
+  if (pool) return pool;
+  std::lock_guard lock(stream_pool_mutex_);
+  if (!stream_pool_) {
+    asio::any_io_executor serial =
+        single_threaded ? executor : asio::any_io_executor(asio::make_strand(executor));
+    stream_pool_ = std::make_shared<peer_pool>(std::move(serial), single_threaded, info, tracker);
+    // Closed already: its first use fails as the client's pool would.
+    if (pools_closed_)
+      asio::post(stream_pool_->strand(),
+                 [p = stream_pool_, why = *pools_closed_why_] { p->close(why); });
+  }
+  return stream_pool_;
 }
 
 std::chrono::milliseconds client::impl::timeout_of(const send_options& o) const noexcept {
@@ -177,10 +200,7 @@ void client::post(std::string action, json::value value) const {
 
 void client::close() const {
   impl_->tracker.close_now();
-  if (impl_->pool)
-    asio::post(impl_->pool->strand(), [pool = impl_->pool, info = impl_->info] {
-      pool->close(info->closed_meanwhile());
-    });
+  impl_->close_pools(impl_->info->closed_meanwhile());
 }
 
 asio::awaitable<void> client::async_close() const {
@@ -190,10 +210,7 @@ asio::awaitable<void> client::async_close() const {
   auto wait_idle = [&](auto handler) { self->tracker.when_idle(ex, std::move(handler)); };
   co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(wait_idle,
                                                                       asio::use_awaitable);
-  if (self->pool)
-    asio::post(self->pool->strand(), [pool = self->pool, info = self->info] {
-      pool->close(info->client_closed());
-    });
+  self->close_pools(self->info->client_closed());
 }
 
 bool client::closed() const noexcept { return impl_->tracker.closed(); }

@@ -67,17 +67,36 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
 
 class peer_pool;
 
+// True when blocking this thread could starve the executor that must run
+// the work: the thread is running the io_context behind `ex`.
+bool runs_on_this_thread(const asio::any_io_executor& ex);
+
 struct client::impl {
   // `single_threaded`: the executor's context is run by one thread.
   impl(asio::any_io_executor ex, bool single_threaded, std::shared_ptr<const peer_info> peer);
   ~impl();
 
   asio::any_io_executor executor;
+  bool single_threaded;
   std::shared_ptr<const peer_info> info;
   send_tracker tracker;
   std::shared_ptr<peer_pool> pool;  // with keep_alive only
 
+  // The pool streams use: `pool` with keep_alive, else one kept for
+  // streams, made by the first (client_stream.cpp). From any thread.
+  std::shared_ptr<peer_pool> stream_pool();
+  // Posts pool->close(why) for each pool made, on its executor.
+  void close_pools(const error& why);
+
   std::chrono::milliseconds timeout_of(const send_options& o) const noexcept;
+
+ private:
+  std::mutex stream_pool_mutex_;
+  std::shared_ptr<peer_pool> stream_pool_;  // without keep_alive, once a stream was opened
+  bool pools_closed_ = false;               // under the mutex: no stream pool is made after
+  std::optional<error> pools_closed_why_;
+
+ public:
 
   // client::send; `counted`: the send was counted by the tracker already (a post).
   static asio::awaitable<json::value> send(std::shared_ptr<impl> self, std::string action,
@@ -104,8 +123,33 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   asio::awaitable<json::value> send(std::string action, json::value value,
                                     std::chrono::milliseconds timeout, bool spawned);
   // On the serial executor: every pending send fails with `why`, every
-  // connection closes; later sends fail client_closed.
+  // connection closes (ending its streams with `why`); later sends fail
+  // with `why`.
   void close(const error& why);
+
+  // Streams (client_stream.cpp drives them), on the serial executor.
+  //
+  // Lists `stream` on a connection that takes streams (opening one if
+  // none does, or waiting in the queue of sends for one, within
+  // `deadline`), gives it a request id and queues its opening request.
+  // Completes once that is queued; throws comet::error: unsupported (the
+  // peer is known not to keep connections open or not to stream), the
+  // pool's closing error, the peer's down failure, request_timeout at
+  // `deadline` (`timeout` says which), queue_full, or cancelled.
+  // Cancellation: the calling coroutine's, any type its state lets
+  // through, while it waits (nothing was sent then). Outlives: `stream`
+  // until it is no longer listed (its stream_ended or stream_replay, or
+  // close_stream()).
+  asio::awaitable<void> open_stream(pooled_stream& stream, stream_part kind, std::string content,
+                                    std::uint64_t credit, pooled_request::time_point deadline,
+                                    std::chrono::milliseconds timeout);
+  // Grants a listed stream `items` more credit (a credit frame).
+  void grant(pooled_stream& stream, std::uint64_t items);
+  // The reader ended a listed stream (multiplexer::close_stream); it is no
+  // longer called.
+  void close_stream(pooled_stream& stream);
+  bool closed() const noexcept { return closed_; }
+  const peer_info& info() const noexcept { return *info_; }
 
   const asio::any_io_executor& strand() const noexcept { return strand_; }
   // From any thread.
@@ -126,6 +170,12 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   // A connection for a request of `content_size` bytes (may start one);
   // null when every one is full and no more may be opened.
   connection* pick(std::size_t content_size);
+  // A connection that takes a stream now (may start one); null when none
+  // does and no more may be opened.
+  connection* pick_for_stream();
+  // Starts a new connection (counted in stats().connects).
+  connection* open_connection();
+  static connection* connection_of(const pooled_stream& stream);
   void remove(connection& conn);
   // A send that found no room waits in `queued_`, first come first
   // served, with its deadline running. Room that frees up (an answer, a
@@ -135,7 +185,23 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
     asio::steady_timer* timer;
     bool woken = false;
   };
+  // A send's (or stream's) place in the queue while it has one; leaving it
+  // (with a place, or by failing) passes a wakeup it did not use on to the next.
+  struct leave_queue {
+    peer_pool& pool;
+    std::optional<std::list<queued_send>::iterator>& place;
+    void now();
+    ~leave_queue() { now(); }
+  };
   std::size_t free_places() const;
+  // Waits for a wakeup in the queue (taking a place at its end first),
+  // within `deadline`. Throws queue_full (max_queued_sends waiting
+  // already), cancelled (any type the caller's state lets through: nothing
+  // was sent) or request_timeout. Outlives: `timer` and `place`, the caller's.
+  asio::awaitable<void> wait_in_queue(std::optional<asio::steady_timer>& timer,
+                                      std::optional<std::list<queued_send>::iterator>& place,
+                                      pooled_request::time_point deadline,
+                                      std::chrono::milliseconds timeout);
   void wake_next_queued();
   void wake_all_queued();
 

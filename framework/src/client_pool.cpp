@@ -78,12 +78,30 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
 
   void submit(pooled_request& request, std::string_view content) {
     mux.add(request, content);
-    if (pool_.answering_ == this) return;  // written once this read's answers are handled
-    if (pool_.answering_)
-      flush_soon();
-    else
-      flush();
-    read();
+    write_queued();
+  }
+
+  // Streams (multiplexer::add_stream, grant, close_stream).
+  bool takes_stream() {
+    if (closed_ || !mux.takes_streams()) return false;
+    return !idle_check_due() || still_open();
+  }
+  void submit_stream(pooled_stream& stream, stream_part kind, std::string_view content,
+                     std::uint64_t credit) {
+    mux.add_stream(stream, kind, content, credit);
+    write_queued();
+  }
+  void grant(pooled_stream& stream, std::uint64_t items) {
+    if (!closed_ && mux.grant(stream, items)) write_queued();
+  }
+  void close_stream(pooled_stream& stream) {
+    const auto held = shared_from_this();  // closing it drops it from the pool
+    const auto outcome = mux.close_stream(stream);
+    if (outcome == multiplexer::cancelled_as::on_wire) write_queued();
+    if (mux.current() == multiplexer::state::closed)
+      close(error(errc::connection_closed, pool_.info_->describe() + " closed the connection"));
+    else if (!mux.has_live_requests())
+      quiesce(pool_.info_->cancelled());
   }
 
   // The caller gave up on `request` (only_if_unwritten: with total
@@ -137,6 +155,16 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
   }
 
  private:
+  // Writes what the multiplexer queued, and reads for the answers.
+  void write_queued() {
+    if (pool_.answering_ == this) return;  // written once this read's answers are handled
+    if (pool_.answering_)
+      flush_soon();
+    else
+      flush();
+    read();
+  }
+
   // Holds the peer's description: the pool may go while this is suspended
   // (it closes the connection first, which ends the connect).
   asio::awaitable<void> connect() {
@@ -231,7 +259,11 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
         pool_.wake_next_queued();
         r.settle_inline();
       };
+      const auto was = mux.current();
       in_.consume(mux.consume(in_.data(), settle));
+      // A stream's begin may end the probe: room for waiting sends and streams.
+      if (was == multiplexer::state::probing && mux.current() == multiplexer::state::open)
+        pool_.wake_next_queued();
     }
     if (mux.current() == multiplexer::state::closed)
       return close(error(errc::connection_closed, pool_.info_->describe() + " closed the connection"));
@@ -392,11 +424,107 @@ peer_pool::connection* peer_pool::pick(std::size_t content_size) {
   if (best) return best;
   if (connections_.size() >= std::max<std::size_t>(1, o.max_connections) || opening_blocked())
     return nullptr;
+  return open_connection();
+}
+
+peer_pool::connection* peer_pool::open_connection() {
   connects_.fetch_add(1, std::memory_order_relaxed);
   auto fresh = std::make_shared<connection>(*this);
   connections_.push_back(fresh);
   fresh->start();
   return fresh.get();
+}
+
+peer_pool::connection* peer_pool::pick_for_stream() {
+  // The one carrying the fewest streams: a stream stays for long.
+  connection* best = nullptr;
+  for (std::size_t i = 0; i < connections_.size(); ++i) {
+    const auto held = connections_[i];  // the check may close it and drop it from the list
+    auto* c = held.get();
+    if (best && c->mux.streams() >= best->mux.streams()) continue;
+    if (c->takes_stream())
+      best = c;
+    else if (c->closed())
+      --i;  // look at this index again
+  }
+  if (best) return best;
+  if (connections_.size() >= std::max<std::size_t>(1, info_->options.max_connections) ||
+      opening_blocked())
+    return nullptr;
+  return open_connection();
+}
+
+peer_pool::connection* peer_pool::connection_of(const pooled_stream& stream) {
+  const auto where = stream.where.lock();
+  return static_cast<connection*>(where.get());
+}
+
+void peer_pool::grant(pooled_stream& stream, std::uint64_t items) {
+  if (auto* c = connection_of(stream)) c->grant(stream, items);
+}
+
+void peer_pool::close_stream(pooled_stream& stream) {
+  if (auto* c = connection_of(stream)) c->close_stream(stream);
+  stream.where.reset();
+}
+
+asio::awaitable<void> peer_pool::open_stream(pooled_stream& stream, stream_part kind,
+                                             std::string content, std::uint64_t credit,
+                                             pooled_request::time_point deadline,
+                                             std::chrono::milliseconds timeout) {
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  std::optional<asio::steady_timer> timer;
+  std::optional<std::list<queued_send>::iterator> place;
+  leave_queue leave{*this, place};
+  for (;;) {
+    if (closed_) throw *closed_why_;
+    if (down_why_)
+      if (auto down = down_failure()) throw *down;
+    if (knowledge_.support == peer_knowledge::keep_alive::no)
+      throw error(errc::unsupported,
+                  info_->describe() +
+                      " does not keep connections open (a COMET host), so it cannot stream; use "
+                      "send() for a single answer");
+    if (knowledge_.no_streams)
+      throw error(errc::unsupported, info_->describe() +
+                                         " does not speak streams (a COMET host, or comet-net "
+                                         "before 0.10); use send() for a single answer");
+    if (cancellation.cancelled() != asio::cancellation_type::none) throw info_->cancelled();
+    // Streams do not take a request's place: they need no room, only a
+    // connection that agreed "stream" (or may yet).
+    if (connection* conn = pick_for_stream()) {
+      leave.now();
+      stream.id = next_id_++;
+      stream.where = conn->shared_from_this();
+      conn->submit_stream(stream, kind, content, credit);
+      co_return;
+    }
+    co_await wait_in_queue(timer, place, deadline, timeout);
+  }
+}
+
+asio::awaitable<void> peer_pool::wait_in_queue(std::optional<asio::steady_timer>& timer,
+                                               std::optional<std::list<queued_send>::iterator>& place,
+                                               pooled_request::time_point deadline,
+                                               std::chrono::milliseconds timeout) {
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  if (!place) {
+    const std::size_t limit = info_->options.max_queued_sends;
+    if (queued_.size() >= limit) throw info_->queue_full(limit);
+    timer.emplace(strand_, deadline);
+    place = queued_.insert(queued_.end(), queued_send{&*timer});
+    queued_now_.store(queued_.size(), std::memory_order_relaxed);
+    queued_total_.fetch_add(1, std::memory_order_relaxed);
+  } else if ((*place)->woken) {  // woken, and the room went meanwhile
+    (*place)->woken = false;
+    --woken_;
+  }
+  auto [ec] = co_await timer->async_wait(use_tuple);
+  // Nothing was sent yet: any type of cancellation holds.
+  if (ec == asio::error::operation_aborted &&
+      cancellation.cancelled() != asio::cancellation_type::none)
+    throw info_->cancelled();
+  if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
 }
 
 void peer_pool::remove(connection& conn) {
@@ -493,6 +621,14 @@ void peer_pool::close(const error& why) {
   wake_all_queued();
 }
 
+void peer_pool::leave_queue::now() {
+  if (!place) return;
+  if ((*place)->woken) --pool.woken_;
+  pool.queued_.erase(*std::exchange(place, std::nullopt));
+  pool.queued_now_.store(pool.queued_.size(), std::memory_order_relaxed);
+  pool.wake_next_queued();
+}
+
 asio::awaitable<json::value> peer_pool::send(std::string action, json::value value,
                                              std::chrono::milliseconds timeout, bool spawned) {
   // The caller holds the client, which holds this pool.
@@ -515,22 +651,10 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
   int lost_unwritten = 0;
   for (;;) {
     connection* conn = nullptr;
-    // This send's place in the queue while it has one; leaving it (with a
-    // place, or by failing) passes a wakeup it did not use on to the next.
+    // This send's place in the queue while it has one (leave_queue).
     std::optional<asio::steady_timer> timer;
     std::optional<std::list<queued_send>::iterator> place;
-    struct leave_queue {
-      peer_pool& pool;
-      std::optional<std::list<queued_send>::iterator>& place;
-      void now() {
-        if (!place) return;
-        if ((*place)->woken) --pool.woken_;
-        pool.queued_.erase(*std::exchange(place, std::nullopt));
-        pool.queued_now_.store(pool.queued_.size(), std::memory_order_relaxed);
-        pool.wake_next_queued();
-      }
-      ~leave_queue() { now(); }
-    } leave{*this, place};
+    leave_queue leave{*this, place};
     for (;;) {
       if (closed_) throw *closed_why_;
       if (down_why_)
@@ -548,23 +672,7 @@ asio::awaitable<json::value> peer_pool::send(std::string action, json::value val
       // Sends already queued go first.
       if (place ? (*place)->woken : queued_.empty())
         if ((conn = pick(encoding_.size()))) break;
-      if (!place) {
-        const std::size_t limit = info_->options.max_queued_sends;
-        if (queued_.size() >= limit) throw info_->queue_full(limit);
-        timer.emplace(strand_, deadline);
-        place = queued_.insert(queued_.end(), queued_send{&*timer});
-        queued_now_.store(queued_.size(), std::memory_order_relaxed);
-        queued_total_.fetch_add(1, std::memory_order_relaxed);
-      } else if ((*place)->woken) {  // woken, and the room went meanwhile
-        (*place)->woken = false;
-        --woken_;
-      }
-      auto [ec] = co_await timer->async_wait(use_tuple);
-      // Nothing was sent yet: any type of cancellation holds.
-      if (ec == asio::error::operation_aborted &&
-          cancellation.cancelled() != asio::cancellation_type::none)
-        throw info_->cancelled();
-      if (std::chrono::steady_clock::now() >= deadline) throw info_->timed_out(timeout);
+      co_await wait_in_queue(timer, place, deadline, timeout);
     }
     // A cancellation that arrived while a wait's completion was on its way
     // (or before a replay): nothing of this request was sent yet.

@@ -36,6 +36,101 @@ void multiplexer::add(pooled_request& request, std::string_view content) {
   pending_bytes_ += content.size();
 }
 
+bool multiplexer::takes_streams() const noexcept {
+  if (write_failed_ || going_away_ || peer_.no_streams) return false;
+  const bool ready = state_ == state::open ||
+                     (state_ == state::connecting && peer_.support == peer_knowledge::keep_alive::yes);
+  return ready && (!agreed_ || (*agreed_ & feature::stream));
+}
+
+void multiplexer::add_stream(pooled_stream& stream, stream_part kind, std::string_view content,
+                             std::uint64_t credit) {
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = stream.id;
+  h.auth_token = info_.options.auth_token;
+  h.stream = kind;
+  h.credit = credit;
+  if (!features_id_) {
+    features_id_ = stream.id;
+    h.features = feature::all;
+  }
+  const std::uint64_t begin = unwritten_from() + queued_.size();
+  append_frame(queued_, h, content);
+  streams_.push_back({stream.id, &stream, begin, unwritten_from() + queued_.size()});
+}
+
+bool multiplexer::grant(const pooled_stream& stream, std::uint64_t items) {
+  if (items == 0 || !agreed_ || !(*agreed_ & feature::stream) || going_away_ || write_failed_ ||
+      state_ == state::closed)
+    return false;
+  const auto it = std::find_if(streams_.begin(), streams_.end(),
+                               [&](const stream_entry& e) { return e.stream == &stream; });
+  if (it == streams_.end()) return false;
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = it->id;
+  h.kind = frame_kind::credit;
+  h.credit = items;
+  append_frame(queued_, h, {});
+  return true;
+}
+
+multiplexer::cancelled_as multiplexer::close_stream(const pooled_stream& stream) {
+  const auto it = std::find_if(streams_.begin(), streams_.end(),
+                               [&](const stream_entry& e) { return e.stream == &stream; });
+  if (it == streams_.end()) return cancelled_as::kept;
+  if (it->begin >= unwritten_from() && !write_failed_ && it->id != features_id_) {
+    erase_queued(it->begin, it->end);
+    streams_.erase(it);
+    close_if_done();
+    return cancelled_as::dropped;
+  }
+  if (!agreed_) {
+    // The host's first answer is due: it says what the host speaks (and,
+    // for this stream, whether it runs), so it is still read.
+    it->stream = nullptr;
+    return cancelled_as::abandoned;
+  }
+  const std::uint64_t id = it->id;
+  streams_.erase(it);
+  if (queue_cancel(id)) return cancelled_as::on_wire;
+  close_if_done();
+  return cancelled_as::dropped;
+}
+
+bool multiplexer::queue_cancel(std::uint64_t id) {
+  if (!agreed_ || !(*agreed_ & feature::cancel) || going_away_ || write_failed_ ||
+      state_ == state::closing || state_ == state::closed)
+    return false;
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = id;
+  h.kind = frame_kind::cancel;
+  append_frame(queued_, h, {});
+  return true;
+}
+
+std::size_t multiplexer::streams() const noexcept {
+  return static_cast<std::size_t>(std::count_if(streams_.begin(), streams_.end(),
+                                                [](const stream_entry& e) { return e.stream; }));
+}
+
+void multiplexer::erase_queued(std::uint64_t begin, std::uint64_t end) {
+  const std::uint64_t size = end - begin;
+  queued_.erase(static_cast<std::size_t>(begin - unwritten_from()), static_cast<std::size_t>(size));
+  for (auto& e : pending_)
+    if (e.begin >= end) {
+      e.begin -= size;
+      e.end -= size;
+    }
+  for (auto& e : streams_)
+    if (e.begin >= end) {
+      e.begin -= size;
+      e.end -= size;
+    }
+}
+
 std::string_view multiplexer::prepare_write() {
   if (write_failed_ || writing_ || queued_.empty() ||
       (state_ != state::open && state_ != state::probing && state_ != state::closing))
@@ -82,7 +177,22 @@ std::size_t multiplexer::consume(std::string_view bytes, settle_fn settled) {
     }
     used += decoder_.frame_size();
     switch (decoder_.header().kind) {
-      case frame_kind::message: on_response(settled); break;
+      case frame_kind::message: {
+        const frame_header& h = decoder_.header();
+        auto it = streams_.end();
+        if (h.request_id)
+          it = std::find_if(streams_.begin(), streams_.end(),
+                            [id = *h.request_id](const stream_entry& e) { return e.id == id; });
+        else if (pending_.empty() && streams_.size() == 1)  // a COMET host echoes no id
+          it = streams_.begin();
+        if (it != streams_.end())
+          on_stream_frame(it);
+        else if (h.stream == stream_part::none)
+          on_response(settled);
+        else
+          learn_keep_alive(h, false);  // a late frame of a stream closed by its reader
+        break;
+      }
       // Honoured even when the host did not announce it: it can only mean
       // the host stops, and reading it as an answer would be wrong.
       case frame_kind::going_away: on_going_away(settled); break;
@@ -100,6 +210,10 @@ std::size_t multiplexer::consume(std::string_view bytes, settle_fn settled) {
 void multiplexer::learn_features(const frame_header& header) {
   if (agreed_ || !features_id_ || header.request_id != features_id_) return;
   agreed_ = header.features.value_or(0) & feature::all;
+  if (!(*agreed_ & feature::stream)) {
+    peer_.no_streams = true;
+    end_streams_not_agreed(header.request_id);
+  }
   if (header.window) window_ = static_cast<std::size_t>(std::max<std::uint64_t>(1, *header.window));
   if (header.window_bytes) window_bytes_ = static_cast<std::size_t>(*header.window_bytes);
 }
@@ -126,24 +240,12 @@ void multiplexer::on_response(settle_fn settled) {
   } catch (const error& e) {
     failure = e;
   }
-  if (header.keep_alive) {
-    if (state_ == state::probing) {
-      state_ = state::open;
-      peer_.support = peer_knowledge::keep_alive::yes;
-    }
-  } else {
-    // The peer closes after this answer. Only an ordinary answer says it
-    // never keeps connections (a COMET host): a comet-net host also closes
-    // after refusing a request (too_large, unauthorized).
-    if (peer_.support == peer_knowledge::keep_alive::unknown && !failure)
-      peer_.support = peer_knowledge::keep_alive::no;
-    // A comet-net host reads nothing after a frame it refuses as too
-    // large: the requests written after it never ran.
-    if (failure && failure->code() == errc::too_large && header.request_id) {
-      refused_id_ = header.request_id;
-      if (request) peer_.refused_size = std::min(peer_.refused_size, request->content_size);
-    }
-    state_ = state::closing;
+  learn_keep_alive(header, failure.has_value());
+  // A comet-net host reads nothing after a frame it refuses as too
+  // large: the requests written after it never ran.
+  if (!header.keep_alive && failure && failure->code() == errc::too_large && header.request_id) {
+    refused_id_ = header.request_id;
+    if (request) peer_.refused_size = std::min(peer_.refused_size, request->content_size);
   }
   close_if_done();
   if (request) {
@@ -151,6 +253,101 @@ void multiplexer::on_response(settle_fn settled) {
     request->failure = std::move(failure);
     settled(*request);
   }
+}
+
+void multiplexer::learn_keep_alive(const frame_header& header, bool failed) {
+  if (header.keep_alive) {
+    if (state_ == state::probing) {
+      state_ = state::open;
+      peer_.support = peer_knowledge::keep_alive::yes;
+    }
+    return;
+  }
+  // The peer closes after this answer. Only an ordinary answer says it
+  // never keeps connections (a COMET host): a comet-net host also closes
+  // after refusing a request (too_large, unauthorized).
+  if (peer_.support == peer_knowledge::keep_alive::unknown && !failed)
+    peer_.support = peer_knowledge::keep_alive::no;
+  if (state_ != state::closed) state_ = state::closing;
+}
+
+error multiplexer::not_streaming() const {
+  return error(errc::unsupported,
+               info_.describe() +
+                   " cannot stream: it answered a stream's request as a plain request (a COMET "
+                   "host, or comet-net before 0.10); use send() for a single answer");
+}
+
+void multiplexer::end_streams_not_agreed(std::optional<std::uint64_t> except) {
+  std::vector<pooled_stream*> ended;
+  for (std::size_t i = streams_.size(); i-- > 0;) {  // from the back: erasing moves only later frames
+    const stream_entry e = streams_[i];
+    if (except && e.id == *except) continue;
+    if (e.begin >= unwritten_from() && !write_failed_) erase_queued(e.begin, e.end);
+    streams_.erase(streams_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (e.stream) ended.push_back(e.stream);
+  }
+  for (auto* s : ended)
+    s->stream_ended(error(errc::unsupported,
+                          info_.describe() +
+                              " does not speak streams (its answer did not list the \"stream\" "
+                              "feature: comet-net before 0.10); use send() for a single answer"));
+}
+
+void multiplexer::on_stream_frame(std::vector<stream_entry>::iterator it) {
+  const frame_header& header = decoder_.header();
+  learn_features(header);  // may end other streams, never this one
+  it = std::find_if(streams_.begin(), streams_.end(),
+                    [id = it->id](const stream_entry& e) { return e.id == id; });
+  if (it == streams_.end()) return;
+  pooled_stream* stream = it->stream;
+  const std::uint64_t id = it->id;
+  std::optional<error> failure;
+  bool refused = false;  // an error answer: says nothing of keep-alive support
+  const bool ends = header.stream != stream_part::begin && header.stream != stream_part::item;
+  if (header.stream == stream_part::none) {
+    // An ordinary answer: the host refused it, or ran it as a plain request.
+    try {
+      (void)info_.result_of(header, decoder_.content());
+      failure = not_streaming();
+      peer_.no_streams = true;
+    } catch (const error& e) {
+      failure = e;
+      refused = true;
+    }
+  } else if (header.stream == stream_part::end && header.content_length != 0) {
+    try {
+      (void)info_.result_of(header, decoder_.content());
+    } catch (const error& e) {
+      failure = e;
+    }
+  } else if (header.stream != stream_part::begin && header.stream != stream_part::item &&
+             header.stream != stream_part::end) {
+    failure = error(errc::protocol_error, info_.describe() + " sent a stream frame of an unknown part");
+  }
+  learn_keep_alive(header, refused || header.stream != stream_part::none);
+  if (ends || !stream) {
+    streams_.erase(it);
+    // A stream closed by its reader before the first answer: now that the
+    // host's features are known, end it on the host.
+    if (!stream && !ends) queue_cancel(id);
+    close_if_done();
+    if (stream) stream->stream_ended(std::move(failure));
+    return;
+  }
+  close_if_done();
+  if (header.stream == stream_part::begin) return stream->stream_begun(header.sequence);
+  json::value item;
+  try {
+    item = info_.result_of(header, decoder_.content());
+  } catch (const error& e) {
+    // An item that is not a response: the stream cannot go on.
+    streams_.erase(it);
+    queue_cancel(id);
+    close_if_done();
+    return stream->stream_ended(e);
+  }
+  stream->stream_item(header.sequence, std::move(item), header.content_length);
 }
 
 void multiplexer::on_going_away(settle_fn settled) {
@@ -165,13 +362,21 @@ void multiplexer::on_going_away(settle_fn settled) {
     if (e.request) unread.push_back(e.request);
     return true;
   });
+  std::vector<pooled_stream*> unread_streams;
+  std::erase_if(streams_, [&](const stream_entry& e) {
+    if (last && e.id <= *last) return false;
+    if (e.stream) unread_streams.push_back(e.stream);
+    return true;
+  });
   close_if_done();
+  const error why(errc::unread, info_.describe() +
+                                    " is going away and did not read this request; it is "
+                                    "safe to send again");
   for (auto* r : unread) {
-    r->failure = error(errc::unread, info_.describe() +
-                                         " is going away and did not read this request; it is "
-                                         "safe to send again");
+    r->failure = why;
     settled(*r);
   }
+  for (auto* s : unread_streams) s->stream_ended(why);
 }
 
 void multiplexer::remove(std::vector<entry>::iterator it) {
@@ -180,7 +385,7 @@ void multiplexer::remove(std::vector<entry>::iterator it) {
 }
 
 void multiplexer::close_if_done() noexcept {
-  if (state_ == state::closing && pending_.empty()) state_ = state::closed;
+  if (state_ == state::closing && pending_.empty() && streams_.empty()) state_ = state::closed;
 }
 
 multiplexer::cancelled_as multiplexer::cancel(const pooled_request& request, bool only_if_unwritten) {
@@ -197,25 +402,13 @@ multiplexer::cancelled_as multiplexer::withdraw(std::vector<entry>::iterator it,
   // The request that announces the features stays: its answer says what
   // the host speaks.
   if (it->begin >= unwritten_from() && !write_failed_ && it->id != features_id_) {
-    const std::uint64_t size = it->end - it->begin;
-    queued_.erase(static_cast<std::size_t>(it->begin - unwritten_from()),
-                  static_cast<std::size_t>(size));
-    for (auto later = std::next(it); later != pending_.end(); ++later) {
-      later->begin -= size;
-      later->end -= size;
-    }
+    erase_queued(it->begin, it->end);
     remove(it);
     close_if_done();
     return cancelled_as::dropped;
   }
   if (only_if_unwritten) return cancelled_as::kept;
-  if (agreed_ && (*agreed_ & feature::cancel) && !going_away_ && !write_failed_ &&
-      state_ != state::closing && state_ != state::closed) {
-    frame_header h;
-    h.keep_alive = true;
-    h.request_id = it->id;
-    h.kind = frame_kind::cancel;
-    append_frame(queued_, h, {});
+  if (queue_cancel(it->id)) {
     remove(it);
     return cancelled_as::on_wire;
   }
@@ -223,7 +416,8 @@ multiplexer::cancelled_as multiplexer::withdraw(std::vector<entry>::iterator it,
 }
 
 bool multiplexer::only_abandoned() const noexcept {
-  return std::all_of(pending_.begin(), pending_.end(), [](const entry& e) { return !e.request; });
+  return std::all_of(pending_.begin(), pending_.end(), [](const entry& e) { return !e.request; }) &&
+         std::all_of(streams_.begin(), streams_.end(), [](const stream_entry& e) { return !e.stream; });
 }
 
 multiplexer::time_point multiplexer::earliest_deadline() const noexcept {
@@ -263,6 +457,19 @@ void multiplexer::fail(const error& e, settle_fn settled) {
   auto listed = std::move(pending_);
   pending_.clear();
   pending_bytes_ = 0;
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (const auto& entry : streams) {
+    if (!entry.stream) continue;
+    if ((refused_id_ && entry.id > *refused_id_) ||
+        (was_up && entry.end > written_ && (!writing_ || entry.begin >= unwritten_from())))
+      entry.stream->stream_replay(
+          error(errc::unread, std::string(e.what()) +
+                                  "; the stream's request was not yet written, so it is safe to "
+                                  "open it again"));
+    else
+      entry.stream->stream_ended(e);
+  }
   for (const auto& entry : listed) {
     if (!entry.request) continue;
     // Written after the refused request, on this connection: never read.

@@ -26,6 +26,15 @@
 // after a too_large refusal, what was written behind the refused request
 // was never read and is replayed too. A going-away notice ends the requests
 // the host did not read as unread.
+//
+// Streams and subscriptions (docs/protocol.md, "Streams and subscriptions")
+// are listed beside the requests, by id, while open: they do not count
+// toward max_in_flight or the host's window. The host's frames for one go
+// to its pooled_stream (begun, items, ended); an ordinary answer to a
+// stream's request is the host's refusal, or, if not an error, the sign
+// that the host runs it as a plain request: unsupported. Credit grants and
+// the reader's close become control frames, sent only once "stream" (and
+// "cancel") were agreed.
 #pragma once
 
 #include "peer.hpp"
@@ -37,6 +46,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -121,10 +131,41 @@ struct pooled_request {
   alignas(std::max_align_t) unsigned char storage_[64];
 };
 
+// One stream or subscription listed on a connection: the connection
+// reports the host's frames for it, on the pool's executor. Each call may
+// only record what happened (and post any follow-up): it runs while the
+// connection reads.
+class pooled_stream {
+ public:
+  std::uint64_t id = 0;
+  // The opaque handle of the connection it is listed on (set by the pool).
+  std::weak_ptr<void> where;
+
+  // "begin": the stream runs, or the subscription is registered (its
+  // `sequence`: the topic's last sequence number then, 0 for none yet).
+  virtual void stream_begun(std::optional<std::uint64_t> sequence) = 0;
+  // "item": `bytes` is the size of its content, for the reader's budget.
+  virtual void stream_item(std::optional<std::uint64_t> sequence, json::value value,
+                           std::size_t bytes) = 0;
+  // The stream is no longer listed: a clean end (nullopt), the host's
+  // error end or refusal, unsupported, or the connection's failure.
+  virtual void stream_ended(std::optional<error> failure) = 0;
+  // The host provably never read its opening request: open it again
+  // elsewhere (`why` says what happened, for when it stops trying). No
+  // longer listed.
+  virtual void stream_replay(const error& why) = 0;
+
+ protected:
+  ~pooled_stream() = default;
+};
+
 // What the connections of one pool learn about their peer.
 struct peer_knowledge {
   enum class keep_alive { unknown, yes, no };
   keep_alive support = keep_alive::unknown;
+  // The peer answered without agreeing "stream" (an older comet-net host),
+  // or ran a stream's request as a plain one: it cannot carry streams.
+  bool no_streams = false;
   // The smallest request content the peer refused as too_large: requests
   // at least this large go on a connection of their own.
   std::size_t refused_size = std::numeric_limits<std::size_t>::max();
@@ -172,6 +213,27 @@ class multiplexer {
   // Queues a request's frame (content: its encoded {"action", "value"}).
   void add(pooled_request& request, std::string_view content);
 
+  // Whether a stream may be opened on this connection now: it is (or will
+  // be) open and writable, and the features it agreed, if known, include
+  // "stream". Streams do not count toward max_in_flight.
+  bool takes_streams() const noexcept;
+  // Queues the request that opens `stream` (kind: open or subscribe;
+  // content: its encoded {"action", "value"}) with `credit` items granted;
+  // it is listed until its end. May be the connection's first request.
+  void add_stream(pooled_stream& stream, stream_part kind, std::string_view content,
+                  std::uint64_t credit);
+  // Grants `stream` `items` more: queues a credit frame (write it). False
+  // (nothing queued) when it is not listed, or "stream" was not agreed.
+  bool grant(const pooled_stream& stream, std::uint64_t items);
+  // The reader ended `stream`: its request is dropped if unwritten, else a
+  // cancel frame is queued when "cancel" was agreed (write what
+  // prepare_write() then gives); the id is forgotten (its late frames are
+  // dropped). Until the host's first answer says what it speaks, a written
+  // one stays listed, without its reader, so that the answer is read.
+  cancelled_as close_stream(const pooled_stream& stream);
+  // Streams listed (open or opening) with a reader.
+  std::size_t streams() const noexcept;
+
   // The bytes to write next (empty: none now); valid until commit_write()
   // or write_failed().
   std::string_view prepare_write();
@@ -206,7 +268,7 @@ class multiplexer {
   // Requests written or queued whose answers are still due (abandoned ones too).
   std::size_t in_flight() const noexcept { return pending_.size(); }
   // Something to wait for: a read is useful.
-  bool awaits_answers() const noexcept { return !pending_.empty(); }
+  bool awaits_answers() const noexcept { return !pending_.empty() || !streams_.empty(); }
   // Every request on it was abandoned (or none is left).
   bool only_abandoned() const noexcept;
   // A request whose caller waits is on it.
@@ -227,8 +289,26 @@ class multiplexer {
     std::uint64_t begin, end;
     std::size_t content_size;
   };
+  struct stream_entry {
+    std::uint64_t id;
+    pooled_stream* stream;  // null: closed by its reader before the host's first answer
+    std::uint64_t begin, end;  // its opening request's bytes of the write stream
+  };
   // Settles the answer in the decoder.
   void on_response(settle_fn settled);
+  // The frame in the decoder is for the stream at `it`.
+  void on_stream_frame(std::vector<stream_entry>::iterator it);
+  // What a frame's keep-alive (or its absence) says about the connection;
+  // `failed`: the frame is an error answer.
+  void learn_keep_alive(const frame_header& header, bool failed);
+  // Streams the agreement did not allow fail with unsupported.
+  void end_streams_not_agreed(std::optional<std::uint64_t> except);
+  error not_streaming() const;
+  // Queues a cancel frame for `id` if "cancel" was agreed and the
+  // connection still writes; whether it did.
+  bool queue_cancel(std::uint64_t id);
+  // Erases the unwritten frame [begin, end) from the queue.
+  void erase_queued(std::uint64_t begin, std::uint64_t end);
   void on_going_away(settle_fn settled);
   // The first request's answer says which features the host speaks.
   void learn_features(const frame_header& header);
@@ -248,6 +328,8 @@ class multiplexer {
   // searched from the front beats a node-allocating map.
   std::vector<entry> pending_;
   std::size_t pending_bytes_ = 0;  // their content sizes, for window-bytes
+  // Streams open or opening, few per connection.
+  std::vector<stream_entry> streams_;
   // Frames queued (waiting) and the write in progress: the stream's bytes
   // [written_, written_ + in_write_.size()) and then queued_.
   std::string queued_, in_write_;
