@@ -70,7 +70,7 @@ TEST_CASE("a cancel frame cancels the host's coroutine handler and nothing is se
   raw_peer p(at);
   p.write(tagged(1, "echo", 1, feature::all));
   const auto first = split(p.read_frame());
-  CHECK(first.header.at("features").as_array().size() == 2);
+  CHECK(first.header.at("features").as_array().size() == 3);
 
   p.write(tagged(2, "wait", 2));
   REQUIRE(wait_until([&] { return handlers.started == 1; }));
@@ -95,7 +95,7 @@ TEST_CASE("the first answer carries features and the window only when the reques
   raw_peer announcing(at);
   announcing.write(tagged(1, "echo", 1, feature::all));
   const auto first = split(announcing.read_frame());
-  CHECK(first.header.at("features") == json::array{"cancel", "going-away"});
+  CHECK(first.header.at("features") == json::array{"cancel", "going-away", "stream"});
   CHECK(first.header.at("window") == 7);
   CHECK(first.header.at("window-bytes") == 12345);
   announcing.write(tagged(2, "echo", 2));
