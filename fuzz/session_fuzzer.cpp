@@ -9,7 +9,9 @@
 // a whole, decodable frame; every answer made is written exactly once and
 // no control frame is answered (answers written == answers made); a
 // cancelled handler is one that runs; and once everything is answered and
-// written the session is idle.
+// written the session is idle. Streams: at most max_streams open, none in
+// the window, credit within 2^32, a cancelled stream is not live, and each
+// end is counted as an answer.
 #include "host_session.hpp"
 
 #include <boost/json/value.hpp>
@@ -17,6 +19,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -83,6 +87,49 @@ struct fuzz_driver final : host_session::driver {
   void cancel(host_session::handle h) override { FUZZ_CHECK(running.count(h) == 1); }
   void responded(host_session::handle, const comet::encoded_response&) override { ++answers_made; }
 
+  // Streams: some refused, the others write items as credit allows and
+  // finish at random; a cancelled one writes nothing more.
+  std::size_t max_streams = 0;
+  std::vector<host_session::handle> streams;
+  std::optional<comet::encoded_response> admit_stream(const comet::request_message&, bool) override {
+    if (random.next() % 4 == 0) return comet::error_response(comet::errc::no_handler, "none");
+    return std::nullopt;
+  }
+  std::optional<std::uint64_t> run_stream(host_session::handle h, comet::request_message&, std::uint64_t,
+                                          bool subscribe) override {
+    FUZZ_CHECK(running.count(h) == 0);
+    FUZZ_CHECK(std::find(streams.begin(), streams.end(), h) == streams.end());
+    streams.push_back(h);
+    FUZZ_CHECK(session->open_streams() <= max_streams);
+    FUZZ_CHECK(session->in_flight() <= window);
+    if (subscribe) return random.next() % 100;
+    return std::nullopt;
+  }
+  void cancel_stream(host_session::handle h) override {
+    FUZZ_CHECK(std::find(streams.begin(), streams.end(), h) != streams.end());
+    FUZZ_CHECK(!session->stream_live(h));
+  }
+  void credited(host_session::handle h) override {
+    FUZZ_CHECK(std::find(streams.begin(), streams.end(), h) != streams.end());
+    FUZZ_CHECK(session->stream_credit(h) <= host_session::max_credit);
+  }
+  void stream_some(bool all) {
+    for (std::size_t i = 0; i < streams.size();) {
+      const auto h = streams[i];
+      for (int n = 0; n < 8 && session->stream_writable(h) && random.next() % 3 != 0; ++n)
+        session->stream_item(h, "{\"result\": 1}", random.next() % 2 ? std::optional<std::uint64_t>(n) : std::nullopt);
+      if (all || random.next() % 4 == 0) {
+        std::optional<comet::encoded_response> error;
+        if (random.next() % 2) error = comet::error_response(comet::errc::handler_failed, "failed");
+        session->stream_finished(h, error);
+        streams[i] = streams.back();
+        streams.pop_back();
+        continue;
+      }
+      ++i;
+    }
+  }
+
   void answer(host_session::handle h, const boost::json::value& v) {
     FUZZ_CHECK(running.erase(h) == 1);
     session->answered(h, {comet::encode_response(v), std::nullopt});
@@ -110,7 +157,10 @@ std::size_t take_written(host_session& session) {
     comet::frame_decoder d(1 << 20);
     while (!rest.empty()) {
       FUZZ_CHECK(d.decode(rest) == comet::frame_decoder::status::complete);
-      if (d.header().kind == comet::frame_kind::message) ++answers;
+      // A stream's begin and items are not answers; its end is.
+      if (d.header().kind == comet::frame_kind::message &&
+          (d.header().stream == comet::stream_part::none || d.header().stream == comet::stream_part::end))
+        ++answers;
       rest.remove_prefix(d.frame_size());
       d.reset();
     }
@@ -133,6 +183,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const comet::endpoint peer{"127.0.0.1", 9};
   fuzz_driver driver(random);
   driver.window = limits.max_in_flight;
+  limits.max_streams = static_cast<std::size_t>(1 + random.next() % 4);
+  driver.max_streams = limits.max_streams;
   host_session session(limits, driver, peer);
   driver.session = &session;
 
@@ -149,11 +201,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     FUZZ_CHECK(session.in_flight() <= limits.max_in_flight);
     driver.answer_some(false);
+    driver.stream_some(false);
     if (random.next() % 16 == 0) session.begin_drain();
     if (random.next() % 2 == 0) answers_written += take_written(session);
   }
   driver.answer_some(true);
+  driver.stream_some(true);
   answers_written += take_written(session);
+  FUZZ_CHECK(session.open_streams() == 0);
   FUZZ_CHECK(driver.running.empty());
   FUZZ_CHECK(session.idle());
   FUZZ_CHECK(session.in_flight() == 0);

@@ -54,6 +54,35 @@ struct recording_driver final : host_session::driver {
   }
   void cancel(host_session::handle h) override { cancelled.push_back(h); }
   void responded(host_session::handle, const encoded_response&) override { ++responses; }
+
+  struct stream_started {
+    host_session::handle h;
+    request_message request;
+    std::uint64_t id;
+    bool subscribe;
+  };
+  std::vector<stream_started> streams;
+  std::vector<host_session::handle> streams_cancelled;
+  std::vector<host_session::handle> credited_streams;
+  std::set<std::string> stream_actions{"scan"};
+  std::optional<encoded_response> admit_stream(const request_message& request, bool subscribe) override {
+    if (subscribe)
+      return request.action == "subscribe"
+                 ? std::nullopt
+                 : std::optional(error_response(errc::bad_request, "subscribe's action is subscribe"));
+    if (!stream_actions.count(request.action))
+      return error_response(errc::no_handler, "no stream handler for action '" + request.action + "'");
+    return std::nullopt;
+  }
+  std::optional<std::uint64_t> run_stream(host_session::handle h, request_message& request,
+                                          std::uint64_t id, bool subscribe) override {
+    streams.push_back({h, std::move(request), id, subscribe});
+    if (subscribe) return topic_sequence;
+    return std::nullopt;
+  }
+  std::uint64_t topic_sequence = 16;
+  void cancel_stream(host_session::handle h) override { streams_cancelled.push_back(h); }
+  void credited(host_session::handle h) override { credited_streams.push_back(h); }
 };
 
 struct fixture {
@@ -547,4 +576,343 @@ TEST_CASE("session: a drain that began before the first request sends the notice
   CHECK(code_of(out[2]) == errc::shutting_down);
   CHECK(f.driver.runs.empty());
   CHECK(f.session.noticed());
+}
+
+// --- Streams (issue 17) -----------------------------------------------------
+
+namespace {
+
+std::string stream_request(std::uint64_t id, stream_part part, const json::value& v,
+                           std::optional<std::uint64_t> credit,
+                           std::optional<std::uint32_t> features = std::nullopt,
+                           std::string_view action = "scan", bool keep_alive = true) {
+  frame_header h;
+  h.keep_alive = keep_alive;
+  h.request_id = id;
+  h.features = features;
+  h.stream = part;
+  h.credit = credit;
+  return encode_frame(h, encode_request(action, v));
+}
+
+std::string credit_frame(std::optional<std::uint64_t> id, std::optional<std::uint64_t> n) {
+  frame_header h;
+  h.keep_alive = true;
+  h.kind = frame_kind::credit;
+  h.request_id = id;
+  h.credit = n;
+  return encode_frame(h, "");
+}
+
+std::string item_content(int i) { return encode_response(json::value(i)); }
+
+// A session whose peer announced every feature with a first echo request.
+struct streaming_fixture : fixture {
+  explicit streaming_fixture(host_session_limits limits = defaults()) : fixture(limits) {
+    driver.inline_actions.insert("echo");
+    feed(request(1, "hello", true, feature::all, "echo"));
+    written();
+  }
+};
+
+std::string part_of(const decoded& f) {
+  return f.header.stream == stream_part::none ? std::string() : std::string(stream_part_name(f.header.stream));
+}
+
+}  // namespace
+
+TEST_CASE("session: a stream opens with begin, spends credit per item and ends with a clean end",
+          "[unit][host_session]") {
+  fixture f;
+  // The request that opens it is the first, announcing the features.
+  f.feed(stream_request(3, stream_part::open, 7, 2, feature::all));
+  REQUIRE(f.driver.streams.size() == 1);
+  const auto h = f.driver.streams[0].h;
+  CHECK(f.driver.streams[0].id == 3);
+  CHECK_FALSE(f.driver.streams[0].subscribe);
+  CHECK(f.driver.streams[0].request.action == "scan");
+  CHECK(f.session.in_flight() == 0);  // not in the window
+  CHECK(f.session.outstanding() == 1);
+  CHECK(f.session.open_streams() == 1);
+  CHECK_FALSE(f.session.idle());
+  auto begin = frames_in(f.written());
+  REQUIRE(begin.size() == 1);
+  CHECK(part_of(begin[0]) == "begin");
+  CHECK(begin[0].header.request_id == 3u);
+  CHECK(begin[0].header.content_length == 0);
+  CHECK(begin[0].header.features == feature::all);  // the first request's answer
+  CHECK(begin[0].header.window == 4u);
+  CHECK_FALSE(begin[0].header.sequence);  // a stream's begin has none
+
+  CHECK(f.session.stream_credit(h) == 2);
+  f.session.stream_item(h, item_content(0), std::nullopt);
+  f.session.stream_item(h, item_content(1), std::nullopt);
+  CHECK_FALSE(f.session.stream_writable(h));
+  f.session.stream_item(h, item_content(2), std::nullopt);  // no credit: not written
+  auto items = frames_in(f.written());
+  REQUIRE(items.size() == 2);
+  CHECK(part_of(items[1]) == "item");
+  CHECK(items[1].header.request_id == 3u);
+  CHECK_FALSE(items[1].header.sequence);
+  CHECK(decode_response(items[1].content).result == 1);
+
+  f.feed(credit_frame(3, 5));
+  CHECK(f.driver.credited_streams == std::vector<host_session::handle>{h});
+  CHECK(f.session.stream_credit(h) == 5);
+  CHECK(f.session.stream_writable(h));
+
+  f.session.stream_finished(h, std::nullopt);
+  auto end = frames_in(f.written());
+  REQUIRE(end.size() == 1);
+  CHECK(part_of(end[0]) == "end");
+  CHECK(end[0].content.empty());
+  CHECK(f.session.idle());
+  CHECK(f.session.open_streams() == 0);
+  // Its id is free again: credit for it is ignored.
+  f.feed(credit_frame(3, 5));
+  CHECK(f.driver.credited_streams.size() == 1);
+}
+
+TEST_CASE("session: a stream that ends with an error carries it in its end", "[unit][host_session]") {
+  streaming_fixture f;
+  f.feed(stream_request(5, stream_part::open, 1, 0));
+  REQUIRE(f.driver.streams.size() == 1);
+  const auto h = f.driver.streams[0].h;
+  f.written();
+  CHECK_FALSE(f.session.stream_writable(h));  // no credit in the request
+  f.session.stream_finished(h, error_response(errc::handler_failed, "it broke"));
+  auto end = frames_in(f.written());
+  REQUIRE(end.size() == 1);
+  CHECK(part_of(end[0]) == "end");
+  CHECK(code_of(end[0]) == errc::handler_failed);
+  CHECK(f.session.idle());
+}
+
+TEST_CASE("session: a subscription's items carry their sequence", "[unit][host_session]") {
+  streaming_fixture f;
+  f.feed(stream_request(4, stream_part::subscribe, json::parse(R"({"topic": "t"})"), 8, std::nullopt,
+                        "subscribe"));
+  REQUIRE(f.driver.streams.size() == 1);
+  CHECK(f.driver.streams[0].subscribe);
+  const auto h = f.driver.streams[0].h;
+  f.session.stream_item(h, item_content(21), 17);
+  auto out = frames_in(f.written());
+  REQUIRE(out.size() == 2);
+  CHECK(part_of(out[0]) == "begin");
+  CHECK_FALSE(out[0].header.features);  // not the first request
+  CHECK(out[0].header.sequence == 16u);  // the topic's, when it registered
+  CHECK(out[1].header.sequence == 17u);
+}
+
+TEST_CASE("session: stream requests that break the rules are answered once, bad_request or no_handler",
+          "[unit][host_session]") {
+  SECTION("the connection did not agree the stream feature") {
+    fixture f;
+    f.driver.inline_actions.insert("echo");
+    f.feed(request(1, "hello", true, feature::cancel, "echo"));
+    f.written();
+    f.feed(stream_request(2, stream_part::open, 1, 4));
+    auto out = frames_in(f.written());
+    REQUIRE(out.size() == 1);
+    CHECK(part_of(out[0]).empty());
+    CHECK(code_of(out[0]) == errc::bad_request);
+  }
+  SECTION("a first request that announces nothing") {
+    fixture f;
+    f.feed(stream_request(2, stream_part::open, 1, 4));
+    auto out = frames_in(f.written());
+    REQUIRE(out.size() == 1);
+    CHECK(code_of(out[0]) == errc::bad_request);
+  }
+  streaming_fixture f;
+  SECTION("untagged") {
+    frame_header h;
+    h.keep_alive = true;
+    h.stream = stream_part::open;
+    h.credit = 4;
+    f.feed(encode_frame(h, encode_request("scan", 1)));
+    auto out = frames_in(f.written());
+    REQUIRE(out.size() == 1);
+    CHECK(code_of(out[0]) == errc::bad_request);
+  }
+  SECTION("not keep-alive: answered, then nothing more is read") {
+    f.feed(stream_request(2, stream_part::open, 1, 4, std::nullopt, "scan", false));
+    auto out = frames_in(f.written());
+    REQUIRE(out.size() == 1);
+    CHECK(code_of(out[0]) == errc::bad_request);
+    CHECK_FALSE(f.session.reading());
+  }
+  SECTION("an action without a stream handler") {
+    f.feed(stream_request(2, stream_part::open, 1, 4, std::nullopt, "nothing"));
+    auto out = frames_in(f.written());
+    REQUIRE(out.size() == 1);
+    CHECK(code_of(out[0]) == errc::no_handler);
+  }
+  SECTION("the parts only a host sends, and unknown ones") {
+    for (const auto part : {stream_part::begin, stream_part::item, stream_part::end}) {
+      f.feed(stream_request(2, part, 1, 4));
+      auto out = frames_in(f.written());
+      REQUIRE(out.size() == 1);
+      CHECK(part_of(out[0]).empty());
+      CHECK(code_of(out[0]) == errc::bad_request);
+    }
+    const std::string_view header =
+        R"({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", )"
+        R"("content-length": 30, "keep-alive": true, "request-id": 2, "stream": "rewind"})";
+    std::string frame;
+    frame += static_cast<char>(header.size() >> 8);
+    frame += static_cast<char>(header.size() & 0xFF);
+    frame += header;
+    frame += encode_request("scan", 1);
+    REQUIRE(frame.size() == 2 + header.size() + encode_request("scan", 1).size());
+    f.feed(frame);
+    auto out = frames_in(f.written());
+    REQUIRE(out.size() == 1);
+    CHECK(code_of(out[0]) == errc::bad_request);
+  }
+  SECTION("an id that is an open stream already") {
+    f.feed(stream_request(2, stream_part::open, 1, 4));
+    f.feed(stream_request(2, stream_part::open, 1, 4));
+    auto out = frames_in(f.written());
+    REQUIRE(out.size() == 2);
+    CHECK(part_of(out[0]) == "begin");
+    CHECK(code_of(out[1]) == errc::bad_request);
+  }
+  CHECK(f.driver.streams.size() <= 1);
+  CHECK(f.session.in_flight() == 0);
+}
+
+TEST_CASE("session: streams are outside the window and bounded by max_streams",
+          "[unit][host_session]") {
+  auto limits = fixture::defaults();
+  limits.max_in_flight = 1;
+  limits.max_streams = 2;
+  streaming_fixture f(limits);
+  f.feed(stream_request(2, stream_part::open, 1, 4));
+  f.feed(stream_request(3, stream_part::subscribe, json::parse(R"({"topic": "t"})"), 4, std::nullopt,
+                        "subscribe"));
+  f.feed(stream_request(4, stream_part::open, 1, 4));
+  f.feed(request(5, 5));  // the window's one request still runs
+  auto out = frames_in(f.written());
+  REQUIRE(out.size() == 3);
+  CHECK(part_of(out[0]) == "begin");
+  CHECK(part_of(out[1]) == "begin");
+  CHECK(part_of(out[2]).empty());  // an ordinary answer
+  CHECK(out[2].header.request_id == 4u);
+  CHECK(code_of(out[2]) == errc::too_many_streams);
+  CHECK(f.driver.streams.size() == 2);
+  REQUIRE(f.driver.runs.size() == 1);
+  CHECK(f.session.in_flight() == 1);
+  // One ends: another may open.
+  f.session.stream_finished(f.driver.streams[0].h, std::nullopt);
+  f.feed(stream_request(6, stream_part::open, 1, 4));
+  CHECK(f.driver.streams.size() == 3);
+}
+
+TEST_CASE("session: a cancel ends a stream with nothing more written, not even its end",
+          "[unit][host_session]") {
+  streaming_fixture f;
+  f.feed(stream_request(2, stream_part::open, 1, 10));
+  const auto h = f.driver.streams.at(0).h;
+  f.session.stream_item(h, item_content(0), std::nullopt);
+  f.written();
+  f.feed(control(frame_kind::cancel, 2));
+  CHECK(f.driver.streams_cancelled == std::vector<host_session::handle>{h});
+  CHECK(f.driver.cancelled.empty());
+  CHECK_FALSE(f.session.stream_live(h));
+  CHECK_FALSE(f.session.stream_writable(h));
+  f.session.stream_item(h, item_content(1), std::nullopt);
+  f.feed(credit_frame(2, 3));  // ignored: it is not open any more
+  CHECK(f.driver.credited_streams.empty());
+  CHECK(f.session.outstanding() == 1);  // until its handler finishes
+  CHECK(f.session.open_streams() == 1);
+  f.session.stream_finished(h, error_response(errc::cancelled, "cancelled"));
+  CHECK(f.written().empty());
+  CHECK(f.session.idle());
+  // A second cancel of the same id is one for a request not running.
+  f.feed(control(frame_kind::cancel, 2));
+  CHECK(f.driver.streams_cancelled.size() == 1);
+}
+
+TEST_CASE("session: credit for unknown ids is ignored, and credit is capped at 2^32",
+          "[unit][host_session]") {
+  streaming_fixture f;
+  f.feed(credit_frame(99, 10));
+  f.feed(credit_frame(std::nullopt, 10));
+  f.feed(stream_request(2, stream_part::open, 1, std::numeric_limits<std::uint64_t>::max()));
+  const auto h = f.driver.streams.at(0).h;
+  CHECK(f.session.stream_credit(h) == host_session::max_credit);
+  f.feed(credit_frame(2, std::numeric_limits<std::uint64_t>::max()));
+  f.feed(credit_frame(2, std::numeric_limits<std::uint64_t>::max()));
+  CHECK(f.session.stream_credit(h) == host_session::max_credit);
+  f.feed(credit_frame(2, std::nullopt));  // a credit frame without credit
+  f.feed(credit_frame(2, 0));
+  CHECK(f.session.stream_credit(h) == host_session::max_credit);
+  CHECK(f.driver.credited_streams.size() == 2);
+  f.feed(unknown_control());
+  CHECK(f.written().size() > 0);  // the begin only
+  CHECK(f.written().empty());
+  CHECK(f.session.reading());
+}
+
+TEST_CASE("session: items stop at the write buffer limit until the peer reads",
+          "[unit][host_session]") {
+  auto limits = fixture::defaults();
+  limits.write_buffer_limit = 1000;
+  streaming_fixture f(limits);
+  f.feed(stream_request(2, stream_part::open, 1, 1000));
+  const auto h = f.driver.streams.at(0).h;
+  int n = 0;
+  while (f.session.stream_writable(h)) f.session.stream_item(h, item_content(n++), std::nullopt);
+  CHECK(n > 3);
+  CHECK(n < 20);
+  CHECK(f.session.stream_credit(h) == 1000u - n);
+  std::string_view out = f.session.prepare_write();
+  CHECK_FALSE(out.empty());
+  CHECK_FALSE(f.session.stream_writable(h));  // still being written
+  f.session.commit_write();
+  CHECK(f.session.stream_writable(h));
+}
+
+TEST_CASE("session: a drain ends every open stream with shutting_down before the going-away notice",
+          "[unit][host_session]") {
+  streaming_fixture f;
+  f.feed(stream_request(2, stream_part::open, 1, 10));
+  f.feed(stream_request(3, stream_part::subscribe, json::parse(R"({"topic": "t"})"), 10, std::nullopt,
+                        "subscribe"));
+  f.written();
+  f.session.begin_drain();
+  auto out = frames_in(f.written());
+  REQUIRE(out.size() == 3);
+  CHECK(part_of(out[0]) == "end");
+  CHECK(part_of(out[1]) == "end");
+  CHECK(out[0].header.keep_alive);
+  CHECK(code_of(out[0]) == errc::shutting_down);
+  CHECK(code_of(out[1]) == errc::shutting_down);
+  CHECK(out[2].header.kind == frame_kind::going_away);
+  CHECK(f.driver.streams_cancelled.size() == 2);
+  // The drain waits for the handlers.
+  CHECK_FALSE(f.session.idle());
+  f.session.stream_item(f.driver.streams[0].h, item_content(0), std::nullopt);
+  f.session.stream_finished(f.driver.streams[0].h, std::nullopt);
+  f.session.stream_finished(f.driver.streams[1].h, std::nullopt);
+  CHECK(f.written().empty());
+  CHECK(f.session.idle());
+  // And refuses new ones.
+  f.feed(stream_request(4, stream_part::open, 1, 10));
+  out = frames_in(f.written());
+  REQUIRE(out.size() == 1);
+  CHECK(code_of(out[0]) == errc::shutting_down);
+}
+
+TEST_CASE("session: once shut, streams write nothing and finish quietly", "[unit][host_session]") {
+  streaming_fixture f;
+  f.feed(stream_request(2, stream_part::open, 1, 10));
+  const auto h = f.driver.streams.at(0).h;
+  f.session.shut();
+  CHECK_FALSE(f.session.stream_writable(h));
+  f.session.stream_item(h, item_content(0), std::nullopt);
+  f.session.stream_finished(h, std::nullopt);
+  CHECK(f.written().empty());
+  CHECK(f.session.outstanding() == 0);
 }

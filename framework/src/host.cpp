@@ -442,6 +442,10 @@ endpoint host::local_endpoint() const { return impl_->bound; }
 
 const std::vector<endpoint>& host::local_endpoints() const { return impl_->listening; }
 
+std::uint64_t host::publish(std::string_view topic, json::value value) {
+  return impl_->topics.publish(topic, value);
+}
+
 asio::any_io_executor host::get_executor() const noexcept { return impl_->executor; }
 
 bool host::running() const noexcept { return impl_->started && !impl_->stopping; }
@@ -497,6 +501,10 @@ void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats&
   json::array listening;
   for (const auto& at : s.listening) listening.emplace_back(at.to_string());
   o["listening"] = std::move(listening);
+  o["streams_open"] = s.streams_open;
+  o["subscriptions_open"] = s.subscriptions_open;
+  o["items_published"] = s.items_published;
+  o["items_dropped"] = s.items_dropped;
   out = std::move(o);
 }
 
@@ -505,6 +513,10 @@ host_stats host::stats() const {
   if (impl_->started) s.uptime = std::chrono::steady_clock::now() - impl_->start_time;
   impl_->metrics.fill(s);
   if (impl_->started) s.listening = impl_->listening;
+  s.streams_open = impl_->streams_open.load(std::memory_order_relaxed);
+  s.subscriptions_open = impl_->topics.subscriptions();
+  s.items_published = impl_->topics.published();
+  s.items_dropped = impl_->topics.dropped();
   std::lock_guard lock(impl_->connections_mutex);
   s.connections_open = impl_->connections.size();
   return s;

@@ -43,7 +43,7 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
       host_(std::move(host)),
       session_(host_session_limits{host_->options.max_content_length, host_->options.max_in_flight,
                                    host_->options.max_in_flight_bytes,
-                                   host_->options.write_buffer_limit},
+                                   host_->options.write_buffer_limit, host_->options.max_streams},
                *this, peer_),
       wake_(strand_, asio::steady_timer::time_point::max()),
       idle_deadline_(strand_, [this] { on_idle_deadline(); }),
@@ -179,6 +179,7 @@ void host_connection::close_now() {
   for (auto& handler : handlers_)
     if (handler.signal && handler.signal->slot().has_handler())
       handler.signal->emit(asio::cancellation_type::terminal);
+  end_streams(std::nullopt);
   host_->forget(*this);
 }
 
@@ -249,7 +250,7 @@ asio::awaitable<void> host_connection::read_loop() {
                                  " bytes");
       // Nobody is left to answer: the handlers still running are cancelled,
       // and with them the sends they await.
-      if (!closed_ && session_.in_flight() > 0) peer_gone();
+      if (!closed_ && (session_.in_flight() > 0 || session_.open_streams() > 0)) peer_gone();
       break;
     }
     in_.commit(n);
@@ -258,6 +259,12 @@ asio::awaitable<void> host_connection::read_loop() {
     host_->metrics.received(n);
   }
 
+  // Streams need credit and cancels read: they end once reading stopped
+  // (a drain ended them already).
+  if (!closed_ && !draining() && session_.open_streams() > 0)
+    end_streams(error_response(errc::bad_request,
+                               "the connection stopped reading (a malformed frame, or a request "
+                               "without keep-alive), so this stream ends"));
   // Answer what is in flight, then close.
   while (!closed_ && !idle()) {
     flush();
@@ -374,6 +381,7 @@ void host_connection::flush() {
                         }
                         self->session_.commit_write();
                         self->flush();
+                        self->stream_room();
                         self->wake();
                         self->close_if_drained();
                       });

@@ -10,6 +10,7 @@
 #include "read_buffer.hpp"
 #include "host_metrics.hpp"
 #include "host_session.hpp"
+#include "host_topics.hpp"
 #include "transport.hpp"
 
 #include <boost/asio/cancellation_signal.hpp>
@@ -32,6 +33,7 @@ using tcp = asio::ip::tcp;
 using strand_type = asio::strand<asio::any_io_executor>;
 
 class host_connection;
+class host_stream;
 
 struct host::impl : std::enable_shared_from_this<host::impl> {
   // `spread`: executors to hand connections to, round robin; when
@@ -63,6 +65,8 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   std::chrono::steady_clock::time_point start_time{};
 
   host_metrics metrics;
+  host_topics topics;
+  std::atomic<std::uint64_t> streams_open{0};  // stream handlers running
 
   std::mutex connections_mutex;
   // Weak: a connection is owned by its own coroutines and handlers, and it
@@ -109,6 +113,15 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
                                         std::optional<std::uint64_t> request_id, endpoint peer,
                                         asio::any_io_executor connection);
 
+  // Runs a stream handler through the router, writing to `sink`
+  // (host_stream.cpp): nullopt when it returned, or the error its stream
+  // ends with.
+  asio::awaitable<std::optional<encoded_response>> run_stream(request_message request,
+                                                              std::uint64_t request_id,
+                                                              endpoint peer,
+                                                              asio::any_io_executor connection,
+                                                              std::shared_ptr<host_stream> sink);
+
   // Removes a connection from the set; the last one out of a stopping host
   // completes async_stop. Safe to call twice.
   void forget(host_connection& conn);
@@ -154,6 +167,7 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   bool listed = false;  // guarded by host::impl::connections_mutex
 
  private:
+  friend class host_stream;
   using handle = host_session::handle;
   // What the connection keeps per request the session runs, by handle.
   struct handler_state {
@@ -170,6 +184,29 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
            bool ordered) override;
   void cancel(handle h) override;
   void responded(handle h, const encoded_response& response) override;
+
+  // Streams and subscriptions (host_stream.cpp).
+  std::optional<encoded_response> admit_stream(const request_message& request, bool subscribe) override;
+  std::optional<std::uint64_t> run_stream(handle h, request_message& request, std::uint64_t request_id,
+                                          bool subscribe) override;
+  void cancel_stream(handle h) override;
+  void credited(handle h) override;
+  // A stream handler returned, back on this strand.
+  void on_stream_end(handle h, std::exception_ptr failure, std::optional<encoded_response> end);
+  // handler_timeout passed with the stream's handler neither writing nor waiting for credit.
+  void stream_timed_out(handle h);
+  // Registers subscription `h`; returns the topic's last sequence number.
+  std::uint64_t subscribe(handle h, const request_message& request);
+  // Moves what subscription `h` has queued into item frames, as credit and room allow.
+  void drain_subscription(handle h);
+  void finish_subscription(handle h, const std::optional<encoded_response>& error);
+  // A write completed: the streams waiting for room in the write buffer look again.
+  void stream_room();
+  // Every stream ends: with `error` written (the connection stopped
+  // reading), or silently (it closed).
+  void end_streams(const std::optional<encoded_response>& error);
+  // TCP keepalive, once the connection's first stream opens.
+  void probe_peer();
 
   asio::awaitable<void> read_loop();
   // The TLS handshake, when the host uses TLS; false if it failed.
@@ -200,6 +237,16 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   read_buffer in_;
   host_session session_;
   std::vector<handler_state> handlers_;  // by handle
+  // Per handle of an open stream: the sink its handler writes to, or its
+  // subscription's queue.
+  struct stream_state {
+    std::shared_ptr<host_stream> sink;
+    std::shared_ptr<topic_subscriber> subscriber;
+  };
+  std::vector<stream_state> streams_;
+  std::vector<handle> room_waiters_;  // streams with credit, out of room
+  topic_subscriber::batch batch_;      // drain_subscription's, reused
+  bool probing_ = false;               // TCP keepalive is on
 
   bool stop_reading_ = false;
   bool reading_ = false;  // the read loop waits in a read

@@ -77,6 +77,8 @@ void host_session::on_request(const frame_header& header, std::string_view conte
     if (r.announce) notice_going_away();
     return;
   }
+  if (header.stream != stream_part::none)
+    return on_stream_request(header, r, std::get<request_message>(prepared));
   const bool fits = in_flight_ == 0 || (in_flight_ < limits_.max_in_flight &&
                                         in_flight_bytes_ + content.size() <= limits_.max_in_flight_bytes);
   if (!fits) return refuse(r, error_response(errc::busy, busy_message()));
@@ -116,6 +118,7 @@ void host_session::on_request(const frame_header& header, std::string_view conte
 }
 
 void host_session::on_control(const frame_header& header) {
+  if (header.kind == frame_kind::credit) return on_credit(header);
   if (header.kind != frame_kind::cancel) {
     log(log_level::info, "host: " + peer_.to_string() +
                              " sent a control frame this host does not take; ignored");
@@ -124,6 +127,11 @@ void host_session::on_control(const frame_header& header) {
   if (!header.request_id) {
     log(log_level::debug, "host: " + peer_.to_string() + " sent a cancel without a request-id; ignored");
     return;
+  }
+  if (const auto stream = stream_of(*header.request_id)) {
+    slots_[*stream].ended = true;  // not even its end is written
+    forget_stream_id(*stream);
+    return driver_.cancel_stream(*stream);
   }
   const auto it = std::lower_bound(by_id_.begin(), by_id_.end(),
                                    std::make_pair(*header.request_id, handle{0}));
@@ -221,6 +229,13 @@ void host_session::advance_ordered() {
 void host_session::begin_drain() {
   if (draining_) return;
   draining_ = true;
+  // Every open stream ends with shutting_down, before the notice; its
+  // handler is cancelled and finishes (stream_finished) when it can.
+  const auto streams = stream_ids_;  // cancel_stream() may finish one at once
+  for (const auto& [id, h] : streams) {
+    stream_end(h, error_response(errc::shutting_down, "the host is shutting down"));
+    driver_.cancel_stream(h);
+  }
   // Ordered requests still waiting for the ones before them are not started
   // any more: answered shutting_down in their turn, as if read after the stop.
   for (const handle h : ordered_) {
@@ -287,6 +302,8 @@ void host_session::release(handle h) {
   // assignment).
   if (!s.request.action.empty() || !s.request.value.is_null()) s.request = {};
   s.frame.clear();
+  s.credit = 0;
+  s.ended = false;
   free_.push_back(h);
 }
 
@@ -302,6 +319,138 @@ std::string host_session::busy_message() const {
          std::to_string(limits_.max_in_flight) + " requests and " +
          std::to_string(limits_.max_in_flight_bytes) +
          " bytes): the handler did not run, so the request is safe to send again";
+}
+
+// Streams (docs/protocol.md, "Streams and subscriptions"). A request that
+// opens one is refused, as any request, with one ordinary answer; one that
+// carries a part only the host sends ("begin", "item", "end", or a part
+// this version does not know) is refused bad_request: it is a peer's
+// mistake, and answering it says so instead of leaving the peer waiting.
+void host_session::on_stream_request(const frame_header& header, const request_info& r,
+                                     request_message& request) {
+  std::string why;
+  if (header.stream != stream_part::open && header.stream != stream_part::subscribe)
+    why = header.stream == stream_part::unknown
+              ? "this host does not know that \"stream\" value: a request opens a stream with "
+                "\"open\" or \"subscribe\""
+              : "\"stream\": \"" + std::string(stream_part_name(header.stream)) +
+                    "\" is sent by hosts only: a request opens a stream with \"open\" or \"subscribe\"";
+  else if (!r.id || !r.keep_alive)
+    why = "a stream needs a tagged keep-alive request (\"request-id\" and \"keep-alive\": true)";
+  else if (!(features_ & feature::stream))
+    why = "this connection did not agree the \"stream\" feature: list it in the \"features\" of "
+          "the connection's first request";
+  else if (stream_of(*r.id))
+    why = "request-id " + std::to_string(*r.id) + " is an open stream already";
+  if (!why.empty()) return refuse(r, error_response(errc::bad_request, why));
+  if (open_streams() >= limits_.max_streams)
+    return refuse(r, error_response(errc::too_many_streams,
+                                    "this connection has " + std::to_string(open_streams()) +
+                                        " streams open, the host's max_streams: close one, or "
+                                        "send again when one ended"));
+  const bool subscribe = header.stream == stream_part::subscribe;
+  if (auto refused = driver_.admit_stream(request, subscribe)) return refuse(r, *refused);
+
+  const handle h = take_slot();
+  slot& s = slots_[h];
+  s.status = state::streaming;
+  s.keep_alive = true;
+  s.id = r.id;
+  s.credit = std::min(header.credit.value_or(0), max_credit);
+  s.ended = false;
+  const std::uint64_t id = *r.id;
+  if (stream_ids_.empty() || stream_ids_.back().first < id)
+    stream_ids_.emplace_back(id, h);
+  else
+    stream_ids_.insert(std::lower_bound(stream_ids_.begin(), stream_ids_.end(),
+                                        std::make_pair(id, handle{0})),
+                       {id, h});
+  // The begin is the request's answer: the first request's carries the
+  // features and the window; a subscription's, the topic's sequence when
+  // it registered.
+  const auto sequence = subscribe ? driver_.run_stream(h, request, id, true) : std::nullopt;
+  frame_header begin;
+  begin.sequence = sequence;
+  begin.keep_alive = true;
+  begin.request_id = r.id;
+  begin.stream = stream_part::begin;
+  if (r.announce) {
+    begin.features = features_;
+    begin.window = limits_.max_in_flight;
+    begin.window_bytes = limits_.max_in_flight_bytes;
+  }
+  append_frame(out_.pending(), begin, {});
+  if (!subscribe) driver_.run_stream(h, request, id, false);
+}
+
+void host_session::on_credit(const frame_header& header) {
+  const auto stream = header.request_id ? stream_of(*header.request_id) : std::nullopt;
+  if (!stream || !header.credit) {
+    log(log_level::debug, "host: " + peer_.to_string() +
+                              " granted credit to a request that is not an open stream; ignored");
+    return;
+  }
+  slot& s = slots_[*stream];
+  if (*header.credit == 0) return;
+  s.credit = *header.credit >= max_credit - s.credit ? max_credit : s.credit + *header.credit;
+  driver_.credited(*stream);
+}
+
+std::optional<host_session::handle> host_session::stream_of(std::uint64_t id) const {
+  const auto it = std::lower_bound(stream_ids_.begin(), stream_ids_.end(), std::make_pair(id, handle{0}));
+  if (it == stream_ids_.end() || it->first != id) return std::nullopt;
+  return it->second;
+}
+
+void host_session::forget_stream_id(handle h) {
+  const auto it = std::find_if(stream_ids_.begin(), stream_ids_.end(),
+                               [h](const auto& e) { return e.second == h; });
+  if (it == stream_ids_.end()) return;
+  stream_ids_.erase(it);
+  ++streams_ending_;
+}
+
+bool host_session::stream_live(handle h) const noexcept {
+  return !shut_ && h < slots_.size() && slots_[h].status == state::streaming && !slots_[h].ended;
+}
+
+std::uint64_t host_session::stream_credit(handle h) const noexcept {
+  return stream_live(h) ? slots_[h].credit : 0;
+}
+
+void host_session::append_stream_frame(handle h, stream_part part, std::string_view content,
+                                       std::optional<std::uint64_t> sequence) {
+  frame_header f;
+  f.keep_alive = true;
+  f.request_id = slots_[h].id;
+  f.stream = part;
+  f.sequence = sequence;
+  append_frame(out_.pending(), f, content);
+}
+
+void host_session::stream_item(handle h, std::string_view content,
+                               std::optional<std::uint64_t> sequence) {
+  if (!stream_live(h) || slots_[h].credit == 0) return;
+  --slots_[h].credit;
+  append_stream_frame(h, stream_part::item, content, sequence);
+}
+
+void host_session::stream_end(handle h, const std::optional<encoded_response>& error) {
+  slot& s = slots_[h];
+  if (s.status != state::streaming || s.ended) return;
+  s.ended = true;
+  forget_stream_id(h);
+  if (shut_) return;
+  append_stream_frame(h, stream_part::end, error ? std::string_view(error->content) : std::string_view(),
+                      std::nullopt);
+  driver_.responded(h, error ? *error : encoded_response{});
+}
+
+void host_session::stream_finished(handle h, const std::optional<encoded_response>& error) {
+  if (h >= slots_.size() || slots_[h].status != state::streaming) return;
+  stream_end(h, error);
+  --streams_ending_;
+  release(h);
 }
 
 }  // namespace comet

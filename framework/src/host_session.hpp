@@ -42,6 +42,8 @@ struct host_session_limits {
   std::size_t max_in_flight = 64;
   std::size_t max_in_flight_bytes = 64 * 1024 * 1024;
   std::size_t write_buffer_limit = 4 * 1024 * 1024;
+  // Streams and subscriptions open at once; they are not in the window.
+  std::size_t max_streams = 256;
 };
 
 class host_session {
@@ -68,6 +70,27 @@ class host_session {
     virtual void cancel(handle h) = 0;
     // An answer became a frame to write (for metrics and the debug line).
     virtual void responded(handle h, const encoded_response& response) = 0;
+
+    // Streams (docs/protocol.md, "Streams and subscriptions").
+    // A request opening a stream (`subscribe`: a subscription) passed the
+    // session's rules: the answer that refuses it instead (no_handler,
+    // bad_request), or nullopt to open it.
+    virtual std::optional<encoded_response> admit_stream(const request_message& request,
+                                                         bool subscribe) = 0;
+    // Runs stream `h`. A stream's "begin" frame is queued already (not yet
+    // written). A subscription registers here and returns the topic's last
+    // sequence number, which its begin (queued next, before any item can
+    // be) carries: the reader sees every publish after it. Items go out
+    // through stream_item(); the stream ends with stream_finished(h, ...),
+    // exactly once, now or later. Returns nullopt for a stream.
+    virtual std::optional<std::uint64_t> run_stream(handle h, request_message& request,
+                                                    std::uint64_t request_id, bool subscribe) = 0;
+    // Stream `h` ended from the other side (the reader's cancel, or the
+    // drain, which wrote its end): nothing more is written for it; the
+    // driver stops it and still calls stream_finished(h).
+    virtual void cancel_stream(handle h) = 0;
+    // The reader granted stream `h` more credit.
+    virtual void credited(handle h) = 0;
 
    protected:
     ~driver() = default;
@@ -121,8 +144,51 @@ class host_session {
   // The extensions in use (feature:: bits both ends listed).
   std::uint32_t features() const noexcept { return features_; }
 
+  // Streams. Every one holds a handle (so outstanding() counts it) from
+  // run_stream() to stream_finished(); none counts toward the window.
+  std::size_t open_streams() const noexcept { return stream_ids_.size() + streams_ending_; }
+  // Stream `h` may still write: not ended, cancelled or shut.
+  bool stream_live(handle h) const noexcept;
+  // Credit the reader granted and items have not spent.
+  std::uint64_t stream_credit(handle h) const noexcept;
+  // An item may be queued now: live, credit left and room in the write
+  // buffer (below write_buffer_limit).
+  bool stream_writable(handle h) const noexcept {
+    return stream_live(h) && stream_credit(h) > 0 && write_room();
+  }
+  bool write_room() const noexcept { return room() > 0; }
+  // An item of `content_size` bytes may be queued now: stream_writable,
+  // and its frame keeps the buffer within write_buffer_limit (so that
+  // reading goes on, for the reader's credit and cancels), unless the
+  // buffer is empty (an item larger than the limit goes alone).
+  bool stream_writable(handle h, std::size_t content_size) const noexcept {
+    return stream_live(h) && stream_credit(h) > 0 && fits(content_size);
+  }
+  bool fits(std::size_t content_size) const noexcept {
+    return !shut_ && (room() >= content_size + stream_frame_overhead ||
+                      (out_.buffered() == 0 && held_bytes_ == 0));
+  }
+  // At most the header of an item frame.
+  static constexpr std::size_t stream_frame_overhead = 256;
+  // Bytes the write buffer takes before write_buffer_limit.
+  std::size_t room() const noexcept {
+    const std::size_t used = out_.buffered() + held_bytes_;
+    return shut_ || used >= limits_.write_buffer_limit ? 0 : limits_.write_buffer_limit - used;
+  }
+  // Queues one item frame (`content` is {"result": item}); spends one
+  // credit. Only while stream_writable(h).
+  void stream_item(handle h, std::string_view content, std::optional<std::uint64_t> sequence);
+  // Ends stream `h` now, cleanly (nullopt) or with an error response; a
+  // no-op once it ended. The handle stays taken until stream_finished().
+  void stream_end(handle h, const std::optional<encoded_response>& error);
+  // The stream's handler returned (or its subscription is gone): ends it
+  // as stream_end() unless it ended already, and frees the handle.
+  void stream_finished(handle h, const std::optional<encoded_response>& error);
+  // Credit past this, in all, is not granted (docs/protocol.md).
+  static constexpr std::uint64_t max_credit = std::uint64_t{1} << 32;
+
  private:
-  enum class state : std::uint8_t { free, queued, running, cancelled, held, written };
+  enum class state : std::uint8_t { free, queued, running, cancelled, held, written, streaming };
   struct slot {
     state status = state::free;
     bool ordered = false;
@@ -132,6 +198,10 @@ class host_session {
     std::size_t bytes = 0;  // its content, counted in the window
     request_message request;  // queued: waiting for the ordered ones before it
     std::string frame;        // held: an answer waiting its turn
+    // streaming: the credit left; ended: its end was written, or it was
+    // cancelled (nothing more goes out for it).
+    std::uint64_t credit = 0;
+    bool ended = false;
   };
   struct request_info {
     std::optional<std::uint64_t> id;
@@ -152,6 +222,15 @@ class host_session {
   void release(handle h);
   void leave_window(slot& s) noexcept;
   std::string busy_message() const;
+  // A request whose header has "stream": opens a stream, or refuses it.
+  void on_stream_request(const frame_header& header, const request_info& r,
+                         request_message& request);
+  void on_credit(const frame_header& header);
+  // The open stream of request `id`, if any.
+  std::optional<handle> stream_of(std::uint64_t id) const;
+  void forget_stream_id(handle h);
+  void append_stream_frame(handle h, stream_part part, std::string_view content,
+                           std::optional<std::uint64_t> sequence);
 
   host_session_limits limits_;
   driver& driver_;
@@ -178,6 +257,11 @@ class host_session {
   bool first_request_ = true;
   std::uint32_t features_ = 0;
   std::optional<std::uint64_t> last_id_;  // of the last request read
+  // Open streams by request id, sorted; a stream leaves it when it ends or
+  // is cancelled (credit and cancels for it are ignored from then on).
+  std::vector<std::pair<std::uint64_t, handle>> stream_ids_;
+  // Streams out of stream_ids_ whose handle is still taken.
+  std::size_t streams_ending_ = 0;
 };
 
 }  // namespace comet
