@@ -38,6 +38,9 @@ class send_tracker {
   bool begin() noexcept;
   void end() noexcept;
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  // close() was called (not only async_close()): a send that starts now
+  // would miss the cancellation close() gave the others, so it ends itself.
+  bool closed_now() const noexcept { return closed_now_.load(std::memory_order_acquire); }
   void track(const std::shared_ptr<cancellable>& c);
   void untrack(const cancellable* c);
 
@@ -52,6 +55,7 @@ class send_tracker {
   void notify();
   std::atomic<std::size_t> active_{0};
   std::atomic<bool> closed_{false};
+  std::atomic<bool> closed_now_{false};
   std::mutex mutex_;
   std::list<std::weak_ptr<cancellable>> tracked_;
   std::vector<std::pair<asio::any_io_executor, asio::any_completion_handler<void()>>> waiters_;

@@ -50,7 +50,9 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
   auto st = std::make_shared<one_shot>(co_await asio::this_coro::executor, peer.tls.get());
   tracker.track(st);
   const tracked_scope scope{tracker, st.get()};
-  if (tracker.closed()) throw peer.closed_meanwhile();
+  // After close(), not after async_close(): that one waits for the sends
+  // counted before it, which must run.
+  if (tracker.closed_now()) throw peer.closed_meanwhile();
 
   // A failed operation that the caller or close() interrupted says so.
   auto interrupted = [&]() -> std::optional<error> {

@@ -30,6 +30,7 @@ void send_tracker::untrack(const cancellable* c) {
 
 void send_tracker::close_now() {
   refuse_new();
+  closed_now_.store(true, std::memory_order_release);
   std::lock_guard lock(mutex_);
   for (auto& w : tracked_)
     if (auto c = w.lock()) asio::post(c->executor(), [c] { c->cancel_for_close(); });
