@@ -166,7 +166,7 @@ TEST_CASE("the first request of a keep-alive connection announces the features, 
     REQUIRE(failure.empty());
     const auto header = split(first).header;
     if (keep)
-      CHECK(header.at("features") == json::array{"cancel", "going-away"});
+      CHECK(header.at("features") == json::array{"cancel", "going-away", "stream"});
     else
       CHECK_FALSE(header.contains("features"));
   }
