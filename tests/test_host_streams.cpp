@@ -615,3 +615,24 @@ TEST_CASE("handler_timeout bounds a stream handler's own time between writes, no
   REQUIRE(wait_until([&] { return handlers.cancelled == 1; }));
   REQUIRE(wait_until([&] { return f.server.stats().streams_open == 0; }));
 }
+
+TEST_CASE("a stream ends when its connection stops reading after a malformed frame",
+          "[integration][streams][hostile]") {
+  counting_handlers handlers;
+  stream_host f(handlers);
+  raw_peer p(f.at);
+  p.write(stream_open(1, "count", count_of(10), 0, true));
+  CHECK(next_frame(p).part() == "begin");
+  REQUIRE(wait_until([&] { return handlers.attempts == 1; }));
+  const std::string garbage = "{not json";
+  std::string bad;
+  bad += '\0';
+  bad += static_cast<char>(garbage.size());
+  bad += garbage;
+  p.write(bad);
+  auto end = next_frame(p);
+  CHECK(end.part() == "end");
+  CHECK(end.response().error == errc::bad_request);
+  CHECK(p.closed_by_peer());
+  REQUIRE(wait_until([&] { return handlers.cancelled == 1; }));
+}
