@@ -188,7 +188,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   host_session session(limits, driver, peer);
   driver.session = &session;
 
+  // Half the inputs begin as if a first request had announced every
+  // feature, so that the stream frames of the seeds (stream_open.bin,
+  // credit.bin, subscribe.bin...) and of mutations open streams.
   std::string buffered;
+  if (random.next() % 2 == 0) {
+    comet::frame_header first;
+    first.keep_alive = true;
+    first.request_id = 0;
+    first.features = comet::feature::all;
+    buffered = comet::encode_frame(first, comet::encode_request("hello", nullptr));
+  }
   std::size_t offered = 0, answers_written = 0;
   while (offered < input.size() && session.reading()) {
     const std::size_t n = std::min<std::size_t>(1 + random.next() % 300, input.size() - offered);

@@ -1,13 +1,19 @@
 // comet-host: runs a host from a config, with the built-in actions `echo`
-// (answers the value unchanged) and `status` (everything in host_stats:
-// uptime, requests and errors by code, bytes, connections, latency).
+// (answers the value unchanged), `status` (everything in host_stats:
+// uptime, requests and errors by code, bytes, connections, latency,
+// streams), `publish` (publishes a value on a topic) and the stream
+// `ticks` (N items, S seconds apart).
 #include <comet/comet.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/program_options.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <iostream>
 #include <optional>
@@ -20,15 +26,45 @@ namespace {
 const char* usage = R"(Usage: comet-host [options]
 
 Runs a comet-net host: COMET's TCP/JSON protocol, with the built-in actions
-`echo` (answers the value unchanged) and `status` (uptime, requests served,
+`echo` (answers the value unchanged), `status` (uptime, requests served,
 errors by code, bytes, connections, latency percentiles, the addresses listened
-on: all of a host name's). SIGINT or SIGTERM
+on: all of a host name's, streams and subscriptions), `publish` ({"topic": T,
+"value": V}: publishes V to T's subscribers, answered with its sequence
+number) and the stream `ticks` ({"count": N, "interval": S}: N items
+{"tick": 1} to {"tick": N}, S seconds apart). SIGINT or SIGTERM
 stops it gracefully. The config may be TOML, YAML (COMET's settings.yml) or
 JSON, by its extension.
 --check-config validates the config (and the overrides) and exits: 0 when
 usable, 2 with the problem otherwise.
 
 Options)";
+
+// `ticks`: {"count": N, "interval": S} streams {"tick": 1} .. {"tick": N},
+// S seconds apart (none before the first).
+boost::asio::awaitable<void> ticks(const json::value& value, comet::stream_writer& out) {
+  const auto* o = value.if_object();
+  const json::value* count = o ? o->if_contains("count") : nullptr;
+  const json::value* interval = o ? o->if_contains("interval") : nullptr;
+  const bool count_ok = count && ((count->is_int64() && count->as_int64() >= 0) || count->is_uint64());
+  const bool interval_ok = !interval || (interval->is_number() && interval->to_number<double>() >= 0 &&
+                                         interval->to_number<double>() <= 86400);
+  if (!count_ok || !interval_ok)
+    throw comet::error(comet::errc::bad_request,
+                       "ticks takes {\"count\": N, \"interval\": S}: N items (0 or more), S seconds "
+                       "apart (0 to 86400; default 0)");
+  const auto n = count->to_number<std::uint64_t>();
+  const auto pause = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(interval ? interval->to_number<double>() : 0.0));
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    if (i > 1 && pause.count() > 0) {
+      timer.expires_after(pause);
+      co_await timer.async_wait(boost::asio::use_awaitable);
+    }
+    json::value item = json::object{{"tick", i}};
+    co_await out.write(std::move(item));
+  }
+}
 
 // Where the address a host failed to listen on was given, for the message:
 // the flag, or the config key and file.
@@ -164,6 +200,15 @@ int main(int argc, char** argv) {
     status.as_object()["version"] = comet::version;
     return status;
   });
+  host.on("publish", [&host](const std::string&, const json::value& value) -> json::value {
+    const auto* o = value.if_object();
+    const json::value* topic = o ? o->if_contains("topic") : nullptr;
+    if (!topic || !topic->is_string() || topic->as_string().empty() || !o->contains("value"))
+      throw comet::error(comet::errc::bad_request,
+                         "publish takes {\"topic\": \"name\", \"value\": V}");
+    return host.publish(topic->as_string(), o->at("value"));
+  });
+  host.on_stream("ticks", ticks);
 
   // Before start(): a signal that arrives once the host says it is
   // listening must find the handler in place, not the default action.

@@ -185,6 +185,9 @@ max_in_flight = 9
 max_in_flight_bytes = 4096
 write_buffer_limit = 8192
 max_connections = 77
+max_streams = 12
+subscriber_queue = 100
+subscriber_queue_bytes = 20000
 idle_timeout = 12.5
 handler_timeout = 0.5
 keep_alive = true
@@ -224,6 +227,9 @@ Port = 65001
   CHECK(h.max_in_flight_bytes == 4096);
   CHECK(h.write_buffer_limit == 8192);
   CHECK(h.max_connections == 77);
+  CHECK(h.max_streams == 12);
+  CHECK(h.subscriber_queue == 100);
+  CHECK(h.subscriber_queue_bytes == 20000);
   CHECK(h.idle_timeout == 12500ms);
   CHECK(h.handler_timeout == 500ms);
   CHECK(h.auth_token == "s3cret");
@@ -445,7 +451,7 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
         Contains("app.toml:5: comet.connect_timout: unknown key; comet takes only "
                  "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
                  "max_content_length, max_in_flight, max_in_flight_bytes, write_buffer_limit, max_connections, "
-                 "idle_timeout, handler_timeout, keep_alive, max_connections_per_peer, auth_token, "
+                 "max_streams, subscriber_queue, subscriber_queue_bytes, idle_timeout, handler_timeout, keep_alive, max_connections_per_peer, auth_token, "
                  "allow, tls, tls_certificate, tls_private_key, tls_ca and "
                  "tls_require_client_certificate "
                  "(did you mean connect_timeout?)"));

@@ -116,6 +116,23 @@ struct counting_handlers {
       }
       ++finished;
     });
+    // {"n": N, "pause_ms": P}: N items, P ms of the handler's own time before each.
+    h.on_stream("slow", [this](const json::value& v, stream_writer& out) -> asio::awaitable<void> {
+      ++started;
+      asio::steady_timer t(co_await asio::this_coro::executor);
+      try {
+        for (std::int64_t i = 0; i < v.at("n").as_int64(); ++i) {
+          t.expires_after(std::chrono::milliseconds(v.at("pause_ms").as_int64()));
+          co_await t.async_wait(asio::use_awaitable);
+          json::value item = i;
+          co_await out.write(std::move(item));
+          ++written;
+        }
+      } catch (const boost::system::system_error&) {
+        ++cancelled;  // its timer's wait, cancelled
+        throw;
+      }
+    });
     h.on_stream("fail", [](const json::value&, stream_writer& out) -> asio::awaitable<void> {
       json::value item = 1;
       co_await out.write(std::move(item));
@@ -147,7 +164,7 @@ json::value count_of(std::uint64_t n, std::size_t pad = 0) {
 
 }  // namespace
 
-TEST_CASE("a stream of 0 items is its begin and a clean end; of 1, one item between", "[integration][streams]") {
+TEST_CASE("a stream of 0 items is its begin and a clean end, of 1 one item between", "[integration][streams]") {
   counting_handlers handlers;
   stream_host f(handlers);
   raw_peer p(f.at);
@@ -255,7 +272,7 @@ TEST_CASE("a stream of 100,000 items, credit granted as they are read", "[integr
   CHECK(handlers.cancelled == 0);
 }
 
-TEST_CASE("credit is honoured: a reader that grants 10 gets 10 and the handler waits; a cancel ends it",
+TEST_CASE("credit is honoured: a reader that grants 10 gets 10 and the handler waits, and a cancel ends it",
           "[integration][streams]") {
   counting_handlers handlers;
   stream_host f(handlers);
@@ -568,4 +585,54 @@ TEST_CASE("comet-host streams ticks and publishes to its subscribers", "[cli][st
   bad.write(request_frame("publish", json::parse(R"({"value": 1})")));
   CHECK(next_frame(bad).response().error == errc::bad_request);
   CHECK(h.stop() == 0);
+}
+
+TEST_CASE("handler_timeout bounds a stream handler's own time between writes, not its waits for credit",
+          "[integration][streams]") {
+  counting_handlers handlers;
+  auto o = host_fixture::loopback();
+  o.handler_timeout = 300ms;
+  o.idle_timeout = 300ms;
+  stream_host f(handlers, o);
+  raw_peer p(f.at);
+  // No credit: it waits past both timeouts, and neither ends it (the wait is
+  // long on purpose: what is checked is that nothing happens meanwhile).
+  p.write(stream_open(1, "slow", json::parse(R"({"n": 3, "pause_ms": 10})"), 0, true));
+  CHECK(next_frame(p).part() == "begin");
+  REQUIRE(wait_until([&] { return handlers.started == 1; }));
+  std::this_thread::sleep_for(1s);
+  CHECK(f.server.stats().connections_open == 1);
+  p.write(credit_frame(1, 3));
+  for (int i = 0; i < 3; ++i) CHECK(next_frame(p).response().result == i);
+  CHECK(next_frame(p).content.empty());  // a clean end
+
+  // Its own time between writes past the deadline: it ends timeout, cancelled.
+  p.write(stream_open(2, "slow", json::parse(R"({"n": 3, "pause_ms": 5000})"), 10));
+  CHECK(next_frame(p).part() == "begin");
+  auto end = next_frame(p);
+  CHECK(end.part() == "end");
+  CHECK(end.response().error == errc::timeout);
+  REQUIRE(wait_until([&] { return handlers.cancelled == 1; }));
+  REQUIRE(wait_until([&] { return f.server.stats().streams_open == 0; }));
+}
+
+TEST_CASE("a stream ends when its connection stops reading after a malformed frame",
+          "[integration][streams][hostile]") {
+  counting_handlers handlers;
+  stream_host f(handlers);
+  raw_peer p(f.at);
+  p.write(stream_open(1, "count", count_of(10), 0, true));
+  CHECK(next_frame(p).part() == "begin");
+  REQUIRE(wait_until([&] { return handlers.attempts == 1; }));
+  const std::string garbage = "{not json";
+  std::string bad;
+  bad += '\0';
+  bad += static_cast<char>(garbage.size());
+  bad += garbage;
+  p.write(bad);
+  auto end = next_frame(p);
+  CHECK(end.part() == "end");
+  CHECK(end.response().error == errc::bad_request);
+  CHECK(p.closed_by_peer());
+  REQUIRE(wait_until([&] { return handlers.cancelled == 1; }));
 }

@@ -33,10 +33,10 @@ constexpr std::string_view outer_key = "settings";
 constexpr std::array<std::string_view, 2> socket_keys{"Host", "Client"};
 constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
 // In the order docs/configuration.md lists them; error messages list them so.
-constexpr std::array<std::string_view, 20> settings_keys{
+constexpr std::array<std::string_view, 23> settings_keys{
     "io_threads",         "connect_timeout",     "request_timeout",    "shutdown_timeout",
     "max_content_length", "max_in_flight",       "max_in_flight_bytes", "write_buffer_limit",
-    "max_connections",
+    "max_connections",    "max_streams",         "subscriber_queue",   "subscriber_queue_bytes",
     "idle_timeout",       "handler_timeout", "keep_alive",         "max_connections_per_peer",
     "auth_token",         "allow",           "tls",                "tls_certificate",
     "tls_private_key",    "tls_ca",          "tls_require_client_certificate"};
@@ -49,6 +49,9 @@ constexpr std::int64_t max_in_flight_bytes_limit = std::int64_t{1} << 40;
 constexpr std::int64_t min_write_buffer = 4096;
 constexpr std::int64_t max_write_buffer = std::int64_t{1} << 32;
 constexpr std::int64_t max_connections_limit = 1000000;
+constexpr std::int64_t max_streams_limit = 65536;
+constexpr std::int64_t max_subscriber_queue = std::int64_t{1} << 24;
+constexpr std::int64_t max_subscriber_queue_bytes = std::int64_t{1} << 40;
 constexpr std::int64_t max_connections_per_peer_limit = 1024;
 constexpr std::int64_t max_duration_seconds = 86400;  // a day: anything longer is a typo
 
@@ -324,6 +327,10 @@ class config_reader {
                result.write_buffer_limit);
     read_count("max_connections", "connections", 1, max_connections_limit, "10000",
                result.max_connections);
+    read_count("max_streams", "streams", 1, max_streams_limit, "256", result.max_streams);
+    read_count("subscriber_queue", "items", 1, max_subscriber_queue, "65536", result.subscriber_queue);
+    read_count("subscriber_queue_bytes", "bytes", 1, max_subscriber_queue_bytes, "67108864",
+               result.subscriber_queue_bytes);
     read_count("max_connections_per_peer", "connections", 1, max_connections_per_peer_limit, "4",
                result.max_connections_per_peer);
 

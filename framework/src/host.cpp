@@ -344,6 +344,9 @@ host_options host_options::from_config(const config& cfg) {
   o.max_connections = cfg.framework.max_connections;
   o.idle_timeout = cfg.framework.idle_timeout;
   o.handler_timeout = cfg.framework.handler_timeout;
+  o.max_streams = cfg.framework.max_streams;
+  o.subscriber_queue = cfg.framework.subscriber_queue;
+  o.subscriber_queue_bytes = cfg.framework.subscriber_queue_bytes;
   o.auth_token = cfg.framework.auth_token;
   o.allow = split_allow_list(cfg.framework.allow);
   o.tls = cfg.framework.tls;

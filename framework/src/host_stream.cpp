@@ -114,7 +114,8 @@ std::optional<std::uint64_t> host_connection::run_stream(handle h, request_messa
   if (h >= streams_.size()) streams_.resize(h + 1);
   auto& handler = handlers_[h];
   handler.arrived = arrived_;
-  if (log_enabled(log_level::debug)) handler.action = subscribe ? "subscribe" : request.action;
+  // Kept for the warning at handler_timeout, not only for the debug line.
+  handler.action = subscribe ? "subscribe" : request.action;
   probe_peer();
   if (subscribe) return this->subscribe(h, request);
 

@@ -87,6 +87,11 @@ struct settings {
   std::size_t write_buffer_limit = 4 * 1024 * 1024;
   // Connections a host keeps open at most; past it new ones are closed at once.
   std::size_t max_connections = 10000;
+  // Streams and subscriptions one host connection may have open; a
+  // subscriber's queue on the host, in items and bytes (host_options).
+  std::size_t max_streams = 256;
+  std::size_t subscriber_queue = 65536;
+  std::size_t subscriber_queue_bytes = 64 * 1024 * 1024;
   // A host disconnects a peer silent (or not reading) this long; zero: never.
   std::chrono::milliseconds idle_timeout{60000};
   // A host cancels a coroutine handler running this long; zero: no deadline.
