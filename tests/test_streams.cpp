@@ -263,9 +263,12 @@ TEST_CASE("streams and requests keep to their own routes", "[integration][stream
 
 TEST_CASE("a partial cancellation of next ends that wait, a terminal one the stream", "[integration][stream]") {
   stream_host h;
-  client c = h.make_client(streaming(4));
+  // One thread runs the client, the signal and the waits: a cancellation
+  // signal is not thread-safe.
+  io_pool pool(1);
+  client c(pool, h.at, streaming(4));
   std::optional<stream_reader<counted>> s;
-  s.emplace(run(h.pool.get_executor(), [&]() -> asio::awaitable<stream_reader<counted>> {
+  s.emplace(run(pool.get_executor(), [&]() -> asio::awaitable<stream_reader<counted>> {
     co_return co_await c.open_stream<counted>("count", count_request{3, 300});
   }));
   CHECK(s->next_sync()->i == 0);
@@ -273,13 +276,18 @@ TEST_CASE("a partial cancellation of next ends that wait, a terminal one the str
   asio::cancellation_signal signal;
   std::future<std::optional<counted>> waiting =
       s->async_next(asio::bind_cancellation_slot(signal.slot(), asio::use_future));
-  asio::post(h.pool.get_executor(), [&] { signal.emit(asio::cancellation_type::partial); });
+  // A signal emitted before the spawned wait has begun finds nothing to
+  // cancel yet: it is emitted until the wait ends (long before the item).
+  for (int i = 0; i < 500 && waiting.wait_for(0s) != std::future_status::ready; ++i) {
+    asio::post(pool.get_executor(), [&] { signal.emit(asio::cancellation_type::partial); });
+    waiting.wait_for(2ms);
+  }
   REQUIRE(waiting.wait_for(5s) == std::future_status::ready);
   CHECK(error_thrown_by([&] { waiting.get(); }).code() == errc::cancelled);
   // The stream goes on.
   CHECK(s->next_sync()->i == 1);
   // A terminal one (the awaitable operators' loser) ends it on the host.
-  const bool timer_won = run(h.pool.get_executor(), [&]() -> asio::awaitable<bool> {
+  const bool timer_won = run(pool.get_executor(), [&]() -> asio::awaitable<bool> {
     asio::steady_timer t(co_await asio::this_coro::executor, 20ms);
     auto winner = co_await (s->next() || t.async_wait(asio::use_awaitable));
     co_return winner.index() == 1;
