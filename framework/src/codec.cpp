@@ -36,7 +36,8 @@ void append_frame(std::string& out, const frame_header& h, std::string_view cont
   using namespace std::string_view_literals;
   // The length field and the three keys nearly every frame has with the
   // values COMET writes, in one append: the same bytes as the general path
-  // below, which costs a tenth of a pipelined answer's time at the host.
+  // below, which spends a tenth of a pipelined request's instructions at
+  // the host escaping three constant strings.
   constexpr auto usual =
       "\0\0{\"byteorder\": \"little\", \"content-type\": \"text/json\", "
       "\"content-encoding\": \"utf-8\", \"content-length\": "sv;
