@@ -4,8 +4,9 @@
 //
 // Exit status: 0 answered (or the stream ended); 2 usage or config error; 3 peer offline, its name
 // does not resolve, or connection lost; 4 timeout; 5 the host answered an error; 6 protocol error;
-// 7 TLS failed (files or handshake); 8 the host cannot stream (--stream, --subscribe). With
-// --repeat, the status of the first failure.
+// 7 TLS failed (files or handshake); 8 the host cannot stream (--stream, --subscribe); 9 the
+// action is `health` and the host is not serving (a readiness probe). With --repeat, the status
+// of the first failure.
 #include <comet/comet.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -41,8 +42,9 @@ subscription ends; items lost are reported on stderr.
 Exit status: 0 answered, or the stream ended; 2 usage or config error; 3 peer
 offline, its name does not resolve, or connection lost; 4 timeout; 5 the host
 answered an error; 6 protocol error; 7 TLS failed (files or handshake); 8 the
-host cannot stream (a COMET host). With --repeat, the status of the first
-failure, and a summary line on stderr.
+host cannot stream (a COMET host); 9 the action is `health` and the answer is
+not {"status": "serving"} (so `--action health` is a readiness probe). With
+--repeat, the status of the first failure, and a summary line on stderr.
 
 Options)";
 
@@ -159,6 +161,13 @@ comet::client make_target(const po::variables_map& args, const comet::config& cf
   return comet::client(executor, named.peer(), options);
 }
 
+// A `health` answer that says the host takes requests.
+bool serving(const json::value& answer) {
+  const auto* object = answer.if_object();
+  const auto* status = object ? object->if_contains("status") : nullptr;
+  return status && status->is_string() && status->get_string() == "serving";
+}
+
 // Sends `count` times, one after the other. Returns the exit status.
 int send_all(const comet::client& target, const std::string& action, const json::value& value,
              std::size_t count, bool quiet, bool summary) {
@@ -170,6 +179,11 @@ int send_all(const comet::client& target, const std::string& action, const json:
       const json::value result = target.send_sync(action, value);
       ++answered;
       if (!quiet) std::cout << comet::to_json_text(result) << '\n';
+      if (action == "health" && !serving(result)) {
+        std::cerr << "comet-send: " << target.name() << " is not serving: "
+                  << comet::to_json_text(result) << '\n';
+        if (status == 0) status = 9;
+      }
     } catch (const comet::error& e) {
       std::cerr << "comet-send: " << e.what() << '\n';
       if (status == 0) status = exit_status(e.code());

@@ -297,6 +297,13 @@ std::variant<request_message, encoded_response> host::impl::prepare(
   std::string why;
   auto request = decode_request(content, why);
   if (!request) return error_response(errc::bad_request, why);
+  // The built-in readiness answer, the stop included: a probe must see
+  // "draining", not an error.
+  if (request->action == "health" && !router.routed("health")) {
+    json::value answer = json::object{
+        {"status", to_string(stopping ? health_status::draining : health.load())}};
+    return encoded_response{encode_response(answer), std::nullopt};
+  }
   if (stopping)
     return error_response(errc::shutting_down, "the host is shutting down; try again later");
   return std::move(*request);
@@ -523,6 +530,21 @@ host_stats host::stats() const {
   std::lock_guard lock(impl_->connections_mutex);
   s.connections_open = impl_->connections.size();
   return s;
+}
+
+std::string_view to_string(health_status s) noexcept {
+  switch (s) {
+    case health_status::serving: return "serving";
+    case health_status::not_serving: return "not_serving";
+    case health_status::draining: return "draining";
+  }
+  return "not_serving";
+}
+
+void host::set_health(health_status status) noexcept { impl_->health.store(status); }
+
+health_status host::health() const noexcept {
+  return impl_->stopping ? health_status::draining : impl_->health.load();
 }
 
 }  // namespace comet

@@ -62,6 +62,7 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   std::atomic<bool> started{false};
   std::atomic<std::size_t> accepting{0};  // accept loops still running
   std::atomic<bool> stopping{false};
+  std::atomic<health_status> health{health_status::serving};
   std::chrono::steady_clock::time_point start_time{};
 
   host_metrics metrics;

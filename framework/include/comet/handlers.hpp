@@ -370,6 +370,10 @@ class action_router {
                      detail::make_stream_handler(std::decay_t<F>(std::forward<F>(f))));
   }
   bool has_stream(std::string_view action) const { return streams_.find(action) != streams_.end(); }
+  // Whether `action` has a route of its own (on() or on_stream()).
+  bool routed(std::string_view action) const {
+    return routes_.find(action) != routes_.end() || has_stream(action);
+  }
 
   // Runs the stream handler of `action` until it returns: nullopt then,
   // or the error response its failure ends the stream with (no_handler

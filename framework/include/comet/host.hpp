@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace comet {
@@ -118,6 +119,12 @@ struct host_stats {
 // connections_refused, tls_handshakes_failed, tls_sessions_resumed,
 // latency_us {p50, p99, p999}, listening ["127.0.0.1:5000", "[::1]:5000"]).
 void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats& stats);
+
+// What a host's built-in `health` action answers, {"status": "serving"}
+// (or "not_serving", "draining"): a readiness probe's answer
+// (`comet-send --action health` exits 0 only for serving).
+enum class health_status { serving, not_serving, draining };
+std::string_view to_string(health_status s) noexcept;
 
 class io_pool;
 
@@ -221,6 +228,15 @@ class host {
   auto async_stop(CompletionToken&& token) {
     return asio::co_spawn(get_executor(), async_stop(), std::forward<CompletionToken>(token));
   }
+
+  // The built-in `health` action: a request for `health` is answered
+  // {"status": "serving"} (or "not_serving"), as set here from any thread,
+  // and {"status": "draining"} once a stop began, whatever was set; it is
+  // answered even while the host drains (not shutting_down), under the
+  // host's token and allow-list like every request. A program that routes
+  // its own `health` with on() keeps its own.
+  void set_health(health_status status) noexcept;
+  health_status health() const noexcept;
 
   // The executor the host was given (the pool's first context's, for a pool).
   asio::any_io_executor get_executor() const noexcept;
