@@ -55,9 +55,9 @@ TEST_CASE("a stopping host answers health draining, during the drain", "[integra
   p.write(tagged(1, "hold", 1, feature::all));
   REQUIRE(wait_until([&] { return held.runs == 1; }));
   std::future<void> stopped = f.server.async_stop(asio::use_future);
-  CHECK(f.server.health() == health_status::draining);
   const auto notice = split(p.read_frame());  // going-away: the host reads on until it is done
   CHECK(notice.header.at("control") == "going-away");
+  CHECK(f.server.health() == health_status::draining);  // the stop has begun: the notice says so
   p.write(tagged(2, "health", nullptr));
   const auto answer = split(p.read_frame());
   CHECK(answer.header.at("request-id") == 2);
