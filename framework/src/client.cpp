@@ -105,6 +105,7 @@ client_options client_options::from_config(const config& cfg, std::string name) 
   o.max_connections = cfg.framework.max_connections_per_peer;
   o.auth_token = cfg.framework.auth_token;
   o.tls = cfg.framework.tls;
+  o.resolve_max_age = cfg.framework.resolve_max_age;
   return o;
 }
 

@@ -46,11 +46,40 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace comet {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
+
+// Outlier detection over a client's endpoint list: an endpoint whose sends
+// keep failing in transport (closed connections, request timeouts,
+// protocol errors; not the host's own answers, which are not its fault) is
+// left out for a while. Defaults as Envoy's and gRPC's (docs/api.md,
+// "Several hosts").
+struct outlier_detection {
+  // Ejected after this many transport failures in a row (Envoy: 5). 0: never.
+  std::size_t consecutive_failures = 5;
+  // Left out for base × the times it was ejected, at most max (Envoy: 30 s, 300 s).
+  std::chrono::milliseconds base_ejection_time{30000};
+  std::chrono::milliseconds max_ejection_time{300000};
+  // At most this share of the endpoints is ejected at once, and always at
+  // least one may be (gRPC: 10%); the last healthy endpoint never is.
+  std::size_t max_ejection_percent = 10;
+  // When fewer than this share of the endpoints are healthy, ejections are
+  // ignored and every endpoint that is not down is used (Envoy: 50%).
+  std::size_t panic_threshold_percent = 50;
+};
+
+// What a client of an endpoint list may spend on sending a request again to
+// another endpoint: within any 10 s, `ratio` of the sends that succeeded
+// plus `per_second` a second (Finagle's RetryBudget: 20%, 10/s), so that a
+// failing fleet sees no retry storm.
+struct retry_budget {
+  double ratio = 0.2;
+  std::size_t per_second = 10;
+};
 
 struct client_options {
   std::string name;  // used in messages; defaults to the peer's address
@@ -85,6 +114,12 @@ struct client_options {
   // comet::error(errc::tls_error) naming a file that cannot be used; a
   // failed handshake fails the send with errc::tls_error.
   tls_settings tls;
+  // A client of an endpoint list (docs/api.md, "Several hosts"): names are
+  // re-resolved when a send finds the last resolve older than this, and
+  // after failures; outlier detection and the retry budget.
+  std::chrono::milliseconds resolve_max_age = settings{}.resolve_max_age;
+  comet::outlier_detection outlier_detection;
+  comet::retry_budget retry_budget;
 
   static client_options from_config(const config& cfg, std::string name = {});
 };
@@ -94,6 +129,13 @@ struct send_options {
   // This send's own deadline, connect included, within the client's
   // request_timeout (the shorter one wins). Zero: request_timeout.
   std::chrono::milliseconds timeout{0};
+  // The action may run twice without harm. A client of an endpoint list
+  // sends a request that provably never reached a host (never written,
+  // refused unread, named in a going-away notice: error::safe_to_retry())
+  // to another endpoint, within its deadline and the retry budget; one that
+  // may have been read (its connection was lost after it was written) goes
+  // again only when this is set. A timeout is never sent again.
+  bool idempotent = false;
 };
 
 // What a keep-alive client's queue of sends waiting for room has seen
@@ -103,6 +145,22 @@ struct client_stats {
   std::uint64_t queued_total = 0;   // sends that had to wait for room
   std::uint64_t queue_wakeups = 0;  // times a waiting send was woken to take room
   std::uint64_t connects = 0;       // connections the pool began to open
+  // A client of an endpoint list (its endpoints' pools summed above):
+  std::uint64_t retries = 0;          // sends made again, to another endpoint or after a backoff
+  std::uint64_t retries_refused = 0;  // failed sends not made again: the retry budget was spent
+  std::uint64_t resolves = 0;         // times its names were resolved
+};
+
+// One endpoint of a client's endpoint list (client::endpoint_stats()).
+struct endpoint_stats {
+  endpoint address;    // the address dialled
+  std::string entry;   // the list's entry it comes from ("lab-a:65432")
+  enum class health { healthy, down, ejected };
+  health state = health::healthy;
+  std::size_t outstanding = 0;  // sends in flight to it now
+  std::uint64_t sends = 0;      // sends it completed (answers and failures)
+  std::uint64_t failures = 0;   // of those, transport failures
+  std::uint64_t ejections = 0;  // times outlier detection ejected it
 };
 
 class io_pool;
@@ -113,6 +171,16 @@ class client {
   // On a pool whose contexts each run on one thread, a keep-alive client
   // needs no strand, and sends from that thread run without a hop.
   client(io_pool& pool, endpoint peer, client_options options = {});
+
+  // A client of several hosts (docs/api.md, "Several hosts"): each entry is
+  // an address, or a name that stands for every address it resolves to.
+  // A send goes to the healthy endpoint with the fewest sends outstanding
+  // (ties in turn), over a pool of its own; one that provably never
+  // reached a host goes on to another endpoint (send_options::idempotent).
+  // Throws comet::error(usage_error) for an empty list.
+  client(asio::any_io_executor executor, std::vector<endpoint> endpoints,
+         client_options options = {});
+  client(io_pool& pool, std::vector<endpoint> endpoints, client_options options = {});
 
   // Sends one request and returns the host's `result`.
   //
@@ -239,7 +307,13 @@ class client {
   // From any thread.
   client_stats stats() const noexcept;
 
+  // The peer; for a client of an endpoint list, its first entry.
   const endpoint& peer() const noexcept;
+  // The list it was made with ({peer()} for a client of one peer).
+  const std::vector<endpoint>& endpoints() const noexcept;
+  // A client of an endpoint list: each endpoint as resolved now. Empty for
+  // a client of one peer. From any thread.
+  std::vector<comet::endpoint_stats> endpoint_stats() const;
   const std::string& name() const noexcept;
   const asio::any_io_executor& get_executor() const noexcept;
 

@@ -11,6 +11,9 @@
 //   IP = "127.0.0.4"
 //   Port = 65432
 //
+//   [Socket_connection.Client.Fleet]      # several hosts behind one client
+//   endpoints = ["lab-a:65432", "127.0.0.3:65432"]
+//
 //   [comet]                      # optional; every key has a default
 //   io_threads = 2
 //   connect_timeout = 5.0        # seconds
@@ -45,6 +48,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace comet {
 
@@ -100,6 +104,9 @@ struct settings {
   bool keep_alive = false;
   // With keep_alive: connections a client keeps open to each peer.
   std::size_t max_connections_per_peer = 4;
+  // A client of an endpoint list re-resolves its names when a send finds
+  // the last resolve older than this (and after failures).
+  std::chrono::milliseconds resolve_max_age{30000};
   // Access control (docs/security.md), off when empty: a host requires this
   // "auth-token" on every request and clients send it; a host admits only
   // the addresses and networks of the comma-separated allow-list.
@@ -112,7 +119,12 @@ struct settings {
 
 struct config {
   endpoint host{"127.0.0.1", 65432};
+  // Named clients with one peer (IP and Port, as COMET has them)...
   std::map<std::string, endpoint, std::less<>> clients;
+  // ... and those with a list of endpoints instead (`endpoints = [...]`):
+  // a name in the list stands for all its addresses. A name is in one of
+  // the two maps, never both.
+  std::map<std::string, std::vector<endpoint>, std::less<>> client_endpoints;
   settings framework;
   // Where it came from ("config/app.toml", "<embedded default config>"), for messages.
   std::string source;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,11 @@ struct endpoint {
 
 // True for an IPv4 or IPv6 address (IPv6 without brackets).
 bool is_ip_address(const std::string& text) noexcept;
+
+// "127.0.0.1:65432", "lab-a:65432" or "[::1]:65432" as an endpoint: an
+// IPv4 address, a host name or a bracketed IPv6 address, a colon, and a
+// port from 1 to 65535. nullopt for anything else.
+std::optional<endpoint> parse_endpoint(std::string_view text);
 
 // True for a syntactically valid host name (RFC 1123: dot-separated labels
 // of letters, digits and inner hyphens, at most 253 characters), which
