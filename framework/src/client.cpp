@@ -6,6 +6,7 @@
 #include <comet/log.hpp>
 
 #include "client_impl.hpp"
+#include "endpoint_set.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -49,16 +50,28 @@ struct send_scope {
 client::impl::impl(asio::any_io_executor ex, bool single_threaded,
                    std::shared_ptr<const peer_info> peer)
     : executor(std::move(ex)), single_threaded(single_threaded), info(std::move(peer)) {
+  entries.push_back(info->peer);
   if (!info->options.keep_alive) return;
   asio::any_io_executor serial =
       single_threaded ? executor : asio::any_io_executor(asio::make_strand(executor));
   pool = std::make_shared<peer_pool>(std::move(serial), single_threaded, info, tracker);
 }
 
+client::impl::impl(asio::any_io_executor ex, bool single_threaded,
+                   std::shared_ptr<const peer_info> peer, std::vector<endpoint> list,
+                   std::shared_ptr<endpoint_set> endpoints)
+    : executor(std::move(ex)),
+      single_threaded(single_threaded),
+      info(std::move(peer)),
+      entries(std::move(list)),
+      set(std::move(endpoints)) {}
+
 client::impl::~impl() {
   // The last handle is gone, so no send is in flight (each holds one): the
   // pool's idle connections close.
-  close_pools(error(errc::client_closed, "the client to " + info->describe() + " was destroyed"));
+  const error why(errc::client_closed, "the client to " + info->describe() + " was destroyed");
+  if (set) set->close_now(why);
+  close_pools(why);
 }
 
 void client::impl::close_pools(const error& why) {
@@ -129,6 +142,37 @@ client::client(io_pool& pool, endpoint peer, client_options options)
     : impl_(std::make_shared<impl>(pool.get_executor(), pool.single_threaded_contexts(),
                                          make_peer_info(std::move(peer), std::move(options)))) {}
 
+namespace {
+std::shared_ptr<client::impl> make_set_client(asio::any_io_executor ex, bool single_threaded,
+                                              std::vector<endpoint> endpoints,
+                                              client_options options) {
+  if (endpoints.empty())
+    throw error(errc::usage_error,
+                "a client needs at least one endpoint" +
+                    (options.name.empty() ? std::string() : " ('" + options.name + "')") +
+                    "; give it an address and port such as 127.0.0.1:65432");
+  for (const auto& e : endpoints)
+    if (e.port == 0 || !(e.is_address() || is_host_name(e.ip)))
+      throw error(errc::usage_error, "'" + e.to_string() + "' is not a usable endpoint" +
+                                         (options.name.empty() ? std::string()
+                                                               : " of client '" + options.name + "'") +
+                                         ": give an IP address or a host name, and a port from 1 to 65535");
+  auto describe_as = make_peer_info(endpoints.front(), options);
+  auto set = std::make_shared<endpoint_set>(ex, single_threaded, endpoints, std::move(options),
+                                            describe_as);
+  return std::make_shared<client::impl>(std::move(ex), single_threaded, std::move(describe_as),
+                                        std::move(endpoints), std::move(set));
+}
+}  // namespace
+
+client::client(asio::any_io_executor executor, std::vector<endpoint> endpoints,
+               client_options options)
+    : impl_(make_set_client(std::move(executor), false, std::move(endpoints), std::move(options))) {}
+
+client::client(io_pool& pool, std::vector<endpoint> endpoints, client_options options)
+    : impl_(make_set_client(pool.get_executor(), pool.single_threaded_contexts(),
+                            std::move(endpoints), std::move(options))) {}
+
 asio::awaitable<json::value> client::impl::send(std::shared_ptr<impl> self, std::string action,
                                                 json::value value, send_options options,
                                                 bool counted) {
@@ -137,12 +181,29 @@ asio::awaitable<json::value> client::impl::send(std::shared_ptr<impl> self, std:
   std::optional<send_scope> in_flight;
   if (!counted) in_flight.emplace(self->tracker);
   const auto timeout = self->timeout_of(options);
+  if (self->set) co_return co_await self->set->send(action, value, timeout, options.idempotent);
+  co_return co_await transmit(self, action, value, timeout);
+}
+
+asio::awaitable<json::value> client::impl::deliver(std::shared_ptr<impl> self,
+                                                   const std::string& action,
+                                                   const json::value& value,
+                                                   std::chrono::milliseconds timeout) {
+  if (!self->tracker.begin()) throw self->info->client_closed();
+  const send_scope in_flight(self->tracker);
+  co_return co_await transmit(std::move(self), action, value, timeout);
+}
+
+asio::awaitable<json::value> client::impl::transmit(std::shared_ptr<impl> self,
+                                                    const std::string& action,
+                                                    const json::value& value,
+                                                    std::chrono::milliseconds timeout) {
   if (self->pool) {
     if (self->pool->inline_ok())
-      co_return co_await self->pool->send(std::move(action), std::move(value), timeout, false);
-    co_return co_await asio::co_spawn(
-        self->pool->strand(), self->pool->send(std::move(action), std::move(value), timeout, true),
-        asio::use_awaitable);
+      co_return co_await self->pool->send(action, value, timeout, false);
+    co_return co_await asio::co_spawn(self->pool->strand(),
+                                      self->pool->send(action, value, timeout, true),
+                                      asio::use_awaitable);
   }
   frame_header header;
   header.auth_token = self->info->options.auth_token;
@@ -201,6 +262,7 @@ void client::post(std::string action, json::value value) const {
 
 void client::close() const {
   impl_->tracker.close_now();
+  if (impl_->set) impl_->set->close_now(impl_->info->closed_meanwhile());
   impl_->close_pools(impl_->info->closed_meanwhile());
 }
 
@@ -211,14 +273,22 @@ asio::awaitable<void> client::async_close() const {
   auto wait_idle = [&](auto handler) { self->tracker.when_idle(ex, std::move(handler)); };
   co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(wait_idle,
                                                                       asio::use_awaitable);
+  if (self->set) self->set->close_when_idle(self->info->client_closed());
   self->close_pools(self->info->client_closed());
 }
 
 bool client::closed() const noexcept { return impl_->tracker.closed(); }
 
 client_stats client::stats() const noexcept {
+  if (impl_->set) return impl_->set->stats();
   return impl_->pool ? impl_->pool->stats() : client_stats{};
 }
+
+std::vector<comet::endpoint_stats> client::endpoint_stats() const {
+  return impl_->set ? impl_->set->endpoints() : std::vector<comet::endpoint_stats>{};
+}
+
+const std::vector<endpoint>& client::endpoints() const noexcept { return impl_->entries; }
 
 std::string client::describe() const { return impl_->info->describe(); }
 
@@ -229,6 +299,8 @@ const asio::any_io_executor& client::get_executor() const noexcept { return impl
 client_set::client_set(asio::any_io_executor executor, const config& cfg) : source_(cfg.source) {
   for (const auto& [name, peer] : cfg.clients)
     clients_.emplace(name, client(executor, peer, client_options::from_config(cfg, name)));
+  for (const auto& [name, list] : cfg.client_endpoints)
+    clients_.emplace(name, client(executor, list, client_options::from_config(cfg, name)));
 }
 
 void client_set::close() const {

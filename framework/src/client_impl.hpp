@@ -70,6 +70,7 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
                                                std::chrono::milliseconds timeout);
 
 class peer_pool;
+class endpoint_set;
 
 // True when blocking this thread could starve the executor that must run
 // the work: the thread is running the io_context behind `ex`.
@@ -78,13 +79,19 @@ bool runs_on_this_thread(const asio::any_io_executor& ex);
 struct client::impl {
   // `single_threaded`: the executor's context is run by one thread.
   impl(asio::any_io_executor ex, bool single_threaded, std::shared_ptr<const peer_info> peer);
+  // A client of an endpoint list: `peer` describes it (its first entry),
+  // `set` sends.
+  impl(asio::any_io_executor ex, bool single_threaded, std::shared_ptr<const peer_info> peer,
+       std::vector<endpoint> entries, std::shared_ptr<endpoint_set> set);
   ~impl();
 
   asio::any_io_executor executor;
   bool single_threaded;
   std::shared_ptr<const peer_info> info;
   send_tracker tracker;
-  std::shared_ptr<peer_pool> pool;  // with keep_alive only
+  std::shared_ptr<peer_pool> pool;  // with keep_alive only (never for an endpoint list)
+  std::vector<endpoint> entries;     // client::endpoints()
+  std::shared_ptr<endpoint_set> set;  // a client of an endpoint list
 
   // The pool streams use: `pool` with keep_alive, else one kept for
   // streams, made by the first (client_stream.cpp). From any thread.
@@ -105,6 +112,17 @@ struct client::impl {
   // client::send; `counted`: the send was counted by the tracker already (a post).
   static asio::awaitable<json::value> send(std::shared_ptr<impl> self, std::string action,
                                            json::value value, send_options options, bool counted);
+  // One send to this client's one peer, counted in its tracker (throws
+  // client_closed once it is closed), within `timeout`. As send(); the
+  // caller keeps `action` and `value` alive until it completes.
+  static asio::awaitable<json::value> deliver(std::shared_ptr<impl> self, const std::string& action,
+                                              const json::value& value,
+                                              std::chrono::milliseconds timeout);
+  // deliver() without the tracker's count (the caller holds one).
+  static asio::awaitable<json::value> transmit(std::shared_ptr<impl> self,
+                                               const std::string& action,
+                                               const json::value& value,
+                                               std::chrono::milliseconds timeout);
 };
 
 // Keep-alive connections to one peer, shared by concurrent sends and
@@ -124,7 +142,8 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   // written one is cancelled on the wire (a cancel frame) when the
   // connection agreed "cancel", else its late answer is read and dropped.
   // Total: honoured only while none of the request was written.
-  asio::awaitable<json::value> send(std::string action, json::value value,
+  // The caller keeps `action` and `value` alive until it completes.
+  asio::awaitable<json::value> send(const std::string& action, const json::value& value,
                                     std::chrono::milliseconds timeout, bool spawned);
   // On the serial executor: every pending send fails with `why`, every
   // connection closes (ending its streams with `why`); later sends fail

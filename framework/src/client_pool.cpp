@@ -629,7 +629,7 @@ void peer_pool::leave_queue::now() {
   pool.wake_next_queued();
 }
 
-asio::awaitable<json::value> peer_pool::send(std::string action, json::value value,
+asio::awaitable<json::value> peer_pool::send(const std::string& action, const json::value& value,
                                              std::chrono::milliseconds timeout, bool spawned) {
   // The caller holds the client, which holds this pool.
   // A coroutine of its own (not the caller's): it honours partial and

@@ -1,4 +1,5 @@
 #include "client_stream.hpp"
+#include "endpoint_set.hpp"
 
 #include <comet/codec.hpp>
 
@@ -352,6 +353,28 @@ asio::awaitable<std::shared_ptr<detail::stream_channel>> open_with(
   co_return channel;
 }
 
+// Over an endpoint list: each attempt opens on an endpoint's client, and
+// the open is counted as this client's send in flight too.
+asio::awaitable<std::shared_ptr<detail::stream_channel>> open_over_set(
+    std::shared_ptr<client::impl> self, client_stream::request r) {
+  if (!self->tracker.begin()) throw self->info->client_closed();
+  const open_scope counted{self->tracker};
+  const auto timeout = r.timeout;
+  endpoint_set::attempt_fn<std::shared_ptr<detail::stream_channel>> attempt =
+      [r = std::move(r)](std::shared_ptr<client::impl> via, std::chrono::milliseconds left) {
+        client_stream::request once = r;
+        once.timeout = left;
+        return open_with(std::move(via), std::move(once));
+      };
+  co_return co_await self->set->open(std::move(attempt), timeout);
+}
+
+asio::awaitable<std::shared_ptr<detail::stream_channel>> open_on(std::shared_ptr<client::impl> self,
+                                                                 client_stream::request r) {
+  if (self->set) return open_over_set(std::move(self), std::move(r));
+  return open_with(std::move(self), std::move(r));
+}
+
 }  // namespace
 
 asio::awaitable<std::shared_ptr<detail::stream_channel>> client::open_channel(
@@ -361,7 +384,7 @@ asio::awaitable<std::shared_ptr<detail::stream_channel>> client::open_channel(
   r.content = encode_request(action, value);
   r.name = std::move(action);
   r.timeout = impl_->timeout_of(options);
-  return open_with(impl_, std::move(r));
+  return open_on(impl_, std::move(r));
 }
 
 asio::awaitable<std::shared_ptr<detail::stream_channel>> client::subscribe_channel(
@@ -378,7 +401,7 @@ asio::awaitable<std::shared_ptr<detail::stream_channel>> client::subscribe_chann
   send_options send;
   send.timeout = options.timeout;
   r.timeout = impl_->timeout_of(send);
-  return open_with(impl_, std::move(r));
+  return open_on(impl_, std::move(r));
 }
 
 }  // namespace comet

@@ -81,7 +81,7 @@ asio::awaitable<void> peer_info::connect(transport& t) const {
   t.socket().set_option(tcp::no_delay(true), ignored);
   if (!t.secure()) co_return;
   t.verify_peer_name(peer.ip);
-  if (!target) SSL_set_tlsext_host_name(t.tls().native_handle(), peer.ip.c_str());
+  if (!peer.is_address()) SSL_set_tlsext_host_name(t.tls().native_handle(), peer.ip.c_str());
   sessions->offer(t);
   std::tie(ec) = co_await t.tls().async_handshake(asio::ssl::stream_base::client, use_tuple);
   if (!ec) co_return;
@@ -91,7 +91,10 @@ asio::awaitable<void> peer_info::connect(transport& t) const {
 }
 
 std::string peer_info::describe() const {
-  return options.name.empty() ? peer.to_string() : options.name + " at " + peer.to_string();
+  std::string where = peer.to_string();
+  // An address of a client's endpoint list that a name resolved to.
+  if (target && !peer.is_address()) where += " (" + target->address().to_string() + ")";
+  return options.name.empty() ? where : options.name + " at " + where;
 }
 
 error peer_info::offline(const boost::system::error_code& ec) const {
