@@ -16,6 +16,7 @@
 #include <chrono>
 #include <csignal>
 #include <iostream>
+#include <map>
 #include <optional>
 
 namespace po = boost::program_options;
@@ -105,12 +106,21 @@ int check_config(const comet::config& cfg) {
     std::cerr << "comet-host: " << e.what() << '\n';
     return 2;
   }
+  // Every client by name, whether one peer or a list of endpoints (a name
+  // is in one of the two maps).
+  std::map<std::string, std::string> described;
+  for (const auto& [name, peer] : cfg.clients) described.emplace(name, "at " + peer.to_string());
+  for (const auto& [name, list] : cfg.client_endpoints) {
+    std::string text = "over";
+    for (const auto& peer : list) text += ' ' + peer.to_string();
+    described.emplace(name, std::move(text));
+  }
   std::cout << (cfg.source.empty() ? "config" : cfg.source) << ": ok; host "
-            << cfg.host.to_string() << ", " << cfg.clients.size()
-            << (cfg.clients.size() == 1 ? " client" : " clients");
+            << cfg.host.to_string() << ", " << described.size()
+            << (described.size() == 1 ? " client" : " clients");
   const char* separator = ": ";
-  for (const auto& [name, peer] : cfg.clients) {
-    std::cout << separator << name << " at " << peer.to_string();
+  for (const auto& [name, text] : described) {
+    std::cout << separator << name << ' ' << text;
     separator = ", ";
   }
   std::cout << '\n';

@@ -53,23 +53,6 @@ struct usage_error {
   std::string message;
 };
 
-std::optional<comet::endpoint> parse_target(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon + 1 == text.size()) return std::nullopt;
-  std::string ip = text.substr(0, colon);
-  if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
-  int port = 0;
-  try {
-    std::size_t used = 0;
-    port = std::stoi(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1) return std::nullopt;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  if (port < 1 || port > 65535) return std::nullopt;
-  return comet::endpoint{ip, static_cast<std::uint16_t>(port)};
-}
-
 int exit_status(const std::error_code& code) {
   switch (static_cast<comet::errc>(code.value())) {
     case comet::errc::peer_offline:
@@ -141,7 +124,7 @@ comet::client make_target(const po::variables_map& args, const comet::config& cf
   const auto executor = pool.get_executor();
   comet::client_options options;
   if (args.count("to")) {
-    const auto to = parse_target(args["to"].as<std::string>());
+    const auto to = comet::parse_endpoint(args["to"].as<std::string>());
     if (!to) throw usage_error{"--to '" + args["to"].as<std::string>() + "' is not HOST:PORT (an address or host name, then a port)"};
     options = comet::client_options::from_config(cfg);
     options.keep_alive = args.count("keep-alive") > 0;
@@ -153,11 +136,14 @@ comet::client make_target(const po::variables_map& args, const comet::config& cf
     }
   }
   const std::string name = args["client"].as<std::string>();
-  const comet::client_set clients(executor, cfg);
-  const comet::client& named = clients[name];
   options = comet::client_options::from_config(cfg, name);
   options.keep_alive = args.count("keep-alive") > 0;
   options.connect_retries = connect_retries(args);
+  // A client with `endpoints = [...]` sends over its whole list.
+  if (const auto list = cfg.client_endpoints.find(name); list != cfg.client_endpoints.end())
+    return comet::client(executor, list->second, options);
+  const comet::client_set clients(executor, cfg);
+  const comet::client& named = clients[name];  // throws unknown_client, naming the configured ones
   return comet::client(executor, named.peer(), options);
 }
 
@@ -272,7 +258,7 @@ int main(int argc, char** argv) {
       ("help,h", "show this help and exit")
       ("version", "show the version and exit")
       ("config,c", po::value<std::string>(), "config naming the clients: .toml, .yaml/.yml (COMET's settings) or .json (default: the embedded one)")
-      ("client", po::value<std::string>(), "name of a client in the config (Socket_connection.Client.NAME)")
+      ("client", po::value<std::string>(), "name of a client in the config (Socket_connection.Client.NAME); one with endpoints sends over its list")
       ("to", po::value<std::string>(), "target host as HOST:PORT, an address or a name (instead of --client)")
       ("action,a", po::value<std::string>(), "the action to send")
       ("value,v", po::value<std::string>()->default_value("null"), "the value: JSON text, @FILE, or - for stdin")

@@ -247,6 +247,39 @@ TEST_CASE("the executables read COMET's YAML settings", "[cli]") {
                            port + "\n");
 }
 
+TEST_CASE("comet-send --client sends over a config's endpoints list, and --check-config lists it",
+          "[cli]") {
+  running_host a, b;
+  const auto port_of = [](const running_host& h) { return h.address.substr(h.address.rfind(':') + 1); };
+  const auto fleet = write_file(
+      "fleet.toml", "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 0\n"
+                    "[Socket_connection.Client.Fleet]\nendpoints = [\"127.0.0.1:" + port_of(a) +
+                        "\", \"127.0.0.1:" + port_of(b) + "\"]\n"
+                    "[Socket_connection.Client.Lab]\nIP = \"127.0.0.1\"\nPort = " + port_of(a) + "\n");
+  auto checked = run_cli("comet-host", {"--config", fleet.string(), "--check-config"});
+  CHECK(checked.status == 0);
+  CHECK(checked.out == fleet.string() + ": ok; host 127.0.0.1:0, 2 clients: Fleet over 127.0.0.1:" +
+                           port_of(a) + " 127.0.0.1:" + port_of(b) + ", Lab at 127.0.0.1:" +
+                           port_of(a) + "\n");
+
+  // Sequential sends go to each endpoint in turn (client.hpp: ties in turn).
+  auto sent = run_cli("comet-send", {"--config", fleet.string(), "--client", "Fleet", "--action",
+                                     "echo", "--value", "1", "--repeat", "4"});
+  CHECK(sent.status == 0);
+  CHECK(sent.out == "1\n1\n1\n1\n");
+  const auto served = [](const running_host& h) {
+    auto status = run_cli("comet-send", {"--to", h.address, "--action", "status"});
+    REQUIRE(status.status == 0);
+    return json::parse(status.out).at("requests_served").to_number<std::int64_t>();
+  };
+  const auto at_a = served(a), at_b = served(b);
+  CHECK(at_a >= 1);
+  CHECK(at_b >= 1);
+  CHECK(at_a + at_b == 4);
+  CHECK(a.stop() == 0);
+  CHECK(b.stop() == 0);
+}
+
 TEST_CASE("comet-host --check-config reports a bad config and exits 2", "[cli]") {
   const auto unnamed = write_file(
       "unnamed.yaml", "Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 65432}\n  Client:\n"

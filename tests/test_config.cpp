@@ -192,6 +192,7 @@ idle_timeout = 12.5
 handler_timeout = 0.5
 keep_alive = true
 max_connections_per_peer = 6
+resolve_max_age = 4.5
 auth_token = "s3cret"
 allow = "127.0.0.0/8, ::1"
 tls = true
@@ -247,6 +248,7 @@ Port = 65001
   CHECK(c.max_content_length == 5000);
   CHECK(c.keep_alive);
   CHECK(c.max_connections == 6);  // max_connections_per_peer
+  CHECK(c.resolve_max_age == 4500ms);
   CHECK(c.auth_token == "s3cret");
   CHECK(c.tls.enabled);
   CHECK(c.tls.certificate == next_to_config("certs/host.pem"));
@@ -442,7 +444,7 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
         parse(host_block + "[Socket_connection.Client.Telegram]\nIP = \"127.0.0.4\"\nPort = 2\n"
                            "timeout = 3\n"),
         Contains("app.toml:7: Socket_connection.Client.Telegram.timeout: unknown key; "
-                 "Socket_connection.Client.Telegram takes only IP and Port") &&
+                 "Socket_connection.Client.Telegram takes only IP, Port and endpoints") &&
             !Contains("did you mean"));
   }
   SECTION("in [comet]") {
@@ -451,7 +453,7 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
         Contains("app.toml:5: comet.connect_timout: unknown key; comet takes only "
                  "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
                  "max_content_length, max_in_flight, max_in_flight_bytes, write_buffer_limit, max_connections, "
-                 "max_streams, subscriber_queue, subscriber_queue_bytes, idle_timeout, handler_timeout, keep_alive, max_connections_per_peer, auth_token, "
+                 "max_streams, subscriber_queue, subscriber_queue_bytes, idle_timeout, handler_timeout, keep_alive, max_connections_per_peer, resolve_max_age, auth_token, "
                  "allow, tls, tls_certificate, tls_private_key, tls_ca and "
                  "tls_require_client_certificate "
                  "(did you mean connect_timeout?)"));
@@ -663,4 +665,205 @@ TEST_CASE("access-control settings are read and checked", "[unit]") {
                       Contains("app.toml:5: comet.allow: allow-list entry 'nonsense'"));
   REQUIRE_THROWS_WITH(parse(host_block + "[comet]\nauth_token = 12\n"),
                       Contains("app.toml:5: comet.auth_token:") && Contains("use a string"));
+}
+
+TEST_CASE("config endpoints: a client lists its hosts instead of IP and Port", "[unit][config]") {
+  const comet::config config = parse(host_block + R"([Socket_connection.Client.Fleet]
+endpoints = ["lab-a:65432", "127.0.0.3:65432", "[::1]:65433"]
+
+[Socket_connection.Client.Telegram]
+IP = "127.0.0.4"
+Port = 65432
+
+[Socket_connection.Client.Solo]
+endpoints = [
+  "lab-b.example.org:1",
+]
+)");
+  REQUIRE(config.client_endpoints.size() == 2);
+  CHECK(config.client_endpoints.at("Fleet") ==
+        std::vector<endpoint>{{"lab-a", 65432}, {"127.0.0.3", 65432}, {"::1", 65433}});
+  CHECK(config.client_endpoints.at("Solo") == std::vector<endpoint>{{"lab-b.example.org", 1}});
+  // A name is in exactly one of the two maps.
+  REQUIRE(config.clients.size() == 1);
+  CHECK(config.clients.at("Telegram") == endpoint{"127.0.0.4", 65432});
+  CHECK_FALSE(config.clients.contains("Fleet"));
+  CHECK_FALSE(config.client_endpoints.contains("Telegram"));
+
+  // An inline table works as a header does; no endpoints, no client_endpoints.
+  CHECK(parse("Socket_connection = { Host = { IP = \"::\", Port = 0 }, Client = { F = { "
+              "endpoints = [\"127.0.0.2:7\"] } } }\n")
+            .client_endpoints.at("F") == std::vector<endpoint>{{"127.0.0.2", 7}});
+  CHECK(parse(host_block).client_endpoints.empty());
+  CHECK(comet::default_config().client_endpoints.empty());
+}
+
+TEST_CASE("config errors: endpoints", "[unit][config]") {
+  const std::string fleet = host_block + "[Socket_connection.Client.Fleet]\n";  // line 4
+  const std::string at_line_5 = "app.toml:5: Socket_connection.Client.Fleet.endpoints";
+  SECTION("both IP/Port and endpoints") {
+    REQUIRE_THROWS_WITH(
+        parse(fleet + "endpoints = [\"127.0.0.3:65432\"]\nIP = \"127.0.0.4\"\nPort = 65432\n"),
+        Contains(at_line_5 + ": given with IP (line 6); a client is one peer (IP and Port) or a "
+                             "list of endpoints, not both: keep IP and Port, or endpoints"));
+    REQUIRE_THROWS_WITH(parse(fleet + "Port = 65432\nendpoints = [\"127.0.0.3:65432\"]\n"),
+                        Contains("app.toml:6: Socket_connection.Client.Fleet.endpoints: given "
+                                 "with Port (line 5)"));
+  }
+  SECTION("an empty list") {
+    REQUIRE_THROWS_WITH(
+        parse(fleet + "endpoints = []\n"),
+        Contains(at_line_5 + ": the list is empty; give at least one \"HOST:PORT\", e.g. "
+                             "endpoints = [\"lab-a:65432\", \"127.0.0.3:65432\"], or IP and Port "
+                             "for one peer"));
+  }
+  SECTION("not a list") {
+    REQUIRE_THROWS_WITH(
+        parse(fleet + "endpoints = \"127.0.0.3:65432\"\n"),
+        Contains(at_line_5 + ": \"127.0.0.3:65432\" is a string; list the peers as an array of "
+                             "\"HOST:PORT\" strings, e.g. endpoints = [\"lab-a:65432\", "
+                             "\"127.0.0.3:65432\"]"));
+  }
+  SECTION("an entry that is not a string, on its own line") {
+    REQUIRE_THROWS_WITH(
+        parse(fleet + "endpoints = [\n  \"127.0.0.3:65432\",\n  65432,\n]\n"),
+        Contains("app.toml:7: Socket_connection.Client.Fleet.endpoints[1]: 65432 is an integer; "
+                 "write each endpoint as a string \"HOST:PORT\", e.g. endpoints = "
+                 "[\"lab-a:65432\", \"127.0.0.3:65432\"]"));
+    REQUIRE_THROWS_WITH(
+        parse(fleet + "endpoints = [{ IP = \"127.0.0.3\", Port = 1 }]\n"),
+        Contains(at_line_5 + "[0]: the value is a table; write each endpoint as a string") &&
+            !Contains("YAML"));
+  }
+  SECTION("an entry that is not HOST:PORT says what is wrong") {
+    const auto entry_error = [&](const std::string& entry) -> std::string {
+      try {
+        parse(fleet + "endpoints = [\"127.0.0.3:65432\", \"" + entry + "\"]\n");
+      } catch (const config_error& e) {
+        return e.what();
+      }
+      return "no error";
+    };
+    const std::string fix = "; write HOST:PORT, an address or a host name and the port the peer "
+                            "listens on (1 to 65535), e.g. \"lab-a:65432\", \"127.0.0.3:65432\" "
+                            "or \"[::1]:65432\"";
+    CHECK(entry_error("127.0.0.3:0") ==
+          at_line_5 + "[1]: \"127.0.0.3:0\" has port 0, which only lets a host pick a free port" +
+              fix);
+    CHECK(entry_error("lab-a") == at_line_5 + "[1]: \"lab-a\" has no port" + fix);
+    CHECK_THAT(entry_error("lab-a:"), Contains("[1]: \"lab-a:\" has no port after the colon;"));
+    CHECK_THAT(entry_error("lab-a:70000"),
+               Contains("[1]: \"lab-a:70000\" has port 70000, out of range (1 to 65535);"));
+    CHECK_THAT(entry_error("lab-a:http"),
+               Contains("[1]: \"lab-a:http\" has \"http\" as its port, not a number;"));
+    CHECK_THAT(entry_error("lab pc:1"),
+               Contains("[1]: \"lab pc:1\" has \"lab pc\" before the port, neither an IPv4 "
+                        "address nor a host name;"));
+    CHECK_THAT(entry_error("::1:65432"),
+               Contains("[1]: \"::1:65432\" has an IPv6 address and a port without brackets; "
+                        "write \"[::1]:65432\";"));
+    // "::1:80" is an address itself (80 a group of hex digits); a port was meant.
+    CHECK_THAT(entry_error("::1:80"),
+               Contains("[1]: \"::1:80\" reads as an IPv6 address with no port (with a port, "
+                        "an IPv6 address goes in brackets: \"[::1]:80\");"));
+    CHECK_THAT(entry_error("::1"),
+               Contains("[1]: \"::1\" reads as an IPv6 address with no port (with a port, an "
+                        "IPv6 address goes in brackets);"));
+    CHECK_THAT(entry_error("fe80::1:2:3:4:5:6:65432"),
+               Contains("[1]: \"fe80::1:2:3:4:5:6:65432\" has an IPv6 address and a port "
+                        "without brackets; write \"[fe80::1:2:3:4:5:6]:65432\";"));
+    CHECK_THAT(entry_error("a:b:1"), Contains("[1]: \"a:b:1\" has more than one colon outside "
+                                              "brackets;"));
+    CHECK_THAT(entry_error("[::1]"), Contains("[1]: \"[::1]\" has no port after the address;"));
+    CHECK_THAT(entry_error("[127.0.0.1]:80"),
+               Contains("has brackets around something other than an IPv6 address;"));
+    CHECK_THAT(entry_error(":80"), Contains("has no address or host name before the port;"));
+  }
+  SECTION("the same endpoint twice") {
+    REQUIRE_THROWS_WITH(
+        parse(fleet + "endpoints = [\n  \"lab-a:65432\",\n  \"127.0.0.3:65432\",\n"
+                      "  \"Lab-A:65432\",\n]\n"),
+        Contains("app.toml:8: Socket_connection.Client.Fleet.endpoints[2]: \"Lab-A:65432\" is "
+                 "given twice (first at line 6); a list names each endpoint once, keep one of "
+                 "them"));
+    REQUIRE_THROWS_WITH(parse(fleet + "endpoints = [\"[::1]:1\", \"[::1]:1\"]\n"),
+                        Contains(at_line_5 + "[1]: \"[::1]:1\" is given twice (first as "
+                                             "endpoints[0])"));
+    // The same host on two ports is two endpoints.
+    CHECK(parse(fleet + "endpoints = [\"lab-a:1\", \"lab-a:2\"]\n").client_endpoints.at("Fleet")
+              .size() == 2);
+  }
+  SECTION("a misspelt key, and a client with neither IP nor endpoints") {
+    REQUIRE_THROWS_WITH(
+        parse(fleet + "endpoint = [\"lab-a:1\"]\n"),
+        Contains("app.toml:5: Socket_connection.Client.Fleet.endpoint: unknown key; "
+                 "Socket_connection.Client.Fleet takes only IP, Port and endpoints (did you mean "
+                 "endpoints?)"));
+    REQUIRE_THROWS_WITH(
+        parse(fleet + "Port = 1\n"),
+        Contains("app.toml:4: Socket_connection.Client.Fleet.IP: missing; add IP = \"127.0.0.1\" "
+                 "(or the peer's address) to [Socket_connection.Client.Fleet], or list several "
+                 "peers as endpoints = [\"lab-a:65432\", \"127.0.0.3:65432\"]"));
+    // The host listens on one address: endpoints is not one of its keys.
+    REQUIRE_THROWS_WITH(
+        parse("[Socket_connection.Host]\nendpoints = [\"127.0.0.1:1\"]\n"),
+        Contains("app.toml:2: Socket_connection.Host.endpoints: unknown key; "
+                 "Socket_connection.Host takes only IP and Port"));
+    REQUIRE_THROWS_WITH(parse("[Socket_connection.Host]\nPort = 1\n"),
+                        Contains("missing; add IP = \"127.0.0.1\"") && !Contains("endpoints"));
+  }
+}
+
+TEST_CASE("config endpoints: parse_endpoint accepts HOST:PORT and refuses the rest",
+          "[unit][config]") {
+  using comet::parse_endpoint;
+  CHECK(parse_endpoint("127.0.0.1:65432") == endpoint{"127.0.0.1", 65432});
+  CHECK(parse_endpoint("lab-a:65432") == endpoint{"lab-a", 65432});
+  CHECK(parse_endpoint("lab-a.example.org.:1") == endpoint{"lab-a.example.org.", 1});
+  CHECK(parse_endpoint("[::1]:65432") == endpoint{"::1", 65432});
+  CHECK(parse_endpoint("[fe80::1:2]:65535") == endpoint{"fe80::1:2", 65535});
+  CHECK(parse_endpoint("localhost:080") == endpoint{"localhost", 80});
+  // What it prints, it reads back.
+  for (const endpoint& e : {endpoint{"10.0.0.1", 7}, endpoint{"::", 9}, endpoint{"lab", 1}})
+    CHECK(parse_endpoint(e.to_string()) == e);
+
+  for (const std::string_view refused :
+       {"", ":", "lab-a", "lab-a:", ":65432", "127.0.0.1:0", "127.0.0.1:65536",
+        "127.0.0.1:99999999999999999999", "127.0.0.1:-1", "127.0.0.1:+1", "127.0.0.1: 1",
+        "127.0.0.1:1 ", "127.0.0.1:1x", "lab pc:1", "-lab:1", "256.1.1.1:1", "::1:65432", "::1",
+        "[::1]", "[::1]:", "[::1]65432", "[::1:65432", "[127.0.0.1]:1", "[lab-a]:1", "[]:1",
+        "lab-a:65432:1", "[::1]:1:2"}) {
+    CAPTURE(refused);
+    CHECK_FALSE(parse_endpoint(refused).has_value());
+  }
+  // A NUL would cut inet_pton's view of the address.
+  CHECK_FALSE(parse_endpoint(std::string_view("127.0.0.1\0x:1", 13)).has_value());
+}
+
+TEST_CASE("config resolve_max_age in [comet] is a duration", "[unit][config]") {
+  const std::string comet_block = host_block + "[comet]\n";
+  CHECK(comet::settings{}.resolve_max_age == 30s);
+  CHECK(parse(host_block).framework.resolve_max_age == 30s);
+  CHECK(parse(comet_block + "resolve_max_age = 2.5\n").framework.resolve_max_age == 2500ms);
+  CHECK(parse(comet_block + "resolve_max_age = 600\n").framework.resolve_max_age == 600s);
+  CHECK(parse(comet_block + "resolve_max_age = 0.001\n").framework.resolve_max_age == 1ms);
+  const auto cfg = parse(comet_block + "resolve_max_age = 5\n");
+  CHECK(comet::client_options::from_config(cfg, "Fleet").resolve_max_age == 5s);
+  REQUIRE_THROWS_WITH(
+      parse(comet_block + "resolve_max_age = 0\n"),
+      Contains("app.toml:5: comet.resolve_max_age: 0 is out of range; use a number of seconds "
+               "from 0.001 to 86400") &&
+          !Contains("or 0 for"));
+  REQUIRE_THROWS_WITH(parse(comet_block + "resolve_max_age = -3\n"),
+                      Contains("app.toml:5: comet.resolve_max_age: -3 is out of range"));
+  REQUIRE_THROWS_WITH(parse(comet_block + "resolve_max_age = 86401\n"),
+                      Contains("app.toml:5: comet.resolve_max_age: 86401 is out of range"));
+  REQUIRE_THROWS_WITH(
+      parse(comet_block + "resolve_max_age = \"30s\"\n"),
+      Contains("app.toml:5: comet.resolve_max_age: \"30s\" is a string; use a number of "
+               "seconds") &&
+          Contains("e.g. resolve_max_age = 30.0"));
+  REQUIRE_THROWS_WITH(parse(comet_block + "resolve_maxage = 3\n"),
+                      Contains("app.toml:5: comet.resolve_maxage: unknown key") &&
+                          Contains("(did you mean resolve_max_age?)"));
 }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using Catch::Contains;
@@ -25,6 +26,16 @@ comet::config yaml(std::string_view text) {
 }
 comet::config json_config(std::string_view text) {
   return comet::parse_config(text, "lab.json", config_format::json);
+}
+
+// The message of the config error `text` makes, read as a file named "f".
+std::string message(std::string_view text, config_format format) {
+  try {
+    comet::parse_config(text, "f", format);
+  } catch (const comet::config_error& e) {
+    return e.what();
+  }
+  return "no error";
 }
 
 // A settings.yml as COMET ships it: the block at the top level among the
@@ -284,14 +295,6 @@ TEST_CASE("load_config picks the format from the extension", "[unit]") {
 }
 
 TEST_CASE("the three formats word the same problem the same way", "[unit]") {
-  const auto message = [](std::string_view text, config_format format) -> std::string {
-    try {
-      comet::parse_config(text, "f", format);
-    } catch (const comet::config_error& e) {
-      return e.what();
-    }
-    return "no error";
-  };
   const std::string toml = message(
       "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 1\n[comet]\nio_threads = 0\n",
       config_format::toml);
@@ -303,6 +306,150 @@ TEST_CASE("the three formats word the same problem the same way", "[unit]") {
       config_format::json);
   const std::string expected =
       "comet.io_threads: 0 is out of range; use a whole number of threads from 1 to 256";
+  CHECK(toml == "f:5: " + expected);
+  CHECK(yml == "f:4: " + expected);
+  CHECK(json == "f: " + expected);
+}
+
+TEST_CASE("config endpoints in YAML: block and flow sequences, errors with their lines",
+          "[unit][config]") {
+  const std::string head = "Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 1}\n  Client:\n"
+                           "    Fleet:\n";  // Fleet at line 4
+  const comet::config config =
+      yaml(head + "      endpoints:\n        - lab-a:65432\n        - 127.0.0.3:65432\n"
+                  "        - \"[::1]:65433\"\n    Flow:\n"
+                  "      endpoints: [lab-b:1, 127.0.0.5:2, \"[::1]:3\"]\n"
+                  "    Telegram: {IP: 127.0.0.4, Port: 65432}\n"
+                  "comet:\n  resolve_max_age: .5\n");
+  CHECK(config.client_endpoints.at("Fleet") ==
+        std::vector<endpoint>{{"lab-a", 65432}, {"127.0.0.3", 65432}, {"::1", 65433}});
+  CHECK(config.client_endpoints.at("Flow") ==
+        std::vector<endpoint>{{"lab-b", 1}, {"127.0.0.5", 2}, {"::1", 3}});
+  CHECK(config.clients.size() == 1);
+  CHECK(config.clients.at("Telegram") == endpoint{"127.0.0.4", 65432});
+  CHECK(config.framework.resolve_max_age == 500ms);
+
+  SECTION("both IP/Port and endpoints") {
+    REQUIRE_THROWS_WITH(yaml(head + "      IP: 127.0.0.4\n      endpoints: [lab-a:1]\n"),
+                        Contains("lab.yaml:6: Socket_connection.Client.Fleet.endpoints: given "
+                                 "with IP (line 5); a client is one peer (IP and Port) or a list "
+                                 "of endpoints, not both"));
+  }
+  SECTION("an empty list, and an empty value") {
+    REQUIRE_THROWS_WITH(yaml(head + "      endpoints: []\n"),
+                        Contains("lab.yaml:5: Socket_connection.Client.Fleet.endpoints: the list "
+                                 "is empty; give at least one \"HOST:PORT\", e.g. endpoints: "
+                                 "[\"lab-a:65432\", \"127.0.0.3:65432\"]"));
+    REQUIRE_THROWS_WITH(yaml(head + "      endpoints:\n"),
+                        Contains("lab.yaml:5: Socket_connection.Client.Fleet.endpoints: the value "
+                                 "is empty (null); list the peers as a sequence of \"HOST:PORT\" "
+                                 "strings"));
+  }
+  SECTION("entries that are not strings, with what YAML made of them") {
+    REQUIRE_THROWS_WITH(
+        yaml(head + "      endpoints:\n        - lab-a:1\n        - 65432\n"),
+        Contains("lab.yaml:7: Socket_connection.Client.Fleet.endpoints[1]: 65432 is an integer; "
+                 "write each endpoint as a string \"HOST:PORT\", e.g. endpoints: "
+                 "[\"lab-a:65432\", \"127.0.0.3:65432\"]"));
+    REQUIRE_THROWS_WITH(
+        yaml(head + "      endpoints:\n        - lab-a: 65432\n"),
+        Contains("lab.yaml:6: Socket_connection.Client.Fleet.endpoints[0]: the value is a "
+                 "mapping; write each endpoint as a string") &&
+            Contains("write no space after the colon, or quote the entry"));
+    REQUIRE_THROWS_WITH(
+        yaml(head + "      endpoints:\n        - [lab-a:65432]\n"),
+        Contains("lab.yaml:6: Socket_connection.Client.Fleet.endpoints[0]: the value is a "
+                 "sequence") &&
+            Contains("quote an IPv6 entry, \"[::1]:65432\""));
+    // Unquoted, YAML cannot read an IPv6 entry at all.
+    REQUIRE_THROWS_WITH(yaml(head + "      endpoints:\n        - [::1]:65432\n"),
+                        Contains("lab.yaml:6:") && Contains("YAML syntax error"));
+  }
+  SECTION("an entry that is not HOST:PORT") {
+    REQUIRE_THROWS_WITH(
+        yaml(head + "      endpoints:\n        - lab-a:1\n        - lab-b:0\n"),
+        Contains("lab.yaml:7: Socket_connection.Client.Fleet.endpoints[1]: \"lab-b:0\" has port "
+                 "0, which only lets a host pick a free port; write HOST:PORT") &&
+            Contains("e.g. \"lab-a:65432\""));
+    REQUIRE_THROWS_WITH(yaml(head + "      endpoints: [lab-a]\n"),
+                        Contains("lab.yaml:5: Socket_connection.Client.Fleet.endpoints[0]: "
+                                 "\"lab-a\" has no port;"));
+  }
+  SECTION("the same endpoint twice") {
+    REQUIRE_THROWS_WITH(
+        yaml(head + "      endpoints:\n        - 127.0.0.3:1\n        - lab-a:1\n"
+                    "        - 127.0.0.3:1\n"),
+        Contains("lab.yaml:8: Socket_connection.Client.Fleet.endpoints[2]: \"127.0.0.3:1\" is "
+                 "given twice (first at line 6)"));
+  }
+  SECTION("resolve_max_age") {
+    REQUIRE_THROWS_WITH(
+        yaml("Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 1}\ncomet:\n"
+             "  resolve_max_age: .nan\n"),
+        Contains("lab.yaml:4: comet.resolve_max_age: .nan is out of range; use a number of "
+                 "seconds from 0.001 to 86400"));
+  }
+}
+
+TEST_CASE("config endpoints in JSON: the same key and checks, errors by key path",
+          "[unit][config]") {
+  const std::string head = R"({"Socket_connection": {"Host": {"IP": "127.0.0.1", "Port": 1},
+    "Client": {"Fleet": )";
+  const auto with_fleet = [&](std::string_view fleet, std::string_view comet = "{}") {
+    return json_config(head + std::string(fleet) + "}}, \"comet\": " + std::string(comet) + "}");
+  };
+  const comet::config config =
+      with_fleet(R"({"endpoints": ["lab-a:65432", "127.0.0.3:65432", "[::1]:65433",],},
+                    "Telegram": {"IP": "127.0.0.4", "Port": 65432})",
+                 R"({"resolve_max_age": 45})");
+  CHECK(config.client_endpoints.at("Fleet") ==
+        std::vector<endpoint>{{"lab-a", 65432}, {"127.0.0.3", 65432}, {"::1", 65433}});
+  CHECK(config.clients.size() == 1);
+  CHECK(config.clients.at("Telegram") == endpoint{"127.0.0.4", 65432});
+  CHECK(config.framework.resolve_max_age == 45s);
+
+  const std::string path = "lab.json: Socket_connection.Client.Fleet.endpoints";
+  REQUIRE_THROWS_WITH(with_fleet(R"({"Port": 2, "endpoints": ["lab-a:1"]})"),
+                      Contains(path + ": given with Port; a client is one peer (IP and Port) "
+                                      "or a list of endpoints, not both"));
+  REQUIRE_THROWS_WITH(with_fleet(R"({"endpoints": []})"),
+                      Contains(path + ": the list is empty; give at least one \"HOST:PORT\", "
+                                      "e.g. \"endpoints\": [\"lab-a:65432\", \"127.0.0.3:65432\"]"));
+  REQUIRE_THROWS_WITH(with_fleet(R"({"endpoints": {"lab-a": 1}})"),
+                      Contains(path + ": the value is an object; list the peers as an array"));
+  REQUIRE_THROWS_WITH(
+      with_fleet(R"({"endpoints": ["lab-a:1", null]})"),
+      Contains(path + "[1]: the value is empty (null); write each endpoint as a string") &&
+          !Contains("YAML"));
+  REQUIRE_THROWS_WITH(with_fleet(R"({"endpoints": [["lab-a:1"]]})"),
+                      Contains(path + "[0]: the value is an array;"));
+  REQUIRE_THROWS_WITH(with_fleet(R"({"endpoints": ["lab-a:1", "lab-b:65536"]})"),
+                      Contains(path + "[1]: \"lab-b:65536\" has port 65536, out of range (1 to "
+                                      "65535); write HOST:PORT"));
+  REQUIRE_THROWS_WITH(with_fleet(R"({"endpoints": ["lab-a:1", "LAB-A:1"]})"),
+                      Contains(path + "[1]: \"LAB-A:1\" is given twice (first as endpoints[0])"));
+  REQUIRE_THROWS_WITH(with_fleet(R"({"endpoints": ["lab-a:1"]})", R"({"resolve_max_age": 0})"),
+                      Contains("lab.json: comet.resolve_max_age: 0 is out of range"));
+}
+
+TEST_CASE("config endpoints: TOML, YAML and JSON word an endpoint problem the same way",
+          "[unit][config]") {
+  const std::string toml = message(
+      "[Socket_connection.Host]\nIP = \"127.0.0.1\"\nPort = 1\n"
+      "[Socket_connection.Client.F]\nendpoints = [\"::1:80\"]\n",
+      config_format::toml);
+  const std::string yml = message(
+      "Socket_connection:\n  Host: {IP: 127.0.0.1, Port: 1}\n  Client:\n"
+      "    F: {endpoints: [\"::1:80\"]}\n",
+      config_format::yaml);
+  const std::string json = message(
+      R"({"Socket_connection": {"Host": {"IP": "127.0.0.1", "Port": 1},
+          "Client": {"F": {"endpoints": ["::1:80"]}}}})",
+      config_format::json);
+  const std::string expected =
+      "Socket_connection.Client.F.endpoints[0]: \"::1:80\" reads as an IPv6 address with no "
+      "port (with a port, an IPv6 address goes in brackets: \"[::1]:80\"); write HOST:PORT, an address or a host name and the port the "
+      "peer listens on (1 to 65535), e.g. \"lab-a:65432\", \"127.0.0.3:65432\" or \"[::1]:65432\"";
   CHECK(toml == "f:5: " + expected);
   CHECK(yml == "f:4: " + expected);
   CHECK(json == "f: " + expected);

@@ -8,9 +8,11 @@
 #include <comet/errors.hpp>
 
 #include "config_document.hpp"
+#include "config_wording.hpp"
 
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -78,6 +80,76 @@ bool is_host_name(std::string_view text) noexcept {
     ++label;
   }
   return !all_digits_or_dots;  // "256.1.1.1" is a bad address, not a name
+}
+
+namespace detail {
+
+std::optional<endpoint> parse_endpoint(std::string_view text, std::string& problem) {
+  const auto refuse = [&](std::string why) -> std::optional<endpoint> {
+    problem = std::move(why);
+    return std::nullopt;
+  };
+  std::string_view host = text;
+  std::string_view port;
+  bool bracketed = false;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return refuse("has no closing bracket after the IPv6 address");
+    host = text.substr(1, close - 1);
+    bracketed = true;
+    const std::string_view rest = text.substr(close + 1);
+    if (rest.empty()) return refuse("has no port after the address");
+    if (rest.front() != ':') return refuse("has something other than :PORT after the address");
+    port = rest.substr(1);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return refuse("has no port");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    // "::1:65432": the port cannot be told from the address's own colons.
+    if (host.find(':') != std::string_view::npos) {
+      const std::string address(host);
+      // How it reads with the last colon taken as the port's, if that is an address.
+      const std::string bracketed_form =
+          is_ip_address(address)
+              ? " \"[" + address + "]:" + std::string(port) + "\""
+              : std::string();
+      if (is_ip_address(std::string(text))) {
+        return refuse("reads as an IPv6 address with no port (with a port, an IPv6 address goes "
+                      "in brackets" +
+                      (bracketed_form.empty() ? std::string() : ":" + bracketed_form) + ")");
+      }
+      if (!bracketed_form.empty())
+        return refuse("has an IPv6 address and a port without brackets; write" + bracketed_form);
+      return refuse("has more than one colon outside brackets");
+    }
+  }
+  if (host.empty()) return refuse("has no address or host name before the port");
+  const std::string name(host);
+  if (bracketed) {
+    if (name.find(':') == std::string::npos || !is_ip_address(name))
+      return refuse("has brackets around something other than an IPv6 address");
+  } else if (!is_ip_address(name) && !is_host_name(name)) {
+    return refuse("has " + quote_for_message(name) +
+                  " before the port, neither an IPv4 address nor a host name");
+  }
+  if (port.empty()) return refuse("has no port after the colon");
+  unsigned number = 0;
+  const auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), number);
+  // Digits only: from_chars takes no sign or space.
+  if (end != port.data() + port.size())
+    return refuse("has " + quote_for_message(port) + " as its port, not a number");
+  if (error != std::errc() || number > 65535)
+    return refuse("has port " + std::string(port) + ", out of range (1 to 65535)");
+  if (number == 0) return refuse("has port 0, which only lets a host pick a free port");
+  return endpoint{name, static_cast<std::uint16_t>(number)};
+}
+
+}  // namespace detail
+
+std::optional<endpoint> parse_endpoint(std::string_view text) {
+  std::string problem;
+  return detail::parse_endpoint(text, problem);
 }
 
 std::string endpoint::to_string() const {

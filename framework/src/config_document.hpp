@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,7 +23,8 @@ struct config_node {
   // 1-based line of the value (for a table, where it starts); 0 when the
   // format reports no positions (JSON).
   std::size_t line = 0;
-  // The key this node sits under in its parent table, and that key's line.
+  // The key this node sits under in its parent table, and that key's line
+  // (empty and 0 for an array's elements).
   std::string key;
   std::size_t key_line = 0;
   // A string's value, or any other scalar as the file spells it ("70000",
@@ -31,7 +33,8 @@ struct config_node {
   std::int64_t integer = 0;  // for kind::integer
   double number = 0;         // for kind::floating
   bool boolean = false;      // for kind::boolean
-  std::vector<config_node> entries;  // a table's, in file order
+  // A table's entries or an array's elements, in file order.
+  std::vector<config_node> entries;
 
   const config_node* find(std::string_view name) const {
     for (const config_node& entry : entries)
@@ -40,6 +43,10 @@ struct config_node {
   }
   bool is_table() const noexcept { return type == kind::table; }
 };
+
+// "lab-a:65432" as an endpoint (parse_endpoint), or nullopt with `problem`
+// set to what is wrong ("has no port", "port 0 ..."), for config messages.
+std::optional<endpoint> parse_endpoint(std::string_view text, std::string& problem);
 
 // A float as a node's text: the shortest spelling that reads back (0.0004,
 // not 0.00040000000000000002), with ".0" kept for whole numbers so a message

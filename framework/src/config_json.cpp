@@ -26,8 +26,8 @@ namespace json = boost::json;
 using kind = config_node::kind;
 using boost::system::error_code;
 
-// Builds the config document from the parser's events. Arrays are kept as
-// a node without entries: no config key takes one.
+// Builds the config document from the parser's events; an array's
+// elements are its entries, without keys.
 struct document_builder {
   static constexpr std::size_t max_object_size = std::size_t(-1);
   static constexpr std::size_t max_array_size = std::size_t(-1);
@@ -38,13 +38,12 @@ struct document_builder {
   std::vector<config_node> open;  // the tables and arrays being read
   std::optional<config_node> root;
   std::string key, text;
-  std::size_t in_array = 0;  // depth inside an array: values there are dropped
 
   void add(config_node node) {
     if (open.empty()) {
       root = std::move(node);
-    } else if (in_array == 0 && open.back().type == kind::table) {
-      node.key = std::move(key);
+    } else {
+      if (open.back().type == kind::table) node.key = std::move(key);
       open.back().entries.push_back(std::move(node));
     }
     key.clear();
@@ -54,7 +53,6 @@ struct document_builder {
       ec = json::error::too_deep;
       return false;
     }
-    if (in_array > 0 || k == kind::array) ++in_array;
     config_node node;
     node.type = k;
     node.key = std::move(key);
@@ -65,7 +63,6 @@ struct document_builder {
   bool end() {
     config_node node = std::move(open.back());
     open.pop_back();
-    if (in_array > 0) --in_array;
     key = std::move(node.key);
     add(std::move(node));
     return true;

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace comet::detail {
 namespace {
@@ -32,14 +33,18 @@ constexpr std::string_view outer_key = "settings";
 
 constexpr std::array<std::string_view, 2> socket_keys{"Host", "Client"};
 constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
+// A client is one peer (IP and Port) or a list of them (endpoints).
+constexpr std::array<std::string_view, 3> client_keys{"IP", "Port", "endpoints"};
 // In the order docs/configuration.md lists them; error messages list them so.
-constexpr std::array<std::string_view, 23> settings_keys{
+constexpr std::array<std::string_view, 24> settings_keys{
     "io_threads",         "connect_timeout",     "request_timeout",    "shutdown_timeout",
     "max_content_length", "max_in_flight",       "max_in_flight_bytes", "write_buffer_limit",
     "max_connections",    "max_streams",         "subscriber_queue",   "subscriber_queue_bytes",
     "idle_timeout",       "handler_timeout", "keep_alive",         "max_connections_per_peer",
-    "auth_token",         "allow",           "tls",                "tls_certificate",
-    "tls_private_key",    "tls_ca",          "tls_require_client_certificate"};
+    "resolve_max_age",    "auth_token",      "allow",              "tls",
+    "tls_certificate",    "tls_private_key", "tls_ca",             "tls_require_client_certificate"};
+// What an endpoints entry looks like, for messages (a JSON literal, valid in every format).
+constexpr std::string_view endpoints_example = R"(["lab-a:65432", "127.0.0.3:65432"])";
 
 constexpr std::int64_t max_port = 65535;
 constexpr std::int64_t max_io_threads = 256;
@@ -233,22 +238,118 @@ class config_reader {
       }
       check_unique(clients, value, client_path_);
       const config_node& client = as_table(value, path, words_.section(path) + " with IP and Port");
-      result.clients.emplace(name, read_endpoint(client, path, false));
+      check_keys(client, path, client_keys);
+      if (const config_node* list = client.find("endpoints")) {
+        check_one_peer_or_list(client, *list, path);
+        result.client_endpoints.emplace(name, read_endpoints(*list, join_key_path(path, "endpoints")));
+      } else {
+        result.clients.emplace(name, endpoint{read_ip(client, path, false),
+                                              read_port(client, path, false)});
+      }
     }
+  }
+
+  // A client given both IP/Port and endpoints: which one it is would be a guess.
+  void check_one_peer_or_list(const config_node& client, const config_node& list,
+                              std::string_view path) const {
+    for (const std::string_view key : endpoint_keys) {
+      const config_node* single = client.find(key);
+      if (single == nullptr) continue;
+      const std::size_t line = line_of_key(*single);
+      fail(line_of_key(list), join_key_path(path, "endpoints"),
+           "given with " + std::string(key) +
+               (line != 0 ? " (line " + std::to_string(line) + ")" : std::string()) +
+               "; a client is one peer (IP and Port) or a list of endpoints, not both: keep "
+               "IP and Port, or endpoints");
+    }
+  }
+
+  // `endpoints = ["lab-a:65432", "127.0.0.3:65432"]`: each entry an address
+  // or a name, and a port.
+  std::vector<endpoint> read_endpoints(const config_node& list, const std::string& path) const {
+    const std::string example = words_.assign("endpoints", endpoints_example);
+    if (list.type != kind::array) {
+      fail(list, path,
+           describe(list) + "; list the peers as " + std::string(words_.array_word()) +
+               " of \"HOST:PORT\" strings, e.g. " + example);
+    }
+    if (list.entries.empty()) {
+      fail(list, path,
+           "the list is empty; give at least one \"HOST:PORT\", e.g. " + example +
+               ", or IP and Port for one peer");
+    }
+    std::vector<endpoint> result;
+    for (std::size_t i = 0; i < list.entries.size(); ++i) {
+      const config_node& entry = list.entries[i];
+      const std::string entry_path = path + '[' + std::to_string(i) + ']';
+      // The entry's own line; JSON has none, a TOML entry always has one.
+      const std::size_t line = entry.line != 0 ? entry.line : list.line;
+      if (entry.type != kind::string) {
+        fail(line, entry_path,
+             describe(entry) + "; write each endpoint as a string \"HOST:PORT\", e.g. " +
+                 example + yaml_entry_hint(entry));
+      }
+      std::string problem;
+      std::optional<endpoint> parsed = detail::parse_endpoint(entry.text, problem);
+      if (!parsed) {
+        fail(line, entry_path,
+             written(entry) + " " + problem + "; write HOST:PORT, an address or a host name and "
+             "the port the peer listens on (1 to 65535), e.g. \"lab-a:65432\", "
+             "\"127.0.0.3:65432\" or \"[::1]:65432\"");
+      }
+      for (std::size_t j = 0; j < result.size(); ++j) {
+        if (!same_endpoint(result[j], *parsed)) continue;
+        const config_node& first = list.entries[j];
+        const std::string where = first.line != 0 && first.line != line
+                                      ? "at line " + std::to_string(first.line)
+                                      : "as endpoints[" + std::to_string(j) + "]";
+        fail(line, entry_path,
+             written(entry) + " is given twice (first " + where +
+                 "); a list names each endpoint once, keep one of them");
+      }
+      result.push_back(std::move(*parsed));
+    }
+    return result;
+  }
+
+  // Host names ignore case ("Lab-A" is "lab-a"), as do IPv6's hex digits.
+  static bool same_endpoint(const endpoint& a, const endpoint& b) {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    return a.port == b.port && std::ranges::equal(a.ip, b.ip, {}, lower, lower);
+  }
+
+  // YAML reads `- lab-a: 65432` as a mapping and `- [lab-a:1]` as a
+  // sequence: what to write instead.
+  std::string yaml_entry_hint(const config_node& entry) const {
+    if (words_.format() != config_format::yaml) return {};
+    if (entry.type == kind::table)
+      return " (YAML reads \"- host: port\" with a space as a mapping: write no space after the "
+             "colon, or quote the entry)";
+    if (entry.type == kind::array)
+      return " (YAML reads unquoted brackets as a sequence: quote an IPv6 entry, "
+             "\"[::1]:65432\")";
+    return {};
+  }
+
+  static std::size_t line_of_key(const config_node& node) {
+    return node.key_line != 0 ? node.key_line : node.line;
   }
 
   endpoint read_endpoint(const config_node& table, std::string_view path, bool is_host) const {
     check_keys(table, path, endpoint_keys);
-    return {read_ip(table, path), read_port(table, path, is_host)};
+    return {read_ip(table, path, is_host), read_port(table, path, is_host)};
   }
 
-  std::string read_ip(const config_node& table, std::string_view path) const {
+  std::string read_ip(const config_node& table, std::string_view path, bool is_host) const {
     const std::string key_path = join_key_path(path, "IP");
     const config_node* node = table.find("IP");
     if (node == nullptr) {
       fail(table, key_path,
            "missing; add " + words_.assign("IP", "\"127.0.0.1\"") + " (or the peer's address) to " +
-               words_.section(path));
+               words_.section(path) +
+               (is_host ? std::string()
+                        : ", or list several peers as " +
+                              words_.assign("endpoints", endpoints_example)));
     }
     if (node->type != kind::string) {
       fail(*node, key_path,
@@ -354,6 +455,7 @@ class config_reader {
     read_seconds("shutdown_timeout", "5.0", result.shutdown_timeout);
     read_seconds("idle_timeout", "60.0", result.idle_timeout, "never");
     read_seconds("handler_timeout", "60.0", result.handler_timeout, "no deadline");
+    read_seconds("resolve_max_age", "30.0", result.resolve_max_age);
 
     if (const auto keep_alive = read_bool(table, join_key_path(path, "keep_alive"), "keep_alive")) {
       result.keep_alive = *keep_alive;

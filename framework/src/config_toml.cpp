@@ -28,7 +28,10 @@ config_node to_document(const toml::node& value) {
     return node;
   }
   switch (value.type()) {
-    case toml::node_type::array: node.type = kind::array; return node;
+    case toml::node_type::array:
+      node.type = kind::array;
+      for (const toml::node& element : *value.as_array()) node.entries.push_back(to_document(element));
+      return node;
     case toml::node_type::string: node.type = kind::string; break;
     case toml::node_type::integer:
       node.type = kind::integer;

@@ -36,6 +36,8 @@ class config_wording {
  public:
   explicit config_wording(config_format format) : format_(format) {}
 
+  config_format format() const noexcept { return format_; }
+
   // The table at a dotted path as a reader looks for it: "[a.b]" in TOML,
   // plain "a.b" in YAML and JSON.
   std::string section(std::string_view path) const;

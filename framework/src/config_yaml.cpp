@@ -124,7 +124,11 @@ config_node to_document(const YAML::Node& value, std::size_t line) {
         node.entries.push_back(std::move(entry));
       }
       break;
-    case YAML::NodeType::Sequence: node.type = kind::array; break;
+    case YAML::NodeType::Sequence:
+      node.type = kind::array;
+      for (const YAML::Node& element : value)
+        node.entries.push_back(to_document(element, line_of(element.Mark())));
+      break;
     case YAML::NodeType::Scalar: resolve_scalar(value, node); break;
     default: node.type = kind::null; break;
   }
