@@ -132,7 +132,62 @@ TEST_CASE("the first request of a keep-alive connection announces the features, 
   }
 }
 
-TEST_CASE("a going-away notice ends the sends after its last request id as unread, safe to send again",
+// The notice's unread requests are sent again on another connection (the
+// host may only be closing an old one, max_connection_age): here the host
+// takes them on a new connection and answers them.
+TEST_CASE("a going-away notice sends the sends after its last request id again on a new connection",
+          "[integration][client][extensions]") {
+  fake_host host;
+  std::string failure;
+  std::uint64_t last = 0;
+  std::size_t replayed = 0;
+  std::thread script([&] {
+    try {
+      raw_peer conn = host.next();
+      const auto first = conn.read_frame();
+      conn.write(answer(id_of(first), 1, feature::all));
+      std::vector<std::uint64_t> ids;
+      for (int i = 0; i < 3; ++i) ids.push_back(id_of(conn.read_frame()));
+      last = *std::min_element(ids.begin(), ids.end());
+      frame_header notice;
+      notice.keep_alive = true;
+      notice.kind = frame_kind::going_away;
+      notice.last_request_id = last;
+      conn.write(encode_frame(notice, {}) + answer(last, "answered"));
+      // The two it did not read come again, on a new connection: its
+      // first carries the features, the other waits for that answer.
+      raw_peer again = host.next();
+      auto frame = again.read_frame();
+      again.write(answer(id_of(frame), "again", feature::all));
+      ++replayed;
+      frame = again.read_frame();
+      again.write(answer(id_of(frame), "again"));
+      ++replayed;
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  io_pool pool(1);
+  client c(pool.get_executor(), host.at, keep_alive());
+  CHECK(c.send_sync("echo", 1) == 1);
+  std::vector<std::future<json::value>> sends;
+  for (int i = 0; i < 3; ++i) sends.push_back(c.async_send("echo", i, asio::use_future));
+  std::map<std::string, int> answers;
+  for (auto& s : sends) {
+    REQUIRE(s.wait_for(10s) == std::future_status::ready);
+    ++answers[json::value_to<std::string>(s.get())];
+  }
+  script.join();
+  REQUIRE(failure.empty());
+  CHECK(answers == std::map<std::string, int>{{"answered", 1}, {"again", 2}});
+  CHECK(replayed == 2);
+  CHECK(c.stats().connects == 2);
+}
+
+// Until clients sent them again, this was every going-away notice's
+// outcome; now it is a stopping host's, whose port refuses the new
+// connection.
+TEST_CASE("a going-away notice ends the sends after its last request id as unread when no host takes them again",
           "[integration][client][extensions]") {
   fake_host host;
   std::string failure;
@@ -145,6 +200,7 @@ TEST_CASE("a going-away notice ends the sends after its last request id as unrea
       std::vector<std::uint64_t> ids;
       for (int i = 0; i < 3; ++i) ids.push_back(id_of(conn.read_frame()));
       last = *std::min_element(ids.begin(), ids.end());
+      host.acceptor.close();  // the host stops listening, then says it goes away
       frame_header notice;
       notice.keep_alive = true;
       notice.kind = frame_kind::going_away;

@@ -190,6 +190,8 @@ subscriber_queue = 100
 subscriber_queue_bytes = 20000
 idle_timeout = 12.5
 handler_timeout = 0.5
+max_connection_age = 90
+reuse_port = true
 keep_alive = true
 max_connections_per_peer = 6
 resolve_max_age = 4.5
@@ -233,6 +235,8 @@ Port = 65001
   CHECK(h.subscriber_queue_bytes == 20000);
   CHECK(h.idle_timeout == 12500ms);
   CHECK(h.handler_timeout == 500ms);
+  CHECK(h.max_connection_age == 90s);
+  CHECK(h.reuse_port);
   CHECK(h.auth_token == "s3cret");
   CHECK(h.allow == std::vector<std::string>{"127.0.0.0/8", "::1"});
   CHECK(h.tls.enabled);
@@ -453,7 +457,8 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
         Contains("app.toml:5: comet.connect_timout: unknown key; comet takes only "
                  "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
                  "max_content_length, max_in_flight, max_in_flight_bytes, write_buffer_limit, max_connections, "
-                 "max_streams, subscriber_queue, subscriber_queue_bytes, idle_timeout, handler_timeout, keep_alive, max_connections_per_peer, resolve_max_age, auth_token, "
+                 "max_streams, subscriber_queue, subscriber_queue_bytes, idle_timeout, handler_timeout, "
+                 "max_connection_age, reuse_port, keep_alive, max_connections_per_peer, resolve_max_age, auth_token, "
                  "allow, tls, tls_certificate, tls_private_key, tls_ca and "
                  "tls_require_client_certificate "
                  "(did you mean connect_timeout?)"));

@@ -30,6 +30,19 @@ constexpr auto idle_check_after = std::chrono::milliseconds(100);
 // Times a request is sent again after its connection was lost before all of
 // it was written; the next such loss ends it unread.
 constexpr int max_unwritten_replays = 3;
+// Times a request is sent again after a going-away notice named it unread
+// (a host closing old connections at max_connection_age, or stopping);
+// each goes to another connection, so a few suffice.
+constexpr int max_going_away_replays = 8;
+
+// A send again after a going-away notice that failed so did not reach a
+// host either: the send ends with the notice's own unread failure, which
+// says the host went away.
+bool found_no_host(const error& e) {
+  const auto code = e.code();
+  return code == errc::peer_offline || code == errc::connect_timeout ||
+         code == errc::unresolved || code == errc::shutting_down || code == errc::unread;
+}
 }  // namespace
 
 // Marks the pool as handling a read's answers (see connection::submit).
@@ -647,8 +660,17 @@ asio::awaitable<json::value> peer_pool::send(const std::string& action, const js
   // A request the host never read is sent again, until its deadline: a
   // replay after a too_large refusal means another request was refused as
   // too large, and requests that large then go alone; one whose connection
-  // was lost before it was written goes again a few times, then ends unread.
+  // was lost before it was written goes again a few times, then ends
+  // unread; so does one a going-away notice named unread (the host closes
+  // an old connection, or stops: then no connection takes it, and it ends
+  // with the notice's failure).
   int lost_unwritten = 0;
+  int went_away = 0;
+  // The notice's failure, once one named this request unread.
+  std::optional<error> going_away;
+  const auto failure = [&going_away](error e) {
+    return going_away && found_no_host(e) ? *going_away : std::move(e);
+  };
   for (;;) {
     connection* conn = nullptr;
     // This send's place in the queue while it has one (leave_queue).
@@ -658,7 +680,7 @@ asio::awaitable<json::value> peer_pool::send(const std::string& action, const js
     for (;;) {
       if (closed_) throw *closed_why_;
       if (down_why_)
-        if (auto down = down_failure()) throw *down;
+        if (auto down = down_failure()) throw failure(std::move(*down));
       // Encoded into a buffer the pool reuses (again after any wait: other
       // sends use it meanwhile); nothing suspends from here to the submit.
       encoding_.clear();
@@ -686,8 +708,17 @@ asio::awaitable<json::value> peer_pool::send(const std::string& action, const js
       std::string frame = encode_frame(header, encoding_);
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      co_return co_await one_shot_exchange(info_, tracker_, std::move(frame),
-                                           std::max(left, std::chrono::milliseconds(1)));
+      if (!going_away)
+        co_return co_await one_shot_exchange(info_, tracker_, std::move(frame),
+                                             std::max(left, std::chrono::milliseconds(1)));
+      std::optional<error> one_shot_failure;
+      try {
+        co_return co_await one_shot_exchange(info_, tracker_, std::move(frame),
+                                             std::max(left, std::chrono::milliseconds(1)));
+      } catch (const error& e) {
+        one_shot_failure = e;
+      }
+      throw failure(std::move(*one_shot_failure));
     }
 
     pooled_request request;
@@ -721,12 +752,15 @@ asio::awaitable<json::value> peer_pool::send(const std::string& action, const js
     co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(park, asio::use_awaitable);
     if (request.replay) {
       if (closed_) throw *closed_why_;
-      const bool again = !request.failure || ++lost_unwritten <= max_unwritten_replays;
+      if (request.going_away && !going_away) going_away = request.failure;
+      const bool again = !request.failure ||
+                         (request.going_away ? ++went_away <= max_going_away_replays
+                                             : ++lost_unwritten <= max_unwritten_replays);
       if (again && std::chrono::steady_clock::now() < deadline) continue;
-      if (request.failure) throw std::move(*request.failure);
+      if (request.failure) throw failure(std::move(*request.failure));
       throw info_->timed_out(timeout);
     }
-    if (request.failure) throw std::move(*request.failure);
+    if (request.failure) throw failure(std::move(*request.failure));
     co_return std::move(*request.result);
   }
 }

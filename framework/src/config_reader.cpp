@@ -36,13 +36,14 @@ constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
 // A client is one peer (IP and Port) or a list of them (endpoints).
 constexpr std::array<std::string_view, 3> client_keys{"IP", "Port", "endpoints"};
 // In the order docs/configuration.md lists them; error messages list them so.
-constexpr std::array<std::string_view, 24> settings_keys{
+constexpr std::array<std::string_view, 26> settings_keys{
     "io_threads",         "connect_timeout",     "request_timeout",    "shutdown_timeout",
     "max_content_length", "max_in_flight",       "max_in_flight_bytes", "write_buffer_limit",
     "max_connections",    "max_streams",         "subscriber_queue",   "subscriber_queue_bytes",
-    "idle_timeout",       "handler_timeout", "keep_alive",         "max_connections_per_peer",
-    "resolve_max_age",    "auth_token",      "allow",              "tls",
-    "tls_certificate",    "tls_private_key", "tls_ca",             "tls_require_client_certificate"};
+    "idle_timeout",       "handler_timeout",     "max_connection_age", "reuse_port",
+    "keep_alive",         "max_connections_per_peer", "resolve_max_age", "auth_token",
+    "allow",              "tls",                 "tls_certificate",    "tls_private_key",
+    "tls_ca",             "tls_require_client_certificate"};
 // What an endpoints entry looks like, for messages (a JSON literal, valid in every format).
 constexpr std::string_view endpoints_example = R"(["lab-a:65432", "127.0.0.3:65432"])";
 
@@ -455,7 +456,11 @@ class config_reader {
     read_seconds("shutdown_timeout", "5.0", result.shutdown_timeout);
     read_seconds("idle_timeout", "60.0", result.idle_timeout, "never");
     read_seconds("handler_timeout", "60.0", result.handler_timeout, "no deadline");
+    read_seconds("max_connection_age", "300.0", result.max_connection_age, "no age limit");
     read_seconds("resolve_max_age", "30.0", result.resolve_max_age);
+    if (const auto reuse = read_bool(table, join_key_path(path, "reuse_port"), "reuse_port")) {
+      result.reuse_port = *reuse;
+    }
 
     if (const auto keep_alive = read_bool(table, join_key_path(path, "keep_alive"), "keep_alive")) {
       result.keep_alive = *keep_alive;

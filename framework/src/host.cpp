@@ -26,6 +26,8 @@
 #include <list>
 #include <mutex>
 
+#include <sys/socket.h>
+
 namespace comet {
 using namespace asio::experimental::awaitable_operators;
 
@@ -205,11 +207,18 @@ bool cannot_exist_here(const boost::system::error_code& ec) {
 
 // Opens `acceptor` listening on `at`; an IPv6 one beside others is v6_only,
 // so that the IPv4 acceptor of the same port can be bound.
+// `reuse_port`: SO_REUSEPORT, before the bind, so that other hosts (of the
+// same user) may bind the same address and port and the kernel spreads new
+// connections over them.
 void bind_and_listen(tcp::acceptor& acceptor, const tcp::endpoint& at, bool v6_only,
-                     boost::system::error_code& ec) {
+                     bool reuse_port, boost::system::error_code& ec) {
   if (acceptor.open(at.protocol(), ec); ec) return;
   if (v6_only && at.address().is_v6())
     if (acceptor.set_option(asio::ip::v6_only(true), ec); ec) return;
+  if (reuse_port) {
+    using reuse_port_option = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+    if (acceptor.set_option(reuse_port_option(true), ec); ec) return;
+  }
   acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (acceptor.bind(at, ec); ec) return;
   acceptor.listen(asio::socket_base::max_listen_connections, ec);
@@ -248,7 +257,7 @@ void host::impl::listen_on(const std::vector<tcp::endpoint>& addresses, bool nam
       at.port(port);
       tcp::acceptor& acceptor = acceptors.emplace_back(control);
       boost::system::error_code ec;
-      bind_and_listen(acceptor, at, named, ec);
+      bind_and_listen(acceptor, at, named, options.reuse_port, ec);
       if (!ec) {
         if (port == 0) port = acceptor.local_endpoint(ec).port();
         if (!ec) continue;
@@ -283,7 +292,8 @@ void host::impl::listen_on(const std::vector<tcp::endpoint>& addresses, bool nam
 }
 
 std::variant<request_message, encoded_response> host::impl::prepare(
-    const frame_header& header, std::string_view content, bool peer_admitted) const {
+    const frame_header& header, std::string_view content, bool peer_admitted,
+    bool serve_in_drain) const {
   if (!peer_admitted)
     return error_response(errc::unauthorized, "this host does not accept requests from your address");
   if (!options.auth_token.empty() && !token_matches(options.auth_token, header.auth_token))
@@ -304,7 +314,7 @@ std::variant<request_message, encoded_response> host::impl::prepare(
         {"status", to_string(stopping ? health_status::draining : health.load())}};
     return encoded_response{encode_response(answer), std::nullopt};
   }
-  if (stopping)
+  if (stopping && !serve_in_drain)
     return error_response(errc::shutting_down, "the host is shutting down; try again later");
   return std::move(*request);
 }
@@ -351,6 +361,8 @@ host_options host_options::from_config(const config& cfg) {
   o.max_connections = cfg.framework.max_connections;
   o.idle_timeout = cfg.framework.idle_timeout;
   o.handler_timeout = cfg.framework.handler_timeout;
+  o.max_connection_age = cfg.framework.max_connection_age;
+  o.reuse_port = cfg.framework.reuse_port;
   o.max_streams = cfg.framework.max_streams;
   o.subscriber_queue = cfg.framework.subscriber_queue;
   o.subscriber_queue_bytes = cfg.framework.subscriber_queue_bytes;
@@ -505,6 +517,7 @@ void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats&
   o["connections_open"] = s.connections_open;
   o["connections_accepted"] = s.connections_accepted;
   o["connections_refused"] = s.connections_refused;
+  o["connections_aged"] = s.connections_aged;
   o["tls_handshakes_failed"] = s.tls_handshakes_failed;
   o["tls_sessions_resumed"] = s.tls_sessions_resumed;
   o["latency_us"] = std::move(latency);

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <random>
 
 #include <sys/socket.h>
 
@@ -34,6 +35,18 @@ constexpr auto first_request_grace = std::chrono::milliseconds(1000);
 // its peer to close first.
 constexpr auto notice_linger = std::chrono::milliseconds(250);
 
+// When a connection opened at `now` reaches max_connection_age: each draws
+// its own age from [0.9, 1.1] of it (gRFC A9's jitter), so that
+// connections opened together do not all close together.
+std::chrono::steady_clock::time_point age_limit(std::chrono::milliseconds max_age,
+                                                std::chrono::steady_clock::time_point now) {
+  if (max_age.count() <= 0) return std::chrono::steady_clock::time_point::max();
+  thread_local std::minstd_rand jitter{std::random_device{}()};
+  std::uniform_real_distribution<double> spread(0.9, 1.1);
+  return now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double, std::milli>(max_age.count() * spread(jitter)));
+}
+
 }  // namespace
 
 host_connection::host_connection(tcp::socket socket, asio::any_io_executor strand,
@@ -43,7 +56,8 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
       host_(std::move(host)),
       session_(host_session_limits{host_->options.max_content_length, host_->options.max_in_flight,
                                    host_->options.max_in_flight_bytes,
-                                   host_->options.write_buffer_limit, host_->options.max_streams},
+                                   host_->options.write_buffer_limit, host_->options.max_streams,
+                                   host_->options.reuse_port},
                *this, peer_),
       wake_(strand_, asio::steady_timer::time_point::max()),
       idle_deadline_(strand_, [this] { on_idle_deadline(); }),
@@ -51,6 +65,7 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
       accepted_(std::chrono::steady_clock::now()),
       last_progress_(accepted_),
       arrived_(accepted_) {
+  age_limit_ = age_limit(host_->options.max_connection_age, accepted_);
   boost::system::error_code ec;
   const auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) {
@@ -145,7 +160,25 @@ void host_connection::close_if_drained() {
   close_now();
 }
 
-bool host_connection::draining() const noexcept { return stop_reading_ || host_->stopping; }
+bool host_connection::draining() const noexcept {
+  return stop_reading_ || aged_ || host_->stopping;
+}
+
+// Past max_connection_age: a peer that announced "going-away" gets the
+// notice (after the answers of the batch just read) and what it writes
+// after it is refused shutting_down, to be sent again elsewhere; another
+// peer is answered with keep-alive absent from now on. Requests read
+// already are answered and streams run on; the connection closes once
+// nothing is in flight (close_if_drained, as in a stop).
+void host_connection::retire() {
+  aged_ = true;
+  host_->metrics.aged();
+  log(log_level::debug, "host: " + peer_.to_string() +
+                            ": the connection reached max_connection_age; closing it gracefully");
+  session_.retire();
+  flush();
+  close_if_drained();
+}
 
 // A peer connects to send a request: one accepted just before a stop (or
 // from the listen backlog during it) whose request has not arrived yet is
@@ -220,7 +253,13 @@ asio::awaitable<void> host_connection::read_loop() {
   while (!closed_) {
     sync_drain();
     in_.consume(session_.consume(in_.data()));
+    // The age is looked at here, once per batch read, with the time the
+    // batch arrived: no timer, no clock read. A connection whose first
+    // answer is not out yet is not aged: that answer tells the client
+    // whether the host keeps connections open.
+    if (arrived_ >= age_limit_ && !draining() && session_.reading() && responses_ > 0) retire();
     flush();
+    if (closed_) break;
     if (!session_.reading()) break;
     // A stop that began during consume(): the notice goes out before the
     // loop decides whether to read on.
@@ -230,7 +269,8 @@ asio::awaitable<void> host_connection::read_loop() {
     // peer got the going-away notice: then what it writes until the last
     // answer is out is read and answered shutting_down (close_if_drained
     // ends the read then).
-    if (draining() && !session_.noticed() && !peer_has_written() && !awaiting_first_request())
+    if (draining() && !session_.noticed() && !peer_has_written() && !awaiting_first_request() &&
+        !(aged_ && !host_->stopping && session_.open_streams() > 0))
       break;
 
     // Backpressure: a peer that does not read its answers is not read from either.
@@ -290,7 +330,8 @@ asio::awaitable<bool> host_connection::handshake() {
 
 std::variant<request_message, encoded_response> host_connection::prepare(
     const frame_header& header, std::string_view content) {
-  return host_->prepare(header, content, admitted_);
+  const bool first = !std::exchange(prepared_any_, true);
+  return host_->prepare(header, content, admitted_, first && host_->options.reuse_port);
 }
 
 void host_connection::run(handle h, request_message& request,

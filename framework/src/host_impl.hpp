@@ -98,10 +98,12 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   void accept_backlog();
 
   // Decodes one request frame: the request to run, or the error response
-  // that refuses it (bad_request, shutting_down).
+  // that refuses it (bad_request, shutting_down; not the latter when
+  // `serve_in_drain`: a reuse_port host's first request of a connection).
   std::variant<request_message, encoded_response> prepare(const frame_header& header,
                                                           std::string_view content,
-                                                          bool peer_admitted) const;
+                                                          bool peer_admitted,
+                                                          bool serve_in_drain = false) const;
   // Answers at once when only plain-function handlers are involved.
   // `connection` is the executor the connection runs on: the handler's
   // request_context::executor.
@@ -158,8 +160,9 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   // or write.
   void close_if_drained();
   bool peer_has_written();
-  // Closing gracefully, or its host stopping (stop_reading_ is set by a
-  // post, so the host's flag covers the moment before it runs).
+  // Closing gracefully, past its max_connection_age, or its host stopping
+  // (stop_reading_ is set by a post, so the host's flag covers the moment
+  // before it runs).
   bool draining() const noexcept;
 
   const asio::any_io_executor& strand() const noexcept { return strand_; }
@@ -248,6 +251,13 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   std::vector<handle> room_waiters_;  // streams with credit, out of room
   topic_subscriber::batch batch_;      // drain_subscription's, reused
   bool probing_ = false;               // TCP keepalive is on
+
+  // Past max_connection_age, looked at when a batch of requests was read
+  // (no timer): the connection closes gracefully (retire()).
+  void retire();
+  std::chrono::steady_clock::time_point age_limit_ = std::chrono::steady_clock::time_point::max();
+  bool aged_ = false;
+  bool prepared_any_ = false;  // a request was read (for serve_first_in_drain)
 
   bool stop_reading_ = false;
   bool reading_ = false;  // the read loop waits in a read

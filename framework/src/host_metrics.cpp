@@ -65,6 +65,7 @@ void host_metrics::fill(host_stats& s) const {
   s.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
   s.connections_accepted = accepted_.load(std::memory_order_relaxed);
   s.connections_refused = refused_.load(std::memory_order_relaxed);
+  s.connections_aged = aged_.load(std::memory_order_relaxed);
   s.tls_handshakes_failed = tls_failed_.load(std::memory_order_relaxed);
   s.tls_sessions_resumed = tls_resumed_.load(std::memory_order_relaxed);
   using std::chrono::duration_cast;

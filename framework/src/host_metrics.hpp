@@ -38,6 +38,7 @@ class host_metrics {
   void sent(std::size_t bytes) noexcept { bytes_sent_.fetch_add(bytes, std::memory_order_relaxed); }
   void accepted() noexcept { accepted_.fetch_add(1, std::memory_order_relaxed); }
   void refused() noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
+  void aged() noexcept { aged_.fetch_add(1, std::memory_order_relaxed); }
   void tls_failed() noexcept { tls_failed_.fetch_add(1, std::memory_order_relaxed); }
   void tls_resumed() noexcept { tls_resumed_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -52,6 +53,7 @@ class host_metrics {
   std::atomic<std::uint64_t> bytes_sent_{0};
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::uint64_t> aged_{0};
   std::atomic<std::uint64_t> tls_failed_{0};
   std::atomic<std::uint64_t> tls_resumed_{0};
   latency_histogram latency_;

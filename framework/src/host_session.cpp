@@ -47,6 +47,7 @@ void host_session::on_request(const frame_header& header, std::string_view conte
   if (header.request_id) last_id_ = header.request_id;
   const bool tagged = header.request_id && header.keep_alive;
   request_info r{header.request_id, header.keep_alive, !tagged, false};
+  const bool first = first_request_;
   if (first_request_) {
     first_request_ = false;
     if (tagged && header.features) {
@@ -70,13 +71,20 @@ void host_session::on_request(const frame_header& header, std::string_view conte
     if (refused->error == errc::shutting_down) begin_drain();
     return refuse(r, *refused);
   }
-  if (draining_) {
-    refuse(r, error_response(errc::shutting_down, "the host is shutting down; try again later"));
+  const bool served_in_drain = draining_ && first && limits_.serve_first_in_drain && !retired_;
+  if (draining_ && !served_in_drain) {
+    refuse(r, error_response(errc::shutting_down,
+                             stopping_ ? "the host is shutting down; try again later"
+                                       : "this connection reached the host's max_connection_age "
+                                         "and closes; the request did not run: send it again on "
+                                         "a new connection"));
     // The stop came before the peer said what it speaks: the notice
     // follows the answer that tells it (it may have written more behind).
     if (r.announce) notice_going_away();
     return;
   }
+  // Its first request runs: the notice follows it, naming it.
+  if (served_in_drain && r.announce) notice_going_away();
   if (header.stream != stream_part::none)
     return on_stream_request(header, r, std::get<request_message>(prepared));
   const bool fits = in_flight_ == 0 || (in_flight_ < limits_.max_in_flight &&
@@ -226,8 +234,16 @@ void host_session::advance_ordered() {
   advancing_ = false;
 }
 
-void host_session::begin_drain() {
+void host_session::retire() {
   if (draining_) return;
+  draining_ = true;
+  retired_ = true;
+  notice_going_away();
+}
+
+void host_session::begin_drain() {
+  if (stopping_) return;
+  stopping_ = true;
   draining_ = true;
   // Every open stream ends with shutting_down, before the notice; its
   // handler is cancelled and finishes (stream_finished) when it can.

@@ -44,6 +44,10 @@ struct host_session_limits {
   std::size_t write_buffer_limit = 4 * 1024 * 1024;
   // Streams and subscriptions open at once; they are not in the window.
   std::size_t max_streams = 256;
+  // During a stop, the connection's first request still runs (a host
+  // sharing its port with others, host_options::reuse_port: no other host
+  // can take a connection the kernel gave this one).
+  bool serve_first_in_drain = false;
 };
 
 class host_session {
@@ -113,7 +117,15 @@ class host_session {
   // requests read from now on are answered shutting_down without running,
   // and every answer says the connection closes. Idempotent.
   void begin_drain();
+  // The connection reached its max_connection_age: as begin_drain() for
+  // the requests read from now on (the notice to a peer that announced
+  // "going-away", shutting_down for what follows, answers that say the
+  // connection closes), but the requests read already all run, and open
+  // streams run to their end. A later begin_drain() (a stop) still ends
+  // those. Idempotent.
+  void retire();
   bool draining() const noexcept { return draining_; }
+  bool retired() const noexcept { return retired_; }
   // The going-away notice was queued: the peer ends what it wrote after it.
   bool noticed() const noexcept { return noticed_; }
 
@@ -251,7 +263,9 @@ class host_session {
 
   bool reading_ = true;
   bool shut_ = false;
-  bool draining_ = false;
+  bool draining_ = false;  // begin_drain() or retire()
+  bool stopping_ = false;  // begin_drain()
+  bool retired_ = false;   // retire()
   bool noticed_ = false;
   bool advancing_ = false;
   bool first_request_ = true;

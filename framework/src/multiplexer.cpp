@@ -266,7 +266,9 @@ void multiplexer::learn_keep_alive(const frame_header& header, bool failed) {
   // The peer closes after this answer. Only an ordinary answer says it
   // never keeps connections (a COMET host): a comet-net host also closes
   // after refusing a request (too_large, unauthorized).
-  if (peer_.support == peer_knowledge::keep_alive::unknown && !failed)
+  // Nor does an answer after a going-away notice: the host closes this
+  // connection because it stops or the connection is old.
+  if (peer_.support == peer_knowledge::keep_alive::unknown && !failed && !going_away_)
     peer_.support = peer_knowledge::keep_alive::no;
   if (state_ != state::closed) state_ = state::closing;
 }
@@ -372,8 +374,13 @@ void multiplexer::on_going_away(settle_fn settled) {
   const error why(errc::unread, info_.describe() +
                                     " is going away and did not read this request; it is "
                                     "safe to send again");
+  // The pool sends them again on another connection (a host closing an
+  // old connection at max_connection_age is still there); if that finds no
+  // host, they end with this.
   for (auto* r : unread) {
     r->failure = why;
+    r->replay = true;
+    r->going_away = true;
     settled(*r);
   }
   for (auto* s : unread_streams) s->stream_ended(why);

@@ -24,8 +24,9 @@
 // deadline passes). A lost connection replays what a completed write
 // provably did not hand over whole;
 // after a too_large refusal, what was written behind the refused request
-// was never read and is replayed too. A going-away notice ends the requests
-// the host did not read as unread.
+// was never read and is replayed too. A going-away notice settles the
+// requests the host did not read for replay (unread, should no host take
+// them again).
 //
 // Streams and subscriptions (docs/protocol.md, "Streams and subscriptions")
 // are listed beside the requests, by id, while open: they do not count
@@ -65,9 +66,14 @@ struct pooled_request {
   std::optional<error> failure;
   // The host provably never read this request: send it again. Either the
   // host refused one written before it as too_large (failure unset), or
-  // the connection was lost before all of it was written (failure says
-  // so, for when the send stops replaying).
+  // the connection was lost before all of it was written, or the host's
+  // going-away notice came before it (failure says so, for when the send
+  // stops replaying).
   bool replay = false;
+  // The replay is for a going-away notice (max_connection_age, or a stop):
+  // if sending it again finds no host, the send ends with the notice's
+  // unread failure.
+  bool going_away = false;
 
   pooled_request() = default;
   pooled_request(const pooled_request&) = delete;

@@ -26,6 +26,8 @@
 //   max_connections = 10000      # open host connections
 //   idle_timeout = 60.0          # seconds; 0: never
 //   handler_timeout = 60.0       # seconds; 0: no deadline
+//   max_connection_age = 0.0     # seconds a keep-alive host connection lives (±10%); 0: forever
+//   reuse_port = false           # several hosts share one address and port (SO_REUSEPORT)
 //   keep_alive = false           # clients reuse connections
 //   max_connections_per_peer = 4 # with keep_alive
 //   tls = false                  # TLS for the host and every client
@@ -100,6 +102,13 @@ struct settings {
   std::chrono::milliseconds idle_timeout{60000};
   // A host cancels a coroutine handler running this long; zero: no deadline.
   std::chrono::milliseconds handler_timeout{60000};
+  // A host closes a keep-alive connection gracefully once it is this old
+  // (each draws its own age within ±10% of it), so that clients spread
+  // onto new hosts; zero: never (host_options::max_connection_age).
+  std::chrono::milliseconds max_connection_age{0};
+  // A host's listener sets SO_REUSEPORT, so that several hosts (processes)
+  // share one address and port (host_options::reuse_port).
+  bool reuse_port = false;
   // Clients reuse connections to a peer (keep-alive) instead of one per message.
   bool keep_alive = false;
   // With keep_alive: connections a client keeps open to each peer.

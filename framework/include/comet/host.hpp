@@ -62,6 +62,35 @@ struct host_options {
   // for it, and when a stop reaches shutdown_timeout; the cancellation
   // reaches the sends it awaits.
   std::chrono::milliseconds handler_timeout{60000};
+  // A keep-alive connection older than this is closed gracefully, so that
+  // a client's load moves onto hosts started since (gRPC's
+  // MAX_CONNECTION_AGE, gRFC A9). Each connection draws its own age from
+  // max_connection_age x [0.9, 1.1] when it opens, so that connections
+  // made together do not close together. The age is looked at when a
+  // batch of requests is read, never by a timer: an idle connection costs
+  // nothing more and is left to idle_timeout. The first read that finds
+  // the connection past its age is answered as usual; then a peer that
+  // announced "going-away" gets the notice (its last-request-id names the
+  // last request read) and what it wrote after that is answered
+  // shutting_down without running (the comet-net client sends those again
+  // on another connection); a peer that did not announce it is answered
+  // with "keep-alive" absent from then on (the host closes) and what it
+  // wrote after that is answered shutting_down. Either way the host
+  // answers every request it read before, lets open streams and
+  // subscriptions run to their end, and closes once nothing is in flight.
+  // One-shot (COMET) connections are never aged. Zero: no age limit.
+  std::chrono::milliseconds max_connection_age{0};
+  // SO_REUSEPORT on the listeners, set before they bind: several hosts
+  // (processes) of the same user may listen on one address and port, and
+  // the kernel spreads new connections over them. A stop accepts what the
+  // listener's backlog holds before it closes the listener (as always),
+  // and serves the first request of every connection it accepted rather
+  // than refusing it shutting_down: the kernel gave the connection to this
+  // host and no other can take it. A connection that completes its
+  // handshake between that last accept and the close is still reset by
+  // the kernel unless net.ipv4.tcp_migrate_req is 1 (docs/api.md,
+  // "Several hosts on one port").
+  bool reuse_port = false;
   // Streams and subscriptions open on one connection at most; one past it
   // is refused too_many_streams (safe to send again). They do not count
   // toward max_in_flight. A connection with any open is exempt from
@@ -100,6 +129,7 @@ struct host_stats {
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_open = 0;
   std::uint64_t connections_refused = 0;  // over max_connections
+  std::uint64_t connections_aged = 0;     // closed gracefully at max_connection_age
   std::uint64_t tls_handshakes_failed = 0;
   std::uint64_t tls_sessions_resumed = 0;  // handshakes that resumed a session (no certificates)
   // Time from a request's arrival to its answer, over the host's life.
@@ -116,7 +146,7 @@ struct host_stats {
 // boost::json::value_from(stats): the object comet-host's `status` action
 // answers (uptime_seconds, requests_served, error_responses, errors_by_code,
 // bytes_received, bytes_sent, connections_open, connections_accepted,
-// connections_refused, tls_handshakes_failed, tls_sessions_resumed,
+// connections_refused, connections_aged, tls_handshakes_failed, tls_sessions_resumed,
 // latency_us {p50, p99, p999}, listening ["127.0.0.1:5000", "[::1]:5000"]).
 void tag_invoke(const json::value_from_tag&, json::value& out, const host_stats& stats);
 
