@@ -351,6 +351,17 @@ inline std::string request_frame(std::string_view action, const json::value& val
   return encode_frame(h, encode_request(action, value));
 }
 
+// A keep-alive request frame tagged with request-id `id` (and, on a
+// connection's first request, the features it announces).
+inline std::string tagged(std::uint64_t id, std::string_view action, const json::value& v,
+                          std::optional<std::uint32_t> features = std::nullopt) {
+  frame_header h;
+  h.keep_alive = true;
+  h.request_id = id;
+  h.features = features;
+  return encode_frame(h, encode_request(action, v));
+}
+
 // A coroutine handler ("hold") that keeps each request until `release` is
 // set (looked at every 5 ms, 10 s at most), then answers its value; `runs`
 // counts the requests it took. Declare it before the host that uses it.

@@ -17,15 +17,6 @@ json::value status_of(const std::string& content) {
   return r.result.at("status");
 }
 
-std::string tagged(std::uint64_t id, std::string_view action, const json::value& v,
-                   std::optional<std::uint32_t> features = std::nullopt) {
-  frame_header h;
-  h.keep_alive = true;
-  h.request_id = id;
-  h.features = features;
-  return encode_frame(h, encode_request(action, v));
-}
-
 }  // namespace
 
 TEST_CASE("a host answers health: serving, or what the program set", "[integration][health]") {

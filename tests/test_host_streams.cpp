@@ -62,14 +62,6 @@ std::string cancel_frame(std::uint64_t id) {
   return encode_frame(h, "");
 }
 
-std::string tagged(std::uint64_t id, std::string_view action, const json::value& v, bool first = false) {
-  frame_header h;
-  h.keep_alive = true;
-  h.request_id = id;
-  if (first) h.features = feature::all;
-  return encode_frame(h, encode_request(action, v));
-}
-
 struct frame {
   json::object header;
   std::string content;
@@ -220,7 +212,7 @@ TEST_CASE("stream requests a host refuses get one ordinary answer", "[integratio
   }
   SECTION("a plain request for a stream action") {
     raw_peer p(f.at);
-    p.write(tagged(1, "count", count_of(1), true));
+    p.write(tagged(1, "count", count_of(1), feature::all));
     CHECK(next_frame(p).response().error == errc::bad_request);
   }
   SECTION("a connection that did not agree the feature") {
@@ -523,7 +515,7 @@ TEST_CASE("hostile stream frames: credit for unknown ids, huge credit, host-only
   counting_handlers handlers;
   stream_host f(handlers);
   raw_peer p(f.at);
-  p.write(tagged(1, "echo", 1, true));
+  p.write(tagged(1, "echo", 1, feature::all));
   CHECK(next_frame(p).response().result == 1);
   p.write(credit_frame(99, 5));
   p.write(credit_frame(1, 5));  // answered already

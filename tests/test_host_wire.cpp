@@ -16,15 +16,6 @@ using namespace comet::test;
 
 namespace {
 
-std::string tagged(std::uint64_t id, std::string_view action, const json::value& v,
-                   std::optional<std::uint32_t> features = std::nullopt) {
-  frame_header h;
-  h.keep_alive = true;
-  h.request_id = id;
-  h.features = features;
-  return encode_frame(h, encode_request(action, v));
-}
-
 std::string cancel_frame(std::uint64_t id, bool keep_alive = true) {
   frame_header h;
   h.keep_alive = keep_alive;
