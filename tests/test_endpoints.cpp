@@ -6,7 +6,11 @@
 // all loopback on Linux.
 #include <comet/comet.hpp>
 
+#include <cstdlib>
+#include <fstream>
+
 #include "private_hosts.hpp"
+#include "processes.hpp"
 #include "retry_window.hpp"
 #include "support.hpp"
 
@@ -384,4 +388,59 @@ TEST_CASE("a name in an endpoint list stands for every address it resolves to",
     c.send_sync("echo", json::value(0));
     return c.stats().resolves >= resolves + 2;
   }));
+}
+
+// A name whose addresses change: the test stacks a hosts file of its own
+// over the private /etc/hosts (the mount namespace tests/with_hosts made is
+// this process's alone), then edits it.
+TEST_CASE("an endpoint list follows a name's addresses as they change",
+          "[.names-multi][endpoints]") {
+  private_hosts_file();
+  const char* via = std::getenv("COMET_HOSTS_VIA");
+  if (via == nullptr || std::string(via) != "mount") {
+    WARN("needs the private mount namespace of tests/with_hosts (COMET_HOSTS_VIA=mount)");
+    return;
+  }
+  const std::string file = (scratch_dir() / "moving-hosts").string();
+  const std::string base = read_file("/etc/hosts");
+  const auto write_hosts = [&](const std::string& lines) {
+    std::ofstream out(file, std::ios::trunc);  // the same inode: the bind mount sees it
+    out << base << lines;
+  };
+  write_hosts("127.0.0.41 lab-moving\n127.0.0.42 lab-moving\n");
+  REQUIRE(std::system(("mount --bind " + file + " /etc/hosts").c_str()) == 0);
+  struct unmount {
+    std::string file;
+    ~unmount() {
+      (void)std::system("umount /etc/hosts");
+      std::remove(file.c_str());
+    }
+  } restore{file};
+
+  io_pool pool(2);
+  host first(pool.get_executor(), on_address("127.0.0.41"));
+  add_echo(first);
+  const std::uint16_t port = first.start().port;
+  host second(pool.get_executor(), on_address("127.0.0.42", port));
+  add_echo(second);
+  second.start();
+  client_options o;
+  o.resolve_max_age = std::chrono::milliseconds(1);
+  o.keep_alive = true;
+  client c(pool.get_executor(), std::vector<endpoint>{{"lab-moving", port}}, o);
+  for (int i = 0; i < 20; ++i) REQUIRE(c.send_sync("echo", json::value(i)) == json::value(i));
+  REQUIRE(c.endpoint_stats().size() == 2);
+  CHECK(first.stats().requests_served == 10);
+  CHECK(second.stats().requests_served == 10);
+
+  // .42 leaves the name: once a resolve sees it, it takes no new sends.
+  write_hosts("127.0.0.41 lab-moving\n");
+  REQUIRE(wait_until([&] {
+    c.send_sync("echo", json::value(0));
+    return c.endpoint_stats().size() == 1;
+  }));
+  const auto left_at = second.stats().requests_served;
+  for (int i = 0; i < 20; ++i) REQUIRE(c.send_sync("echo", json::value(i)) == json::value(i));
+  CHECK(second.stats().requests_served == left_at);
+  CHECK(c.endpoint_stats().front().address == endpoint{"127.0.0.41", port});
 }

@@ -343,6 +343,11 @@ void endpoint_set::report(member& m, const error* failure) {
                            " ms (outlier detection): " + m.last_failure);
 }
 
+bool endpoint_set::retired(const member& m) const {
+  std::lock_guard lock(mutex_);
+  return m.retired;
+}
+
 bool endpoint_set::try_spend_retry() {
   std::lock_guard lock(mutex_);
   if (budget_.try_spend(clock::now())) {
@@ -427,7 +432,7 @@ asio::awaitable<T> endpoint_set::with_failover(attempt_fn<T> attempt,
     const errc code = static_cast<errc>(failure->code().value());
     tried.push_back(m.get());
     // Picked just before a resolve retired it: it never took the send.
-    if (m->retired && code == errc::client_closed) continue;
+    if (code == errc::client_closed && retired(*m)) continue;
     const bool again =
         failure->safe_to_retry() || (idempotent && code == errc::connection_closed);
     if (!again || clock::now() >= deadline) throw std::move(*failure);

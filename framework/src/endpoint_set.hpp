@@ -79,6 +79,7 @@ class endpoint_set : public std::enable_shared_from_this<endpoint_set> {
   std::shared_ptr<member> make_member(endpoint address, const endpoint& origin,
                                       std::optional<tcp::endpoint> target);
   bool try_spend_retry();
+  bool retired(const member& m) const;
   error all_down() const;  // under the mutex
 
   asio::any_io_executor executor_;
