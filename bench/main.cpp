@@ -3,6 +3,7 @@
 // same run. See bench/README.md.
 #include "baseline_server.hpp"
 #include "comet_side.hpp"
+#include "endpoints.hpp"
 #include "load.hpp"
 #include "platform.hpp"
 #include "queue_burst.hpp"
@@ -222,7 +223,9 @@ int main(int argc, char** argv) {
         "(issue 4's targets; implies --pin), or 'queue' (1,000, 10,000 and 100,000 sends queued "
         "at once on one keep-alive client; same as --queued 1000,10000,100000), or 'stream' "
         "(items/s of 1 and 16 streams and deliveries/s of a publish to 100 subscribers, as ratios to "
-        "the multiplexed rate, beside Debian's nats-server when it is installed)")
+        "the multiplexed rate, beside Debian's nats-server when it is installed), or 'endpoints' "
+        "(comet::client over three in-process hosts on 127.0.0.2-.4 against the same client over "
+        "one, keep-alive x64 and one-shot x16, as ratios; implies --pin)")
     ("queued", po::value<std::string>(), "instead of load rows: bursts of this many sends "
         "queued at once on one keep-alive comet::client against the comet host, with the cost "
         "per send as a ratio to the first size (1-1000000 each)")
@@ -307,9 +310,25 @@ int main(int argc, char** argv) {
       for (const auto& r : rows) failed = failed || r.errors != 0;
       return failed ? 1 : 0;
     }
+    if (vm.count("suite") && vm["suite"].as<std::string>() == "endpoints") {
+      const int rounds = vm.count("rounds") ? vm["rounds"].as<int>() : 3;
+      if (rounds < 1 || rounds > 10) throw usage_error("--rounds: 1 to 10");
+      raise_fd_limit(1024);
+      // Implies --pin: the hosts share the servers' CPUs however many they
+      // are, so one host and three get the same CPU, and so does the client.
+      const cpu_plan cpus = plan_cpus(true);
+      pin_this_thread(cpus.server);
+      const auto rows = run_endpoint_suite(rounds, std::chrono::duration<double>(timing.warmup).count(),
+                                           std::chrono::duration<double>(timing.duration).count(),
+                                           cpus.load);
+      print_endpoint_rows(stdout, rows);
+      bool failed = false;
+      for (const auto& r : rows) failed = failed || r.errors != 0;
+      return failed ? 1 : 0;
+    }
     if (vm.count("suite")) {
       if (vm["suite"].as<std::string>() != "issue4")
-        throw usage_error("--suite: the presets are 'issue4', 'queue' and 'stream'");
+        throw usage_error("--suite: the presets are 'issue4', 'queue', 'stream' and 'endpoints'");
       for (const char* o : {"mode", "connections", "depth", "threads", "servers", "clients",
                             "client-server", "tls"})
         if (!vm[o].defaulted()) throw usage_error(std::string("--suite sets --") + o + " itself");
