@@ -458,7 +458,7 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
                  "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
                  "max_content_length, max_in_flight, max_in_flight_bytes, write_buffer_limit, max_connections, "
                  "max_streams, subscriber_queue, subscriber_queue_bytes, idle_timeout, handler_timeout, "
-                 "max_connection_age, reuse_port, keep_alive, max_connections_per_peer, resolve_max_age, auth_token, "
+                 "max_connection_age, reuse_port, metrics_listen, keep_alive, max_connections_per_peer, resolve_max_age, auth_token, "
                  "allow, tls, tls_certificate, tls_private_key, tls_ca and "
                  "tls_require_client_certificate "
                  "(did you mean connect_timeout?)"));
