@@ -342,13 +342,14 @@ void host_connection::run(handle h, request_message& request,
   handler.label = host_->metrics.requests.index_of(request.action);
   handler.stream = false;
   if (log_enabled(log_level::debug)) handler.action = request.action;
-  host_->metrics.requests.started();
-  // Plain-function handlers answer here and now, tagged or not.
+  // Plain-function handlers answer here and now, tagged or not (the
+  // in-flight gauge counts coroutine handlers only: a plain one is over
+  // before anyone could read it, and counting it costs two adds a request).
   if (auto now = host_->run_now(request, request_id, peer_, strand_)) {
-    host_->metrics.requests.finished();
     sync_drain();
     return session_.answered(h, *now);
   }
+  host_->metrics.requests.started();
   if (!handler.signal) handler.signal = std::make_unique<asio::cancellation_signal>();
   // Ordered requests run on this strand; tagged ones beside the others, on
   // any thread of the host's executor. Either answer comes back here.

@@ -225,7 +225,7 @@ void request_metrics::render(std::string& out) const {
     append_number(out, cumulative);
     out += '\n';
   }
-  out += "# HELP comet_host_in_flight Requests whose handler is running.\n"
+  out += "# HELP comet_host_in_flight Requests whose coroutine handler is running.\n"
          "# TYPE comet_host_in_flight gauge\n"
          "comet_host_in_flight ";
   append_number(out, in_flight());

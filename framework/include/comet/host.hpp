@@ -283,7 +283,8 @@ class host {
   // The host's metrics in Prometheus's text exposition format (0.0.4),
   // from any thread: comet_host_requests_total{action, code},
   // comet_host_request_duration_seconds{action} (a histogram), connections,
-  // in-flight requests, streams and subscriptions (docs/observability.md).
+  // coroutine handlers in flight, streams and subscriptions
+  // (docs/observability.md).
   // The action label is a route's name (on(), on_stream()) or "<unrouted>",
   // so that no peer can add series. Counting costs no lock and no
   // allocation per request; rendering sums per-thread shards.
