@@ -35,6 +35,8 @@ number) and the stream `ticks` ({"count": N, "interval": S}: N items
 {"tick": 1} to {"tick": N}, S seconds apart). SIGINT or SIGTERM
 stops it gracefully. The config may be TOML, YAML (COMET's settings.yml) or
 JSON, by its extension.
+--metrics-listen (or the config's metrics_listen) serves the host's
+Prometheus metrics over HTTP (docs/observability.md).
 --check-config validates the config (and the overrides) and exits: 0 when
 usable, 2 with the problem otherwise.
 
@@ -139,6 +141,9 @@ int main(int argc, char** argv) {
       ("host", po::value<std::string>(), "address or host name to listen on (overrides the config)")
       ("port,p", po::value<int>(), "port to listen on; 0 picks a free one (overrides the config)")
       ("threads,t", po::value<int>(), "io threads (overrides the config's io_threads)")
+      ("metrics-listen", po::value<std::string>(),
+       "HOST:PORT to serve GET /metrics on, for Prometheus; port 0 picks a free one, logged; "
+       "\"\" turns it off (overrides the config's metrics_listen)")
       ("log-level", po::value<std::string>()->default_value("info"),
        "trace, debug, info, warn, error or off");
   po::variables_map args;
@@ -190,6 +195,19 @@ int main(int argc, char** argv) {
       return 2;
     }
     cfg.framework.io_threads = static_cast<std::size_t>(threads);
+  }
+  if (args.count("metrics-listen")) {
+    const std::string text = args["metrics-listen"].as<std::string>();
+    // Port 0 is for tests and scratch runs, which read the port from the log.
+    const bool any_port = text.ends_with(":0");
+    auto at = comet::parse_endpoint(any_port ? text.substr(0, text.size() - 1) + "1" : text);
+    if (!text.empty() && !at) {
+      std::cerr << "comet-host: --metrics-listen '" << text
+                << "' is not HOST:PORT; write an address and a port, e.g. 127.0.0.1:9464\n";
+      return 2;
+    }
+    if (at && any_port) at->port = 0;
+    cfg.framework.metrics_listen = at;
   }
   if (args.count("check-config")) return check_config(cfg);
 

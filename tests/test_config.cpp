@@ -192,6 +192,7 @@ idle_timeout = 12.5
 handler_timeout = 0.5
 max_connection_age = 90
 reuse_port = true
+metrics_listen = "127.0.0.1:9464"
 keep_alive = true
 max_connections_per_peer = 6
 resolve_max_age = 4.5
@@ -237,6 +238,7 @@ Port = 65001
   CHECK(h.handler_timeout == 500ms);
   CHECK(h.max_connection_age == 90s);
   CHECK(h.reuse_port);
+  CHECK(h.metrics_listen == endpoint{"127.0.0.1", 9464});
   CHECK(h.auth_token == "s3cret");
   CHECK(h.allow == std::vector<std::string>{"127.0.0.0/8", "::1"});
   CHECK(h.tls.enabled);
@@ -458,7 +460,7 @@ TEST_CASE("config errors: unknown keys", "[unit]") {
                  "io_threads, connect_timeout, request_timeout, shutdown_timeout, "
                  "max_content_length, max_in_flight, max_in_flight_bytes, write_buffer_limit, max_connections, "
                  "max_streams, subscriber_queue, subscriber_queue_bytes, idle_timeout, handler_timeout, "
-                 "max_connection_age, reuse_port, keep_alive, max_connections_per_peer, resolve_max_age, auth_token, "
+                 "max_connection_age, reuse_port, metrics_listen, keep_alive, max_connections_per_peer, resolve_max_age, auth_token, "
                  "allow, tls, tls_certificate, tls_private_key, tls_ca and "
                  "tls_require_client_certificate "
                  "(did you mean connect_timeout?)"));

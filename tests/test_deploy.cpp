@@ -131,6 +131,8 @@ TEST_CASE("the Kubernetes manifests have the kinds, ports and probes the deploym
   for (const auto& p : container["ports"]) ports[p["name"].as<std::string>()] = p["containerPort"].as<int>();
   CHECK(ports["comet"] == cfg.host.port);
   CHECK(ports["metrics"] == 9464);
+  REQUIRE(cfg.framework.metrics_listen);
+  CHECK(cfg.framework.metrics_listen->port == 9464);
 
   // Ready while the host answers health "serving" (comet-send exits 0 only then).
   const auto probe = strings(container["readinessProbe"]["exec"]["command"]);
@@ -232,7 +234,8 @@ TEST_CASE("comet-host runs unprivileged on the ConfigMap's config, is ready by t
   // As the image's user; on loopback here instead of the config's 0.0.0.0.
   process host = start_program("setpriv", {"--reuid=10001", "--regid=10001", "--clear-groups",
                                            host_binary.string(), "--config", config_file.string(),
-                                           "--host", "127.0.0.5", "--port", "0"});
+                                           "--host", "127.0.0.5", "--port", "0",
+                                           "--metrics-listen", "127.0.0.5:0"});
   struct reap {
     process& p;
     bool done = false;

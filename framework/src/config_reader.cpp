@@ -36,12 +36,12 @@ constexpr std::array<std::string_view, 2> endpoint_keys{"IP", "Port"};
 // A client is one peer (IP and Port) or a list of them (endpoints).
 constexpr std::array<std::string_view, 3> client_keys{"IP", "Port", "endpoints"};
 // In the order docs/configuration.md lists them; error messages list them so.
-constexpr std::array<std::string_view, 26> settings_keys{
+constexpr std::array<std::string_view, 27> settings_keys{
     "io_threads",         "connect_timeout",     "request_timeout",    "shutdown_timeout",
     "max_content_length", "max_in_flight",       "max_in_flight_bytes", "write_buffer_limit",
     "max_connections",    "max_streams",         "subscriber_queue",   "subscriber_queue_bytes",
     "idle_timeout",       "handler_timeout",     "max_connection_age", "reuse_port",
-    "keep_alive",         "max_connections_per_peer", "resolve_max_age", "auth_token",
+    "metrics_listen",     "keep_alive",         "max_connections_per_peer", "resolve_max_age", "auth_token",
     "allow",              "tls",                 "tls_certificate",    "tls_private_key",
     "tls_ca",             "tls_require_client_certificate"};
 // What an endpoints entry looks like, for messages (a JSON literal, valid in every format).
@@ -460,6 +460,19 @@ class config_reader {
     read_seconds("resolve_max_age", "30.0", result.resolve_max_age);
     if (const auto reuse = read_bool(table, join_key_path(path, "reuse_port"), "reuse_port")) {
       result.reuse_port = *reuse;
+    }
+    if (const config_node* metrics =
+            read_string(table, join_key_path(path, "metrics_listen"), "metrics_listen",
+                        "\"127.0.0.1:9464\"")) {
+      if (!metrics->text.empty()) {
+        std::string problem;
+        result.metrics_listen = detail::parse_endpoint(metrics->text, problem);
+        if (!result.metrics_listen)
+          fail(*metrics, join_key_path(path, "metrics_listen"),
+               written(*metrics) + " " + problem +
+                   "; write HOST:PORT, the address to serve metrics on and a port from 1 to "
+                   "65535, e.g. \"127.0.0.1:9464\", or \"\" for none");
+      }
     }
 
     if (const auto keep_alive = read_bool(table, join_key_path(path, "keep_alive"), "keep_alive")) {

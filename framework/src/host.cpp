@@ -92,6 +92,7 @@ void host::impl::close_acceptors() {
 
 void host::impl::begin_stop() {
   if (stopping.exchange(true)) return;
+  if (metrics_http) metrics_http->stop();
   asio::post(control, [self = shared_from_this()] {
     self->accept_backlog();
     self->close_acceptors();
@@ -369,6 +370,7 @@ host_options host_options::from_config(const config& cfg) {
   o.auth_token = cfg.framework.auth_token;
   o.allow = split_allow_list(cfg.framework.allow);
   o.tls = cfg.framework.tls;
+  o.metrics_listen = cfg.framework.metrics_listen;
   return o;
 }
 
@@ -387,6 +389,7 @@ host::host(io_pool& pool, const config& cfg) : host(pool, host_options::from_con
 host::~host() {
   if (!impl_->started) return;
   impl_->stopping = true;
+  if (impl_->metrics_http) impl_->metrics_http->stop();
   asio::post(impl_->control, [self = impl_] {
     self->close_acceptors();
     self->force_close.cancel();
@@ -398,6 +401,12 @@ action_router& host::router() {
   if (impl_->started)
     throw error(errc::usage_error, "comet::host: register handlers before start()");
   return impl_->router;
+}
+
+action_router& host::route(const std::string& action) {
+  auto& r = router();
+  impl_->route_names.push_back(action);
+  return r;
 }
 
 endpoint host::start() {
@@ -425,9 +434,24 @@ endpoint host::start() {
       if (std::find(addresses.begin(), addresses.end(), entry.endpoint()) == addresses.end())
         addresses.push_back(entry.endpoint());
   }
+  // The labels are fixed before the first request can be counted.
+  impl_->metrics.requests.set_actions(impl_->route_names);
   try {
     impl_->listen_on(addresses, !want.is_address());
+    if (impl_->options.metrics_listen) {
+      // Rendering holds the host weakly: the listener is the host's, and
+      // ends with its stop.
+      impl_->metrics_http = std::make_unique<metrics_listener>(
+          impl_->executor, [weak = std::weak_ptr<impl>(impl_)] {
+            const auto self = weak.lock();
+            return self ? self->render_metrics() : std::string();
+          });
+      impl_->metrics_bound = impl_->metrics_http->start(*impl_->options.metrics_listen);
+    }
   } catch (...) {
+    impl_->close_acceptors();
+    impl_->acceptors.clear();
+    impl_->metrics_http.reset();
     impl_->started = false;
     throw;
   }
@@ -544,6 +568,54 @@ host_stats host::stats() const {
   s.connections_open = impl_->connections.size();
   return s;
 }
+
+namespace {
+
+void append_family(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help, std::uint64_t value) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+  out += name;
+  out += ' ';
+  out += std::to_string(value);
+  out += '\n';
+}
+
+}  // namespace
+
+std::string host::impl::render_metrics() {
+  std::string out;
+  out.reserve(4096);
+  metrics.requests.render(out);
+  std::size_t open = 0;
+  {
+    std::lock_guard lock(connections_mutex);
+    open = connections.size();
+  }
+  append_family(out, "comet_host_connections", "gauge", "Connections open.", open);
+  append_family(out, "comet_host_connections_refused_total", "counter",
+                "Connections refused at max_connections.", metrics.connections_refused());
+  append_family(out, "comet_host_streams_open", "gauge", "Streams whose handler is running.",
+                streams_open.load(std::memory_order_relaxed));
+  append_family(out, "comet_host_subscriptions_open", "gauge", "Subscriptions open.",
+                topics.subscriptions());
+  append_family(out, "comet_host_items_published_total", "counter", "host::publish() calls.",
+                topics.published());
+  append_family(out, "comet_host_items_dropped_total", "counter",
+                "Queued items dropped for slow subscribers.", topics.dropped());
+  return out;
+}
+
+std::string host::metrics() const { return impl_->render_metrics(); }
+
+std::optional<endpoint> host::metrics_endpoint() const { return impl_->metrics_bound; }
 
 std::string_view to_string(health_status s) noexcept {
   switch (s) {

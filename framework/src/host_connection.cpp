@@ -339,12 +339,17 @@ void host_connection::run(handle h, request_message& request,
   if (h >= handlers_.size()) handlers_.resize(h + 1);
   auto& handler = handlers_[h];
   handler.arrived = arrived_;
+  handler.label = host_->metrics.requests.index_of(request.action);
+  handler.stream = false;
   if (log_enabled(log_level::debug)) handler.action = request.action;
-  // Plain-function handlers answer here and now, tagged or not.
+  // Plain-function handlers answer here and now, tagged or not (the
+  // in-flight gauge counts coroutine handlers only: a plain one is over
+  // before anyone could read it, and counting it costs two adds a request).
   if (auto now = host_->run_now(request, request_id, peer_, strand_)) {
     sync_drain();
     return session_.answered(h, *now);
   }
+  host_->metrics.requests.started();
   if (!handler.signal) handler.signal = std::make_unique<asio::cancellation_signal>();
   // Ordered requests run on this strand; tagged ones beside the others, on
   // any thread of the host's executor. Either answer comes back here.
@@ -363,6 +368,7 @@ void host_connection::run(handle h, request_message& request,
 void host_connection::on_answer(handle h, bool ordered, std::exception_ptr failure,
                                 encoded_response response) {
   handlers_[h].signal->slot().clear();
+  host_->metrics.requests.finished();
   if (ordered) ++watch_generation_;
   if (failure) response = error_response(errc::handler_failed, "internal error");
   sync_drain();
@@ -378,14 +384,20 @@ void host_connection::cancel(handle h) {
 }
 
 void host_connection::responded(handle h, const encoded_response& response) {
-  const auto arrived = h == host_session::no_handle ? arrived_ : handlers_[h].arrived;
-  // One response in eight has its latency measured.
-  std::optional<std::chrono::nanoseconds> latency;
-  if ((++responses_ & 7) == 1) latency = std::chrono::steady_clock::now() - arrived;
+  // A refusal ran no handler: its label is <unrouted>, its time since the
+  // batch it came in arrived.
+  const bool refusal = h == host_session::no_handle;
+  const auto arrived = refusal ? arrived_ : handlers_[h].arrived;
+  // The one clock read per answer: the histogram's duration (a stream's
+  // end has none: its life is not a latency), and one in eight of them for
+  // stats()'s percentiles.
+  const std::chrono::nanoseconds took = std::chrono::steady_clock::now() - arrived;
+  host_->metrics.requests.answered(
+      refusal ? request_metrics::unrouted : handlers_[h].label, response.error,
+      refusal || !handlers_[h].stream ? std::optional(took) : std::nullopt);
+  if ((++responses_ & 7) == 1) host_->metrics.latency(took);
   if (log_enabled(log_level::debug))
-    log_answer(h == host_session::no_handle ? std::string_view() : handlers_[h].action, response,
-               arrived);
-  host_->metrics.response(response.error, latency);
+    log_answer(refusal ? std::string_view() : handlers_[h].action, response, arrived);
 }
 
 // One line per request at debug: who, which action, what was answered, how

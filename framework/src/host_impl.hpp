@@ -11,6 +11,7 @@
 #include "host_metrics.hpp"
 #include "host_session.hpp"
 #include "host_topics.hpp"
+#include "metrics_listener.hpp"
 #include "transport.hpp"
 
 #include <boost/asio/cancellation_signal.hpp>
@@ -66,6 +67,14 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   std::chrono::steady_clock::time_point start_time{};
 
   host_metrics metrics;
+  // Every action on() and on_stream() were given, for the metrics' labels
+  // (fixed at start()).
+  std::vector<std::string> route_names;
+  // host_options::metrics_listen's, made by start(); stopped by begin_stop().
+  std::unique_ptr<metrics_listener> metrics_http;
+  std::optional<endpoint> metrics_bound;
+  // host::metrics()'s text.
+  std::string render_metrics();
   host_topics topics;
   std::atomic<std::uint64_t> streams_open{0};  // stream handlers running
 
@@ -178,7 +187,9 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
     // Created once per handle and reused: no allocation per request.
     std::unique_ptr<asio::cancellation_signal> signal;
     std::chrono::steady_clock::time_point arrived;
-    std::string action;  // for the debug line only
+    std::uint32_t label = request_metrics::unrouted;  // its action's, in the metrics
+    bool stream = false;  // a stream or subscription: no duration in the histogram
+    std::string action;   // for the debug line only
   };
 
   // host_session::driver

@@ -1,5 +1,7 @@
 // Internal: a host's counters, updated from any io thread with relaxed
-// atomics and read as a consistent-enough snapshot by host::stats().
+// atomics and read as a consistent-enough snapshot by host::stats() and
+// host::metrics(). The per-request ones (request_metrics) live in
+// per-thread shards, so that io threads never share a cache line for them.
 #pragma once
 
 #include <comet/errors.hpp>
@@ -9,7 +11,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace comet {
 
@@ -29,11 +35,90 @@ class latency_histogram {
   std::array<std::atomic<std::uint64_t>, bucket_count> counts_{};
 };
 
+// Requests by action label and answer code, and their durations in the
+// Prometheus buckets (comet_host_requests_total,
+// comet_host_request_duration_seconds, comet_host_in_flight). The action
+// labels are fixed by set_actions() when the host starts (its routes can no
+// longer change then): an action is a small index, so that counting a
+// request is a few relaxed adds into the calling thread's shard, with no
+// lock, no allocation and no map insertion. A thread takes shard
+// (its number mod the shard count); threads that share one stay correct,
+// the adds being atomic.
+class request_metrics {
+ public:
+  // The label of every action without a route of its own, and of answers
+  // made before a request reached a handler (docs/observability.md).
+  static constexpr std::string_view unrouted_label = "<unrouted>";
+  static constexpr std::uint32_t unrouted = 0;
+  // Bucket bounds, in nanoseconds (50 us to 60 s), and +Inf after them.
+  static constexpr std::array<std::uint64_t, 19> bounds_ns{
+      50'000,        100'000,       250'000,        500'000,        1'000'000,
+      2'500'000,     5'000'000,     10'000'000,     25'000'000,     50'000'000,
+      100'000'000,   250'000'000,   500'000'000,    1'000'000'000,  2'500'000'000,
+      5'000'000'000, 10'000'000'000, 30'000'000'000, 60'000'000'000};
+  // ok, then errc::bad_request .. errc::slow_consumer (another code counts
+  // as remote_error).
+  static constexpr int code_count = 13;
+
+  // Once, before any request is counted: the labels are `actions` (sorted
+  // and made unique here) after <unrouted>. From then on the table is read
+  // only, so that index_of() and render() need no lock.
+  void set_actions(std::vector<std::string> actions);
+  // The label of `action`: its own, or unrouted. A binary search over the
+  // routes; allocates nothing.
+  std::uint32_t index_of(std::string_view action) const noexcept;
+
+  // A handler started, or finished (in any order over threads: the gauge
+  // is the sum of the differences).
+  void started() noexcept { add(cell_started, 1); }
+  void finished() noexcept { add(cell_finished, 1); }
+  // An answer to a request of label `action`; its duration when it has one
+  // (unary requests; not a stream's end).
+  void answered(std::uint32_t action, std::optional<errc> error,
+                std::optional<std::chrono::nanoseconds> duration) noexcept;
+
+  // Sums over the shards.
+  std::uint64_t in_flight() const noexcept;
+  // requests_served, error_responses and errors_by_code.
+  void fill(host_stats& s) const;
+  // The requests_total, request_duration_seconds and in_flight families,
+  // in the text exposition format (0.0.4), appended to `out`.
+  void render(std::string& out) const;
+
+  static int code_slot(std::optional<errc> error) noexcept;
+  static std::string_view code_name(int slot) noexcept;
+
+ private:
+  // A shard: [started, finished], then per action label its codes, its
+  // buckets (not cumulative; the last is +Inf) and its sum in nanoseconds.
+  static constexpr std::size_t cell_started = 0, cell_finished = 1, header_cells = 2;
+  static constexpr std::size_t bucket_count = bounds_ns.size() + 1;
+  static constexpr std::size_t action_cells = code_count + bucket_count + 1;
+  std::atomic<std::uint64_t>* shard() const noexcept;
+  void add(std::size_t cell, std::uint64_t n) noexcept {
+    if (ready_.load(std::memory_order_relaxed))
+      shard()[cell].fetch_add(n, std::memory_order_relaxed);
+  }
+  std::uint64_t sum(std::size_t cell) const noexcept;
+
+  std::atomic<bool> ready_{false};
+  std::vector<std::string> actions_;        // routes, sorted (without <unrouted>)
+  std::vector<std::string> escaped_;        // by label: the label value as rendered
+  std::size_t shard_count_ = 0;             // a power of two
+  std::size_t shard_cells_ = 0;             // a multiple of a cache line's cells
+  std::unique_ptr<std::atomic<std::uint64_t>[]> cells_;
+  std::size_t base_ = 0;                    // the first cell on a cache line boundary
+};
+
+// Escapes a label value for the text exposition format: \\, \" and \n.
+void append_label_value(std::string& out, std::string_view value);
+
 class host_metrics {
  public:
-  // Counts a response. Its latency is recorded when given: callers sample
-  // it (reading the clock for every response costs more than it tells).
-  void response(std::optional<errc> error, std::optional<std::chrono::nanoseconds> latency) noexcept;
+  // A response's latency, for stats()'s percentiles: callers sample them
+  // (the histogram is shared by every thread). Responses are counted in
+  // `requests`.
+  void latency(std::chrono::nanoseconds latency) noexcept { latency_.record(latency); }
   void received(std::size_t bytes) noexcept { bytes_received_.fetch_add(bytes, std::memory_order_relaxed); }
   void sent(std::size_t bytes) noexcept { bytes_sent_.fetch_add(bytes, std::memory_order_relaxed); }
   void accepted() noexcept { accepted_.fetch_add(1, std::memory_order_relaxed); }
@@ -44,11 +129,11 @@ class host_metrics {
 
   // Fills every field but uptime and connections_open.
   void fill(host_stats& s) const;
+  std::uint64_t connections_refused() const noexcept { return refused_.load(std::memory_order_relaxed); }
+
+  request_metrics requests;
 
  private:
-  static constexpr int error_slots = 12;  // errc::bad_request .. errc::slow_consumer
-  std::atomic<std::uint64_t> responses_{0};
-  std::array<std::atomic<std::uint64_t>, error_slots> errors_{};
   std::atomic<std::uint64_t> bytes_received_{0};
   std::atomic<std::uint64_t> bytes_sent_{0};
   std::atomic<std::uint64_t> accepted_{0};

@@ -114,6 +114,9 @@ std::optional<std::uint64_t> host_connection::run_stream(handle h, request_messa
   if (h >= streams_.size()) streams_.resize(h + 1);
   auto& handler = handlers_[h];
   handler.arrived = arrived_;
+  // A subscription is built in (no route): <unrouted>.
+  handler.label = subscribe ? request_metrics::unrouted : host_->metrics.requests.index_of(request.action);
+  handler.stream = true;
   // Kept for the warning at handler_timeout, not only for the debug line.
   handler.action = subscribe ? "subscribe" : request.action;
   probe_peer();

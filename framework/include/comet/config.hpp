@@ -28,6 +28,7 @@
 //   handler_timeout = 60.0       # seconds; 0: no deadline
 //   max_connection_age = 0.0     # seconds a keep-alive host connection lives (±10%); 0: forever
 //   reuse_port = false           # several hosts share one address and port (SO_REUSEPORT)
+//   metrics_listen = "127.0.0.1:9464"  # serve GET /metrics (Prometheus); absent or "": off
 //   keep_alive = false           # clients reuse connections
 //   max_connections_per_peer = 4 # with keep_alive
 //   tls = false                  # TLS for the host and every client
@@ -48,6 +49,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,6 +111,9 @@ struct settings {
   // A host's listener sets SO_REUSEPORT, so that several hosts (processes)
   // share one address and port (host_options::reuse_port).
   bool reuse_port = false;
+  // A host serves its metrics (Prometheus's GET /metrics) on this address;
+  // nullopt: not at all (host_options::metrics_listen).
+  std::optional<endpoint> metrics_listen;
   // Clients reuse connections to a peer (keep-alive) instead of one per message.
   bool keep_alive = false;
   // With keep_alive: connections a client keeps open to each peer.

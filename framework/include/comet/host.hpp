@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -115,6 +116,12 @@ struct host_options {
   // naming a file that cannot be used. A handshake that fails closes only
   // that connection.
   tls_settings tls;
+  // Serves host::metrics() over HTTP (GET /metrics, for Prometheus) on this
+  // address, when set: it listens from start() and closes when a stop
+  // begins. Bounded like the host's own listener: 16 connections, 8 KiB
+  // requests, 30 s idle. Port 0 picks a free one (metrics_endpoint()).
+  // docs/observability.md.
+  std::optional<endpoint> metrics_listen;
 
   static host_options from_config(const config& cfg);
 };
@@ -180,7 +187,7 @@ class host {
   }
   template <class F>
   void on(std::string action, F&& f) {
-    router().on(std::move(action), std::forward<F>(f));
+    route(action).on(std::move(action), std::forward<F>(f));
   }
   // A stream handler (stream.hpp, action_router::on_stream):
   //   host.on_stream("scan", [](const scan_request& r, comet::stream_writer& out)
@@ -191,7 +198,7 @@ class host {
   // goes or the host stops (the reader gets shutting_down then, at once).
   template <class F>
   void on_stream(std::string action, F&& f) {
-    router().on_stream(std::move(action), std::forward<F>(f));
+    route(action).on_stream(std::move(action), std::forward<F>(f));
   }
 
   // Sends `value` to every subscriber of `topic`, from any thread, never
@@ -273,10 +280,24 @@ class host {
 
   host_stats stats() const;
 
+  // The host's metrics in Prometheus's text exposition format (0.0.4),
+  // from any thread: comet_host_requests_total{action, code},
+  // comet_host_request_duration_seconds{action} (a histogram), connections,
+  // coroutine handlers in flight, streams and subscriptions
+  // (docs/observability.md).
+  // The action label is a route's name (on(), on_stream()) or "<unrouted>",
+  // so that no peer can add series. Counting costs no lock and no
+  // allocation per request; rendering sums per-thread shards.
+  std::string metrics() const;
+  // Where metrics_listen listens, once started; nullopt without it.
+  std::optional<endpoint> metrics_endpoint() const;
+
   struct impl;
 
  private:
   action_router& router();
+  // router(), noting `action` as a label of metrics().
+  action_router& route(const std::string& action);
   std::shared_ptr<impl> impl_;
 };
 
