@@ -7,6 +7,7 @@
 
 #include <comet/comet.hpp>
 
+#include "exposition.hpp"
 #include "metrics_listener.hpp"
 #include "processes.hpp"
 #include "support.hpp"
@@ -29,26 +30,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 namespace {
-
-// "name{labels}" as rendered -> value, for every sample line.
-std::map<std::string, double> samples(const std::string& text) {
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto space = line.rfind(' ');
-    REQUIRE(space != std::string::npos);
-    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
-  }
-  return out;
-}
-
-double sample(const std::map<std::string, double>& all, const std::string& key) {
-  const auto it = all.find(key);
-  if (it == all.end()) FAIL("no sample " << key);
-  return it->second;
-}
 
 const std::vector<std::string> bucket_bounds{
     "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
@@ -81,15 +62,6 @@ void send_n(client& c, const std::string& action, int n, std::optional<errc> exp
     const auto e = error_thrown_by([&] { (void)c.send_sync(action, value); });
     CHECK(e.code() == *expected);
   }
-}
-
-bool on_path(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':'))
-    if (!dir.empty() && ::access((fs::path(dir) / program).c_str(), X_OK) == 0) return true;
-  return false;
 }
 
 struct http_answer {
@@ -277,10 +249,6 @@ TEST_CASE("every action without a route is counted under one label, whatever its
 }
 
 TEST_CASE("promtool check metrics accepts a host's metrics", "[integration][metrics]") {
-  if (!on_path("promtool")) {
-    WARN("skipped: promtool is not installed (apt-get install prometheus); CI installs it");
-    return;
-  }
   host_fixture f;
   add_echo(f.server);
   f.server.on("fail", [](const std::string&, const json::value&) -> json::value {
@@ -292,17 +260,7 @@ TEST_CASE("promtool check metrics accepts a host's metrics", "[integration][metr
   send_n(c, "echo", 3, std::nullopt);
   send_n(c, "fail", 2, errc::bad_request);
   send_n(c, "unknown", 2, errc::no_handler);
-  const auto file = scratch_dir() / "metrics.txt";
-  {
-    std::ofstream out(file);
-    out << f.server.metrics();
-  }
-  auto checked = start_program("promtool", {"check", "metrics"}, file);
-  const int status = checked.wait();
-  INFO("promtool said: " << checked.stdout_text() << checked.stderr_text());
-  CHECK(status == 0);
-  CHECK(checked.stdout_text().empty());
-  fs::remove(file);
+  check_with_promtool(f.server.metrics());
 }
 
 TEST_CASE("the metrics listener serves GET /metrics, and 404, 405 and refusals otherwise",

@@ -134,13 +134,27 @@ std::shared_ptr<const peer_info> make_peer_info(endpoint peer, client_options op
 }
 }  // namespace
 
+namespace {
+std::string metrics_label(const peer_info& info) {
+  return info.options.name.empty() ? info.peer.to_string() : info.options.name;
+}
+
+std::shared_ptr<client::impl> make_peer_client(asio::any_io_executor ex, bool single_threaded,
+                                               endpoint peer, client_options options) {
+  auto self = std::make_shared<client::impl>(std::move(ex), single_threaded,
+                                             make_peer_info(std::move(peer), std::move(options)));
+  self->metrics = std::make_shared<client_metrics>(metrics_label(*self->info),
+                                                   self->info->options.metrics, self->info->peer);
+  return self;
+}
+}  // namespace
+
 client::client(asio::any_io_executor executor, endpoint peer, client_options options)
-    : impl_(std::make_shared<impl>(std::move(executor), false,
-                                         make_peer_info(std::move(peer), std::move(options)))) {}
+    : impl_(make_peer_client(std::move(executor), false, std::move(peer), std::move(options))) {}
 
 client::client(io_pool& pool, endpoint peer, client_options options)
-    : impl_(std::make_shared<impl>(pool.get_executor(), pool.single_threaded_contexts(),
-                                         make_peer_info(std::move(peer), std::move(options)))) {}
+    : impl_(make_peer_client(pool.get_executor(), pool.single_threaded_contexts(), std::move(peer),
+                             std::move(options))) {}
 
 namespace {
 std::shared_ptr<client::impl> make_set_client(asio::any_io_executor ex, bool single_threaded,
@@ -158,10 +172,14 @@ std::shared_ptr<client::impl> make_set_client(asio::any_io_executor ex, bool sin
                                                                : " of client '" + options.name + "'") +
                                          ": give an IP address or a host name, and a port from 1 to 65535");
   auto describe_as = make_peer_info(endpoints.front(), options);
+  auto metrics = std::make_shared<client_metrics>(metrics_label(*describe_as), options.metrics,
+                                                  std::nullopt);
   auto set = std::make_shared<endpoint_set>(ex, single_threaded, endpoints, std::move(options),
-                                            describe_as);
-  return std::make_shared<client::impl>(std::move(ex), single_threaded, std::move(describe_as),
-                                        std::move(endpoints), std::move(set));
+                                            describe_as, metrics);
+  auto self = std::make_shared<client::impl>(std::move(ex), single_threaded, std::move(describe_as),
+                                             std::move(endpoints), std::move(set));
+  self->metrics = std::move(metrics);
+  return self;
 }
 }  // namespace
 
@@ -173,6 +191,32 @@ client::client(io_pool& pool, std::vector<endpoint> endpoints, client_options op
     : impl_(make_set_client(pool.get_executor(), pool.single_threaded_contexts(),
                             std::move(endpoints), std::move(options))) {}
 
+namespace {
+// A send's end, for its metrics and its observer.
+void record_send(const client::impl& self, const std::string& action, const send_report& report,
+                 const error* failure, std::chrono::steady_clock::time_point began) {
+  const auto took = std::chrono::steady_clock::now() - began;
+  const std::optional<errc> code =
+      failure ? std::optional(static_cast<errc>(failure->code().value())) : std::nullopt;
+  const client::impl& via = report.via ? *report.via : self;
+  self.metrics->sent(via.metrics_slot, code, took);
+  const auto& observer = self.info->options.observer;
+  if (!observer) return;
+  try {
+    observer->request_done(request_event{.action = action,
+                                         .peer = via.dialled ? *via.dialled : via.info->peer,
+                                         .error = code,
+                                         .duration = took,
+                                         .request_bytes = report.request_bytes,
+                                         .answer_bytes = report.answer_bytes});
+  } catch (const std::exception& e) {
+    log(log_level::warn, "the observer of " + self.info->describe() + " threw: " + e.what());
+  } catch (...) {
+    log(log_level::warn, "the observer of " + self.info->describe() + " threw");
+  }
+}
+}  // namespace
+
 asio::awaitable<json::value> client::impl::send(std::shared_ptr<impl> self, std::string action,
                                                 json::value value, send_options options,
                                                 bool counted) {
@@ -181,38 +225,55 @@ asio::awaitable<json::value> client::impl::send(std::shared_ptr<impl> self, std:
   std::optional<send_scope> in_flight;
   if (!counted) in_flight.emplace(self->tracker);
   const auto timeout = self->timeout_of(options);
-  if (self->set) co_return co_await self->set->send(action, value, timeout, options.idempotent);
-  co_return co_await transmit(self, action, value, timeout);
+  const auto began = std::chrono::steady_clock::now();
+  send_report report;
+  std::optional<error> failure;
+  try {
+    json::value answer = self->set ? co_await self->set->send(action, value, timeout,
+                                                              options.idempotent, report)
+                                   : co_await transmit(self, action, value, timeout, report);
+    record_send(*self, action, report, nullptr, began);
+    co_return answer;
+  } catch (const error& e) {
+    failure = e;
+  }
+  record_send(*self, action, report, &*failure, began);
+  throw std::move(*failure);
 }
 
 asio::awaitable<json::value> client::impl::deliver(std::shared_ptr<impl> self,
                                                    const std::string& action,
                                                    const json::value& value,
-                                                   std::chrono::milliseconds timeout) {
+                                                   std::chrono::milliseconds timeout,
+                                                   send_report& report) {
   if (!self->tracker.begin()) throw self->info->client_closed();
   const send_scope in_flight(self->tracker);
-  co_return co_await transmit(std::move(self), action, value, timeout);
+  co_return co_await transmit(std::move(self), action, value, timeout, report);
 }
 
 asio::awaitable<json::value> client::impl::transmit(std::shared_ptr<impl> self,
                                                     const std::string& action,
                                                     const json::value& value,
-                                                    std::chrono::milliseconds timeout) {
+                                                    std::chrono::milliseconds timeout,
+                                                    send_report& report) {
+  report.via = self.get();
   if (self->pool) {
     if (self->pool->inline_ok())
-      co_return co_await self->pool->send(action, value, timeout, false);
+      co_return co_await self->pool->send(action, value, timeout, false, report);
     co_return co_await asio::co_spawn(self->pool->strand(),
-                                      self->pool->send(action, value, timeout, true),
+                                      self->pool->send(action, value, timeout, true, report),
                                       asio::use_awaitable);
   }
   frame_header header;
   header.auth_token = self->info->options.auth_token;
-  std::string frame = encode_frame(header, encode_request(action, value));
+  const std::string content = encode_request(action, value);
+  report.request_bytes = content.size();
+  std::string frame = encode_frame(header, content);
   // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
   // full-expression twice.
   const auto strand = asio::make_strand(self->executor);
   co_return co_await asio::co_spawn(
-      strand, one_shot_exchange(self->info, self->tracker, std::move(frame), timeout),
+      strand, one_shot_exchange(self->info, self->tracker, std::move(frame), timeout, &report),
       asio::use_awaitable);
 }
 
@@ -290,6 +351,19 @@ std::vector<comet::endpoint_stats> client::endpoint_stats() const {
 
 const std::vector<endpoint>& client::endpoints() const noexcept { return impl_->entries; }
 
+client_metrics::view client::impl::metrics_view() const {
+  client_metrics::view v{metrics.get(), set ? set->stats() : pool ? pool->stats() : client_stats{},
+                         tracker.active(), set != nullptr, {}};
+  if (set) v.endpoints = set->endpoints();
+  return v;
+}
+
+std::string client::metrics() const {
+  std::string out;
+  client_metrics::render(out, {impl_->metrics_view()});
+  return out;
+}
+
 std::string client::describe() const { return impl_->info->describe(); }
 
 const endpoint& client::peer() const noexcept { return impl_->info->peer; }
@@ -309,6 +383,14 @@ void client_set::close() const {
 
 asio::awaitable<void> client_set::async_close() const {
   for (const auto& [name, c] : clients_) co_await c.async_close();
+}
+
+std::string client_set::metrics() const {
+  std::vector<client_metrics::view> views;
+  for (const auto& [name, c] : clients_) views.push_back(c.impl_->metrics_view());
+  std::string out;
+  client_metrics::render(out, views);
+  return out;
 }
 
 bool client_set::contains(std::string_view name) const { return clients_.contains(name); }

@@ -5,6 +5,7 @@
 
 #include <comet/client.hpp>
 
+#include "client_metrics.hpp"
 #include "multiplexer.hpp"
 #include "peer.hpp"
 
@@ -38,6 +39,7 @@ class send_tracker {
   bool begin() noexcept;
   void end() noexcept;
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  std::size_t active() const noexcept { return active_.load(std::memory_order_relaxed); }
   // close() was called (not only async_close()): a send that starts now
   // would miss the cancellation close() gave the others, so it ends itself.
   bool closed_now() const noexcept { return closed_now_.load(std::memory_order_acquire); }
@@ -61,13 +63,23 @@ class send_tracker {
   std::vector<std::pair<asio::any_io_executor, asio::any_completion_handler<void()>>> waiters_;
 };
 
+// What one send met, for its metrics and its observer: filled in by the
+// layers it goes through (the last attempt's, for an endpoint list).
+struct send_report {
+  std::size_t request_bytes = 0;  // the request's content
+  std::size_t answer_bytes = 0;   // the answer's content, once one came
+  const client::impl* via = nullptr;  // the client of the endpoint it went to
+};
+
 // One request on a connection of its own (COMET's way), bounded by
 // `timeout` (connect included). Runs on a strand of its own; completes with
 // the answer's result or throws comet::error. Cancellation: the calling
 // coroutine's (terminal, partial) closes the connection at once (cancelled).
+// `report` (the caller's, may be null) gets the answer's size.
 asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> info,
                                                send_tracker& tracker, std::string frame,
-                                               std::chrono::milliseconds timeout);
+                                               std::chrono::milliseconds timeout,
+                                               send_report* report);
 
 class peer_pool;
 class endpoint_set;
@@ -92,6 +104,13 @@ struct client::impl {
   std::shared_ptr<peer_pool> pool;  // with keep_alive only (never for an endpoint list)
   std::vector<endpoint> entries;     // client::endpoints()
   std::shared_ptr<endpoint_set> set;  // a client of an endpoint list
+  // The client's counters (client::metrics()); null for an endpoint's
+  // client inside a list, whose sends its list counts.
+  std::shared_ptr<client_metrics> metrics;
+  // An endpoint's client inside a list: the address it dials, and its
+  // label slot in the list's metrics.
+  std::optional<endpoint> dialled;
+  std::uint32_t metrics_slot = 0;
 
   // The pool streams use: `pool` with keep_alive, else one kept for
   // streams, made by the first (client_stream.cpp). From any thread.
@@ -114,15 +133,19 @@ struct client::impl {
                                            json::value value, send_options options, bool counted);
   // One send to this client's one peer, counted in its tracker (throws
   // client_closed once it is closed), within `timeout`. As send(); the
-  // caller keeps `action` and `value` alive until it completes.
+  // caller keeps `action`, `value` and `report` alive until it completes.
   static asio::awaitable<json::value> deliver(std::shared_ptr<impl> self, const std::string& action,
                                               const json::value& value,
-                                              std::chrono::milliseconds timeout);
+                                              std::chrono::milliseconds timeout,
+                                              send_report& report);
   // deliver() without the tracker's count (the caller holds one).
   static asio::awaitable<json::value> transmit(std::shared_ptr<impl> self,
                                                const std::string& action,
                                                const json::value& value,
-                                               std::chrono::milliseconds timeout);
+                                               std::chrono::milliseconds timeout,
+                                               send_report& report);
+  // The figures client::metrics() renders besides the counters.
+  client_metrics::view metrics_view() const;
 };
 
 // Keep-alive connections to one peer, shared by concurrent sends and
@@ -142,9 +165,11 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   // written one is cancelled on the wire (a cancel frame) when the
   // connection agreed "cancel", else its late answer is read and dropped.
   // Total: honoured only while none of the request was written.
-  // The caller keeps `action` and `value` alive until it completes.
+  // The caller keeps `action`, `value` and `report` (which gets the
+  // request's and answer's sizes) alive until it completes.
   asio::awaitable<json::value> send(const std::string& action, const json::value& value,
-                                    std::chrono::milliseconds timeout, bool spawned);
+                                    std::chrono::milliseconds timeout, bool spawned,
+                                    send_report& report);
   // On the serial executor: every pending send fails with `why`, every
   // connection closes (ending its streams with `why`); later sends fail
   // with `why`.

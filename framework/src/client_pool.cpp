@@ -643,7 +643,8 @@ void peer_pool::leave_queue::now() {
 }
 
 asio::awaitable<json::value> peer_pool::send(const std::string& action, const json::value& value,
-                                             std::chrono::milliseconds timeout, bool spawned) {
+                                             std::chrono::milliseconds timeout, bool spawned,
+                                             send_report& report) {
   // The caller holds the client, which holds this pool.
   // A coroutine of its own (not the caller's): it honours partial and
   // total cancellation too (total only while nothing of the request was
@@ -699,6 +700,7 @@ asio::awaitable<json::value> peer_pool::send(const std::string& action, const js
     // A cancellation that arrived while a wait's completion was on its way
     // (or before a replay): nothing of this request was sent yet.
     if (cancellation.cancelled() != asio::cancellation_type::none) throw info_->cancelled();
+    report.request_bytes = encoding_.size();
     if (!conn) {
       leave.now();
       // Named, not a temporary: GCC 12 destroys some temporaries of a co_await
@@ -710,11 +712,11 @@ asio::awaitable<json::value> peer_pool::send(const std::string& action, const js
           deadline - std::chrono::steady_clock::now());
       if (!going_away)
         co_return co_await one_shot_exchange(info_, tracker_, std::move(frame),
-                                             std::max(left, std::chrono::milliseconds(1)));
+                                             std::max(left, std::chrono::milliseconds(1)), &report);
       std::optional<error> one_shot_failure;
       try {
         co_return co_await one_shot_exchange(info_, tracker_, std::move(frame),
-                                             std::max(left, std::chrono::milliseconds(1)));
+                                             std::max(left, std::chrono::milliseconds(1)), &report);
       } catch (const error& e) {
         one_shot_failure = e;
       }
@@ -761,6 +763,7 @@ asio::awaitable<json::value> peer_pool::send(const std::string& action, const js
       throw info_->timed_out(timeout);
     }
     if (request.failure) throw failure(std::move(*request.failure));
+    report.answer_bytes = request.answer_size;
     co_return std::move(*request.result);
   }
 }

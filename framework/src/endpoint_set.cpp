@@ -111,7 +111,8 @@ struct endpoint_set::member {
 
 endpoint_set::endpoint_set(asio::any_io_executor ex, bool single_threaded,
                            std::vector<endpoint> entries, client_options options,
-                           std::shared_ptr<const peer_info> describe_as)
+                           std::shared_ptr<const peer_info> describe_as,
+                           std::shared_ptr<client_metrics> metrics)
     : executor_(std::move(ex)),
       single_threaded_(single_threaded),
       entries_(std::move(entries)),
@@ -119,6 +120,7 @@ endpoint_set::endpoint_set(asio::any_io_executor ex, bool single_threaded,
       connect_rounds_(options_.connect_retries),
       tls_(describe_as->tls),
       describe_as_(std::move(describe_as)),
+      metrics_(std::move(metrics)),
       budget_(options_.retry_budget) {
   options_.connect_retries = 0;
   for (const auto& e : entries_) {
@@ -153,6 +155,8 @@ std::shared_ptr<endpoint_set::member> endpoint_set::make_member(endpoint address
   auto info = std::make_shared<const peer_info>(
       peer_info{std::move(peer), options_, target, tls_, std::move(sessions)});
   m->via = std::make_shared<client::impl>(executor_, single_threaded_, std::move(info));
+  m->via->dialled = address;
+  m->via->metrics_slot = metrics_->slot_of(address);
   return m;
 }
 
@@ -331,6 +335,7 @@ void endpoint_set::report(member& m, const error* failure) {
   if (now - m.ejected_until > od.max_ejection_time) m.multiplier = 0;
   ++m.multiplier;
   ++m.ejections;
+  metrics_->ejected(m.via->metrics_slot);
   m.consecutive = 0;
   m.ejected = true;
   const std::chrono::milliseconds length = std::min<std::chrono::milliseconds>(
@@ -443,10 +448,10 @@ asio::awaitable<T> endpoint_set::with_failover(attempt_fn<T> attempt,
 asio::awaitable<json::value> endpoint_set::send(const std::string& action,
                                                 const json::value& value,
                                                 std::chrono::milliseconds timeout,
-                                                bool idempotent) {
-  attempt_fn<json::value> attempt = [&action, &value](std::shared_ptr<client::impl> via,
-                                                      std::chrono::milliseconds left) {
-    return client::impl::deliver(std::move(via), action, value, left);
+                                                bool idempotent, send_report& report) {
+  attempt_fn<json::value> attempt = [&action, &value, &report](std::shared_ptr<client::impl> via,
+                                                               std::chrono::milliseconds left) {
+    return client::impl::deliver(std::move(via), action, value, left, report);
   };
   co_return co_await with_failover(std::move(attempt), timeout, idempotent);
 }

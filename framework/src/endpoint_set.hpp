@@ -29,8 +29,10 @@ class endpoint_set : public std::enable_shared_from_this<endpoint_set> {
 
   // `options` are the client's; each endpoint's client connects without
   // retries of its own (the set retries, over the other endpoints first).
+  // `metrics` are the client's: its endpoints get their label slots there.
   endpoint_set(asio::any_io_executor ex, bool single_threaded, std::vector<endpoint> entries,
-               client_options options, std::shared_ptr<const peer_info> describe_as);
+               client_options options, std::shared_ptr<const peer_info> describe_as,
+               std::shared_ptr<client_metrics> metrics);
 
   // One attempt's work on an endpoint's client, within `timeout`.
   template <class T>
@@ -45,8 +47,10 @@ class endpoint_set : public std::enable_shared_from_this<endpoint_set> {
   // throws the last failure. Cancellation: the caller's, through the
   // attempt (a cancelled send is never sent again) and the wait between
   // rounds (terminal, partial). Outlives: nothing (the caller holds this).
+  // `report` gets what the last attempt met.
   asio::awaitable<json::value> send(const std::string& action, const json::value& value,
-                                    std::chrono::milliseconds timeout, bool idempotent);
+                                    std::chrono::milliseconds timeout, bool idempotent,
+                                    send_report& report);
   asio::awaitable<std::shared_ptr<detail::stream_channel>> open(
       attempt_fn<std::shared_ptr<detail::stream_channel>> attempt,
       std::chrono::milliseconds timeout);
@@ -89,6 +93,7 @@ class endpoint_set : public std::enable_shared_from_this<endpoint_set> {
   std::size_t connect_rounds_;    // the client's connect_retries
   std::shared_ptr<asio::ssl::context> tls_;
   std::shared_ptr<const peer_info> describe_as_;
+  std::shared_ptr<client_metrics> metrics_;
   bool has_names_ = false;
 
   mutable std::mutex mutex_;

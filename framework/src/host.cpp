@@ -4,6 +4,7 @@
 #include <comet/io_pool.hpp>
 #include <comet/log.hpp>
 
+#include "client_impl.hpp"
 #include "host_impl.hpp"
 #include "spawn.hpp"
 
@@ -435,7 +436,7 @@ endpoint host::start() {
         addresses.push_back(entry.endpoint());
   }
   // The labels are fixed before the first request can be counted.
-  impl_->metrics.requests.set_actions(impl_->route_names);
+  impl_->metrics.requests.set_actions(impl_->route_names, impl_->options.metrics);
   try {
     impl_->listen_on(addresses, !want.is_address());
     if (impl_->options.metrics_listen) {
@@ -573,19 +574,8 @@ namespace {
 
 void append_family(std::string& out, std::string_view name, std::string_view type,
                    std::string_view help, std::uint64_t value) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
-  out += name;
-  out += ' ';
-  out += std::to_string(value);
-  out += '\n';
+  append_family_header(out, name, type, help);
+  append_sample(out, name, {}, value);
 }
 
 }  // namespace
@@ -610,7 +600,30 @@ std::string host::impl::render_metrics() {
                 topics.published());
   append_family(out, "comet_host_items_dropped_total", "counter",
                 "Queued items dropped for slow subscribers.", topics.dropped());
+  std::vector<std::shared_ptr<client::impl>> held;
+  {
+    std::lock_guard lock(metric_clients_mutex);
+    std::erase_if(metric_clients, [](const auto& c) { return c.expired(); });
+    for (const auto& c : metric_clients)
+      if (auto alive = c.lock()) held.push_back(std::move(alive));
+  }
+  if (!held.empty()) {
+    std::vector<client_metrics::view> views;
+    for (const auto& c : held) views.push_back(c->metrics_view());
+    client_metrics::render(out, views);
+  }
   return out;
+}
+
+void host::add_metrics(const client& c) {
+  std::lock_guard lock(impl_->metric_clients_mutex);
+  const bool known = std::any_of(impl_->metric_clients.begin(), impl_->metric_clients.end(),
+                                 [&](const auto& held) { return held.lock() == c.impl_; });
+  if (!known) impl_->metric_clients.push_back(c.impl_);
+}
+
+void host::add_metrics(const client_set& clients) {
+  for (const auto& [name, c] : clients.all()) add_metrics(c);
 }
 
 std::string host::metrics() const { return impl_->render_metrics(); }

@@ -341,7 +341,9 @@ void host_connection::run(handle h, request_message& request,
   handler.arrived = arrived_;
   handler.label = host_->metrics.requests.index_of(request.action);
   handler.stream = false;
-  if (log_enabled(log_level::debug)) handler.action = request.action;
+  handler.subscription = false;
+  handler.request_bytes = session_.request_bytes(h);
+  if (host_->options.observer || log_enabled(log_level::debug)) handler.action = request.action;
   // Plain-function handlers answer here and now, tagged or not (the
   // in-flight gauge counts coroutine handlers only: a plain one is over
   // before anyone could read it, and counting it costs two adds a request).
@@ -384,6 +386,10 @@ void host_connection::cancel(handle h) {
 }
 
 void host_connection::responded(handle h, const encoded_response& response) {
+  const bool counting = host_->metrics.requests.counting();
+  const bool observed = host_->options.observer != nullptr;
+  const bool logged = log_enabled(log_level::debug);
+  if (!counting && !observed && !logged) return;
   // A refusal ran no handler: its label is <unrouted>, its time since the
   // batch it came in arrived.
   const bool refusal = h == host_session::no_handle;
@@ -392,12 +398,46 @@ void host_connection::responded(handle h, const encoded_response& response) {
   // end has none: its life is not a latency), and one in eight of them for
   // stats()'s percentiles.
   const std::chrono::nanoseconds took = std::chrono::steady_clock::now() - arrived;
-  host_->metrics.requests.answered(
-      refusal ? request_metrics::unrouted : handlers_[h].label, response.error,
-      refusal || !handlers_[h].stream ? std::optional(took) : std::nullopt);
-  if ((++responses_ & 7) == 1) host_->metrics.latency(took);
-  if (log_enabled(log_level::debug))
-    log_answer(refusal ? std::string_view() : handlers_[h].action, response, arrived);
+  if (counting) {
+    host_->metrics.requests.answered(
+        refusal ? request_metrics::unrouted : handlers_[h].label, response.error,
+        refusal || !handlers_[h].stream ? std::optional(took) : std::nullopt);
+    if ((++responses_ & 7) == 1) host_->metrics.latency(took);
+  }
+  if (observed) observe(h, &response, refusal, took);
+  if (logged) log_answer(refusal ? std::string_view() : handlers_[h].action, response, arrived);
+}
+
+void host_connection::observe(handle h, const encoded_response* response, bool refusal,
+                              std::chrono::nanoseconds took) {
+  auto& observer = *host_->options.observer;
+  try {
+    if (!refusal && handlers_[h].stream) {
+      const stream_event event{
+          .kind = handlers_[h].subscription ? stream_kind::subscription : stream_kind::stream,
+          .name = handlers_[h].subscription ? handlers_[h].topic : handlers_[h].action,
+          .peer = peer_,
+          .error = response ? response->error : std::nullopt,
+          .duration = response ? took : std::chrono::nanoseconds(0)};
+      if (response) {
+        handlers_[h].end_observed = true;
+        observer.stream_ended(event);
+      } else
+        observer.stream_opened(event);
+      return;
+    }
+    observer.request_done(request_event{
+        .action = refusal ? std::string_view() : std::string_view(handlers_[h].action),
+        .peer = peer_,
+        .error = response->error,
+        .duration = took,
+        .request_bytes = refusal ? 0 : handlers_[h].request_bytes,
+        .answer_bytes = response->content.size()});
+  } catch (const std::exception& e) {
+    log(log_level::warn, std::string("host: the observer threw: ") + e.what());
+  } catch (...) {
+    log(log_level::warn, "host: the observer threw");
+  }
 }
 
 // One line per request at debug: who, which action, what was answered, how

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <comet/codec.hpp>
+#include <comet/client.hpp>
 #include <comet/host.hpp>
 
 #include "access.hpp"
@@ -70,6 +71,9 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // Every action on() and on_stream() were given, for the metrics' labels
   // (fixed at start()).
   std::vector<std::string> route_names;
+  // Clients whose series metrics() renders too (add_metrics), held weakly.
+  std::mutex metric_clients_mutex;
+  std::vector<std::weak_ptr<client::impl>> metric_clients;
   // host_options::metrics_listen's, made by start(); stopped by begin_stop().
   std::unique_ptr<metrics_listener> metrics_http;
   std::optional<endpoint> metrics_bound;
@@ -189,7 +193,11 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
     std::chrono::steady_clock::time_point arrived;
     std::uint32_t label = request_metrics::unrouted;  // its action's, in the metrics
     bool stream = false;  // a stream or subscription: no duration in the histogram
-    std::string action;   // for the debug line only
+    bool subscription = false;
+    bool end_observed = false;  // a stream's end was told to the observer
+    std::size_t request_bytes = 0;
+    std::string action;   // for the debug line and the observer only
+    std::string topic;    // a subscription's, for the observer only
   };
 
   // host_session::driver
@@ -199,6 +207,9 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
            bool ordered) override;
   void cancel(handle h) override;
   void responded(handle h, const encoded_response& response) override;
+  // Tells host_options::observer of an answer, or of a stream's open or end.
+  void observe(handle h, const encoded_response* response, bool refusal,
+               std::chrono::nanoseconds took);
 
   // Streams and subscriptions (host_stream.cpp).
   std::optional<encoded_response> admit_stream(const request_message& request, bool subscribe) override;

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <charconv>
-#include <thread>
 
 namespace comet {
 
@@ -42,51 +40,6 @@ std::chrono::nanoseconds latency_histogram::percentile(double fraction) const no
   return std::chrono::nanoseconds(upper_bound_of(bucket_count - 1));
 }
 
-namespace {
-
-// Each thread's number, taken on its first count: io_pool threads, made
-// one after another, get consecutive numbers and so shards of their own.
-std::size_t thread_number() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine;
-}
-
-constexpr std::size_t cache_line_cells = 64 / sizeof(std::atomic<std::uint64_t>);
-
-// The bucket bounds as Prometheus reads them (le="0.00005").
-constexpr std::array<std::string_view, request_metrics::bounds_ns.size()> bound_labels{
-    "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
-    "0.01",    "0.025",  "0.05",    "0.1",    "0.25",  "0.5",    "1",
-    "2.5",     "5",      "10",      "30",     "60"};
-
-void append_number(std::string& out, std::uint64_t n) {
-  char text[24];
-  const auto end = std::to_chars(text, text + sizeof text, n).ptr;
-  out.append(text, end);
-}
-
-void append_seconds(std::string& out, std::uint64_t ns) {
-  char text[32];
-  const auto end = std::to_chars(text, text + sizeof text, static_cast<double>(ns) / 1e9).ptr;
-  out.append(text, end);
-}
-
-}  // namespace
-
-void append_label_value(std::string& out, std::string_view value) {
-  for (const char c : value) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
-}
-
 int request_metrics::code_slot(std::optional<errc> error) noexcept {
   if (!error) return 0;
   const int code = static_cast<int>(*error);
@@ -99,7 +52,7 @@ std::string_view request_metrics::code_name(int slot) noexcept {
   return name.empty() ? std::string_view("remote_error") : name;
 }
 
-void request_metrics::set_actions(std::vector<std::string> actions) {
+void request_metrics::set_actions(std::vector<std::string> actions, bool counting) {
   std::sort(actions.begin(), actions.end());
   actions.erase(std::unique(actions.begin(), actions.end()), actions.end());
   actions_ = std::move(actions);
@@ -110,14 +63,8 @@ void request_metrics::set_actions(std::vector<std::string> actions) {
     append_label_value(text, a);
     escaped_.push_back(std::move(text));
   }
-  const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
-  shard_count_ = std::min<std::size_t>(64, std::bit_ceil(threads));
-  const std::size_t used = header_cells + escaped_.size() * action_cells;
-  shard_cells_ = (used + cache_line_cells - 1) / cache_line_cells * cache_line_cells;
-  cells_ = std::make_unique<std::atomic<std::uint64_t>[]>(shard_count_ * shard_cells_ +
-                                                         cache_line_cells);
-  const auto address = reinterpret_cast<std::uintptr_t>(cells_.get());
-  base_ = (64 - address % 64) % 64 / sizeof(std::atomic<std::uint64_t>);
+  if (!counting) return;
+  cells_ = std::make_unique<counter_shards>(header_cells + escaped_.size() * action_cells);
   ready_.store(true, std::memory_order_release);
 }
 
@@ -128,30 +75,15 @@ std::uint32_t request_metrics::index_of(std::string_view action) const noexcept 
   return static_cast<std::uint32_t>(it - actions_.begin()) + 1;
 }
 
-std::atomic<std::uint64_t>* request_metrics::shard() const noexcept {
-  return cells_.get() + base_ + (thread_number() & (shard_count_ - 1)) * shard_cells_;
-}
-
 void request_metrics::answered(std::uint32_t action, std::optional<errc> error,
                                std::optional<std::chrono::nanoseconds> duration) noexcept {
   if (!ready_.load(std::memory_order_relaxed) || action >= escaped_.size()) return;
-  auto* cells = shard() + header_cells + action * action_cells;
-  cells[code_slot(error)].fetch_add(1, std::memory_order_relaxed);
+  const std::size_t first = header_cells + action * action_cells;
+  cells_->add(first + static_cast<std::size_t>(code_slot(error)), 1);
   if (!duration) return;
   const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, duration->count()));
-  // le is "less than or equal": the first bound at or above the duration.
-  const auto bucket = static_cast<std::size_t>(
-      std::lower_bound(bounds_ns.begin(), bounds_ns.end(), ns) - bounds_ns.begin());
-  cells[code_count + bucket].fetch_add(1, std::memory_order_relaxed);
-  cells[code_count + bucket_count].fetch_add(ns, std::memory_order_relaxed);
-}
-
-std::uint64_t request_metrics::sum(std::size_t cell) const noexcept {
-  if (!ready_.load(std::memory_order_acquire)) return 0;
-  std::uint64_t total = 0;
-  for (std::size_t s = 0; s < shard_count_; ++s)
-    total += cells_[base_ + s * shard_cells_ + cell].load(std::memory_order_relaxed);
-  return total;
+  cells_->add(first + code_count + duration_buckets::of(ns), 1);
+  cells_->add(first + code_count + duration_buckets::count, ns);
 }
 
 // Finished may run ahead of started in one shard, never in the sum; the
@@ -178,58 +110,36 @@ void request_metrics::fill(host_stats& s) const {
 }
 
 void request_metrics::render(std::string& out) const {
-  const bool ready = ready_.load(std::memory_order_acquire);
-  const std::size_t labels = ready ? escaped_.size() : 0;
-  out += "# HELP comet_host_requests_total Requests answered, by action and answer code "
-         "(\"ok\", or the error code answered).\n"
-         "# TYPE comet_host_requests_total counter\n";
+  // Every route is listed from the start, counted or not (so that rate()
+  // sees its first requests).
+  const std::size_t labels = escaped_.size();
+  append_family_header(out, "comet_host_requests_total", "counter",
+                       "Requests answered, by action and answer code (\"ok\", or the error "
+                       "code answered).");
   for (std::size_t a = 0; a < labels; ++a) {
     const std::size_t first = header_cells + a * action_cells;
     for (int code = 0; code < code_count; ++code) {
       const auto n = sum(first + static_cast<std::size_t>(code));
-      // Every action's "ok" is there from the start (so that rate() sees
-      // its first requests); an error code once it was answered.
+      // Every action's "ok" is there from the start; an error code once it
+      // was answered.
       if (n == 0 && code != 0) continue;
-      out += "comet_host_requests_total{action=\"";
-      out += escaped_[a];
-      out += "\",code=\"";
-      out += code_name(code);
-      out += "\"} ";
-      append_number(out, n);
-      out += '\n';
+      append_sample(out, "comet_host_requests_total",
+                    {{"action", escaped_[a], true}, {"code", code_name(code), true}}, n);
     }
   }
-  out += "# HELP comet_host_request_duration_seconds Time from a request's arrival to its "
-         "answer, by action (streams and subscriptions excluded).\n"
-         "# TYPE comet_host_request_duration_seconds histogram\n";
+  append_family_header(out, "comet_host_request_duration_seconds", "histogram",
+                       "Time from a request's arrival to its answer, by action (streams and "
+                       "subscriptions excluded).");
   for (std::size_t a = 0; a < labels; ++a) {
     const std::size_t first = header_cells + a * action_cells + code_count;
-    std::uint64_t cumulative = 0;
-    for (std::size_t b = 0; b < bucket_count; ++b) {
-      cumulative += sum(first + b);
-      out += "comet_host_request_duration_seconds_bucket{action=\"";
-      out += escaped_[a];
-      out += "\",le=\"";
-      out += b < bound_labels.size() ? bound_labels[b] : std::string_view("+Inf");
-      out += "\"} ";
-      append_number(out, cumulative);
-      out += '\n';
-    }
-    out += "comet_host_request_duration_seconds_sum{action=\"";
-    out += escaped_[a];
-    out += "\"} ";
-    append_seconds(out, sum(first + bucket_count));
-    out += "\ncomet_host_request_duration_seconds_count{action=\"";
-    out += escaped_[a];
-    out += "\"} ";
-    append_number(out, cumulative);
-    out += '\n';
+    std::array<std::uint64_t, duration_buckets::cells> cells{};
+    for (std::size_t b = 0; b < cells.size(); ++b) cells[b] = sum(first + b);
+    append_duration_histogram(out, "comet_host_request_duration_seconds",
+                              {{"action", escaped_[a], true}}, cells);
   }
-  out += "# HELP comet_host_in_flight Requests whose coroutine handler is running.\n"
-         "# TYPE comet_host_in_flight gauge\n"
-         "comet_host_in_flight ";
-  append_number(out, in_flight());
-  out += '\n';
+  append_family_header(out, "comet_host_in_flight", "gauge",
+                       "Requests whose coroutine handler is running.");
+  append_sample(out, "comet_host_in_flight", {}, in_flight());
 }
 
 void host_metrics::fill(host_stats& s) const {

@@ -7,6 +7,8 @@
 #include <comet/errors.hpp>
 #include <comet/host.hpp>
 
+#include "metrics_text.hpp"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -41,29 +43,22 @@ class latency_histogram {
 // labels are fixed by set_actions() when the host starts (its routes can no
 // longer change then): an action is a small index, so that counting a
 // request is a few relaxed adds into the calling thread's shard, with no
-// lock, no allocation and no map insertion. A thread takes shard
-// (its number mod the shard count); threads that share one stay correct,
-// the adds being atomic.
+// lock, no allocation and no map insertion.
 class request_metrics {
  public:
   // The label of every action without a route of its own, and of answers
   // made before a request reached a handler (docs/observability.md).
   static constexpr std::string_view unrouted_label = "<unrouted>";
   static constexpr std::uint32_t unrouted = 0;
-  // Bucket bounds, in nanoseconds (50 us to 60 s), and +Inf after them.
-  static constexpr std::array<std::uint64_t, 19> bounds_ns{
-      50'000,        100'000,       250'000,        500'000,        1'000'000,
-      2'500'000,     5'000'000,     10'000'000,     25'000'000,     50'000'000,
-      100'000'000,   250'000'000,   500'000'000,    1'000'000'000,  2'500'000'000,
-      5'000'000'000, 10'000'000'000, 30'000'000'000, 60'000'000'000};
   // ok, then errc::bad_request .. errc::slow_consumer (another code counts
   // as remote_error).
   static constexpr int code_count = 13;
 
   // Once, before any request is counted: the labels are `actions` (sorted
   // and made unique here) after <unrouted>. From then on the table is read
-  // only, so that index_of() and render() need no lock.
-  void set_actions(std::vector<std::string> actions);
+  // only, so that index_of() and render() need no lock. `counting` false:
+  // requests are not counted (host_options::metrics).
+  void set_actions(std::vector<std::string> actions, bool counting = true);
   // The label of `action`: its own, or unrouted. A binary search over the
   // routes; allocates nothing.
   std::uint32_t index_of(std::string_view action) const noexcept;
@@ -76,6 +71,8 @@ class request_metrics {
   // (unary requests; not a stream's end).
   void answered(std::uint32_t action, std::optional<errc> error,
                 std::optional<std::chrono::nanoseconds> duration) noexcept;
+  // Whether requests are counted (set_actions was called, counting on).
+  bool counting() const noexcept { return ready_.load(std::memory_order_relaxed); }
 
   // Sums over the shards.
   std::uint64_t in_flight() const noexcept;
@@ -89,29 +86,22 @@ class request_metrics {
   static std::string_view code_name(int slot) noexcept;
 
  private:
-  // A shard: [started, finished], then per action label its codes, its
-  // buckets (not cumulative; the last is +Inf) and its sum in nanoseconds.
+  // Cells: [started, finished], then per action label its codes, its
+  // duration buckets and their sum.
   static constexpr std::size_t cell_started = 0, cell_finished = 1, header_cells = 2;
-  static constexpr std::size_t bucket_count = bounds_ns.size() + 1;
-  static constexpr std::size_t action_cells = code_count + bucket_count + 1;
-  std::atomic<std::uint64_t>* shard() const noexcept;
+  static constexpr std::size_t action_cells = code_count + duration_buckets::cells;
   void add(std::size_t cell, std::uint64_t n) noexcept {
-    if (ready_.load(std::memory_order_relaxed))
-      shard()[cell].fetch_add(n, std::memory_order_relaxed);
+    if (ready_.load(std::memory_order_relaxed)) cells_->add(cell, n);
   }
-  std::uint64_t sum(std::size_t cell) const noexcept;
+  std::uint64_t sum(std::size_t cell) const noexcept {
+    return ready_.load(std::memory_order_acquire) ? cells_->sum(cell) : 0;
+  }
 
   std::atomic<bool> ready_{false};
-  std::vector<std::string> actions_;        // routes, sorted (without <unrouted>)
-  std::vector<std::string> escaped_;        // by label: the label value as rendered
-  std::size_t shard_count_ = 0;             // a power of two
-  std::size_t shard_cells_ = 0;             // a multiple of a cache line's cells
-  std::unique_ptr<std::atomic<std::uint64_t>[]> cells_;
-  std::size_t base_ = 0;                    // the first cell on a cache line boundary
+  std::vector<std::string> actions_;  // routes, sorted (without <unrouted>)
+  std::vector<std::string> escaped_;  // by label: the label value as rendered
+  std::unique_ptr<counter_shards> cells_;
 };
-
-// Escapes a label value for the text exposition format: \\, \" and \n.
-void append_label_value(std::string& out, std::string_view value);
 
 class host_metrics {
  public:

@@ -323,6 +323,10 @@ void host_session::release(handle h) {
   free_.push_back(h);
 }
 
+std::size_t host_session::request_bytes(handle h) const noexcept {
+  return h < slots_.size() ? slots_[h].bytes : 0;
+}
+
 void host_session::leave_window(slot& s) noexcept {
   --in_flight_;
   in_flight_bytes_ -= s.bytes;

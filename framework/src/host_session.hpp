@@ -106,6 +106,8 @@ class host_session {
   // Decodes the frames in `bytes` (from a frame boundary) and acts on them;
   // returns how many bytes it used. Stops at the first frame after which
   // nothing more is read (too large, malformed, unauthorized, not keep-alive).
+  // The content size of the request of handle `h` while it runs.
+  std::size_t request_bytes(handle h) const noexcept;
   std::size_t consume(std::string_view bytes);
   // Bytes the frame being read needs in all, from the start of consume()'s input.
   std::size_t bytes_needed() const noexcept { return decoder_.bytes_needed(); }

@@ -119,6 +119,14 @@ std::optional<std::uint64_t> host_connection::run_stream(handle h, request_messa
   handler.stream = true;
   // Kept for the warning at handler_timeout, not only for the debug line.
   handler.action = subscribe ? "subscribe" : request.action;
+  handler.subscription = subscribe;
+  handler.end_observed = false;
+  if (host_->options.observer) {
+    std::string why;
+    if (subscribe)
+      if (auto wanted = parse_subscribe(request.value, why)) handler.topic = wanted->topic;
+    observe(h, nullptr, false, {});
+  }
   probe_peer();
   if (subscribe) return this->subscribe(h, request);
 
@@ -167,6 +175,11 @@ void host_connection::stream_timed_out(handle h) {
 
 void host_connection::cancel_stream(handle h) {
   if (h >= streams_.size()) return;
+  // The reader's cancel writes no end (a stop's did, and was observed).
+  if (host_->options.observer && h < handlers_.size() && !handlers_[h].end_observed) {
+    const auto closed = error_response(errc::cancelled, "the reader closed it");
+    observe(h, &closed, false, std::chrono::steady_clock::now() - handlers_[h].arrived);
+  }
   auto& stream = streams_[h];
   if (stream.sink) {
     stream.sink->end();

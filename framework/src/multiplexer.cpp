@@ -249,6 +249,7 @@ void multiplexer::on_response(settle_fn settled) {
   }
   close_if_done();
   if (request) {
+    request->answer_size = decoder_.content().size();
     request->result = std::move(result);
     request->failure = std::move(failure);
     settled(*request);

@@ -62,6 +62,7 @@ struct pooled_request {
   time_point deadline = time_point::max();
   std::chrono::milliseconds timeout{0};  // for the timeout's message
   std::size_t content_size = 0;
+  std::size_t answer_size = 0;  // the answer's content, once it came
   std::optional<json::value> result;
   std::optional<error> failure;
   // The host provably never read this request: send it again. Either the

@@ -39,7 +39,8 @@ struct tracked_scope {
 
 asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> info,
                                                send_tracker& tracker, std::string frame,
-                                               std::chrono::milliseconds timeout) {
+                                               std::chrono::milliseconds timeout,
+                                               send_report* report) {
   // Our own errors say what a cancellation ended; Asio's default would throw
   // a bare operation_aborted at the next co_await.
   co_await asio::this_coro::throw_if_cancelled(false);
@@ -97,6 +98,7 @@ asio::awaitable<json::value> one_shot_exchange(std::shared_ptr<const peer_info> 
     in.commit(n);
   }
   st->stream.expires_never();
+  if (report) report->answer_bytes = decoder.content().size();
   if (peer.sessions) peer.sessions->remember(st->stream);
   st->stream.close();
   co_return peer.result_of(decoder.header(), decoder.content());

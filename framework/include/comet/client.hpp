@@ -32,6 +32,7 @@
 #include <comet/config.hpp>
 #include <comet/convert.hpp>
 #include <comet/endpoint.hpp>
+#include <comet/observer.hpp>
 #include <comet/stream.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -120,6 +121,13 @@ struct client_options {
   std::chrono::milliseconds resolve_max_age = settings{}.resolve_max_age;
   comet::outlier_detection outlier_detection;
   comet::retry_budget retry_budget;
+  // Per-send counters (metrics()). Off, none are kept; for measuring what
+  // they cost (comet-bench --metrics off).
+  bool metrics = true;
+  // Told of every send as it completes and of every stream and
+  // subscription as it opens and ends (observer.hpp); none: nothing is
+  // gathered for one.
+  std::shared_ptr<comet::observer> observer;
 
   static client_options from_config(const config& cfg, std::string name = {});
 };
@@ -317,9 +325,24 @@ class client {
   const std::string& name() const noexcept;
   const asio::any_io_executor& get_executor() const noexcept;
 
+  // This client's metrics in Prometheus's text exposition format (0.0.4),
+  // from any thread: comet_client_requests_total{client, endpoint, code},
+  // comet_client_request_duration_seconds{client} (a histogram), sends in
+  // flight and queued, connections opened, and for a client of an
+  // endpoint list retries, comet_client_endpoint_up{client, endpoint} and
+  // ejections (docs/observability.md). `client` is name() (or the peer's
+  // address); an endpoint is an address dialled, and past the first 32 a
+  // client has seen they count as endpoint="<other>", so that endpoints
+  // that come and go add no series without bound. Counting costs no lock
+  // and no allocation per send. host::add_metrics serves them with a
+  // host's.
+  std::string metrics() const;
+
   struct impl;
 
  private:
+  friend class client_set;
+  friend class host;
   template <class R>
   R answer_as(json::value answer) const {
     if constexpr (std::is_same_v<R, json::value>)
@@ -346,6 +369,9 @@ class client_set {
   // close() / async_close() of every client.
   void close() const;
   asio::awaitable<void> async_close() const;
+
+  // Every client's metrics (client::metrics()), one family after another.
+  std::string metrics() const;
 
  private:
   std::map<std::string, client, std::less<>> clients_;

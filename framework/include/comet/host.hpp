@@ -19,6 +19,7 @@
 #include <comet/config.hpp>
 #include <comet/endpoint.hpp>
 #include <comet/handlers.hpp>
+#include <comet/observer.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -35,6 +36,9 @@
 #include <vector>
 
 namespace comet {
+
+class client;
+class client_set;
 
 struct host_options {
   endpoint listen{"127.0.0.1", 65432};
@@ -122,6 +126,14 @@ struct host_options {
   // requests, 30 s idle. Port 0 picks a free one (metrics_endpoint()).
   // docs/observability.md.
   std::optional<endpoint> metrics_listen;
+  // Per-request counters: metrics()' request families and stats()'
+  // requests, errors and latencies. Off, none are kept (metrics() lists
+  // the routes at zero); for measuring what they cost (comet-bench
+  // --metrics off). The connection and stream figures are kept either way.
+  bool metrics = true;
+  // Told of every answer and of every stream and subscription as it opens
+  // and ends (observer.hpp); none: nothing is gathered for one.
+  std::shared_ptr<comet::observer> observer;
 
   static host_options from_config(const config& cfg);
 };
@@ -291,6 +303,12 @@ class host {
   std::string metrics() const;
   // Where metrics_listen listens, once started; nullopt without it.
   std::optional<endpoint> metrics_endpoint() const;
+  // Adds a client's series (comet_client_*, client::metrics()) to
+  // metrics() and so to the metrics listener, for as long as the client
+  // lives: the host holds it weakly, and a client destroyed drops out.
+  // From any thread.
+  void add_metrics(const client& c);
+  void add_metrics(const client_set& clients);
 
   struct impl;
 
