@@ -238,9 +238,10 @@ TEST_CASE("a host serves the series of the clients added to it, while they live"
   CHECK(requests_of(all, "upstream \\\"a\\\"") == 1);
 }
 
-TEST_CASE("a host observer is told of every answer, refusal, stream and subscription",
+TEST_CASE("host and client observers are told of every answer, refusal, stream and subscription",
           "[integration][observability]") {
   auto seen = std::make_shared<recording_observer>();
+  auto client_seen = std::make_shared<recording_observer>();
   host_options options = host_fixture::loopback();
   options.observer = seen;
   host_fixture f(2, options);
@@ -251,6 +252,7 @@ TEST_CASE("a host observer is told of every answer, refusal, stream and subscrip
   f.start();
   client_options o;
   o.keep_alive = true;
+  o.observer = client_seen;
   client c = f.make_client(o);
   const json::value hello("hello");
   CHECK(c.send_sync("echo", hello) == hello);
@@ -283,6 +285,15 @@ TEST_CASE("a host observer is told of every answer, refusal, stream and subscrip
   CHECK((!s[1].opened && s[1].name == "three" && !s[1].error));
   CHECK((s[2].opened && s[2].kind == stream_kind::subscription && s[2].name == "news"));
   CHECK((!s[3].opened && s[3].name == "news"));
+  // The client's side: the same streams, the closed subscription as cancelled.
+  REQUIRE(wait_until([&] { return client_seen->stream_count() == 4; }));
+  std::lock_guard client_lock(client_seen->mutex);
+  const auto& cs = client_seen->streams;
+  CHECK((cs[0].opened && cs[0].kind == stream_kind::stream && cs[0].name == "three"));
+  CHECK((!cs[1].opened && cs[1].name == "three" && !cs[1].error));
+  CHECK((cs[2].opened && cs[2].kind == stream_kind::subscription && cs[2].name == "news"));
+  CHECK((!cs[3].opened && cs[3].name == "news" && cs[3].error == errc::cancelled));
+  CHECK(client_seen->requests.size() == 2);
 }
 
 TEST_CASE("a client observer is told of every send, with the endpoint that answered",

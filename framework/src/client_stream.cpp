@@ -1,7 +1,9 @@
 #include "client_stream.hpp"
+
 #include "endpoint_set.hpp"
 
 #include <comet/codec.hpp>
+#include <comet/log.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -167,6 +169,10 @@ void client_stream::stream_begun(std::optional<std::uint64_t> sequence) {
   // A subscription's begin says where the topic is: what was published
   // since the last item seen (while subscribing again) was lost.
   if (sequence) count_gap(*sequence, 0);
+  if (!begun_) {
+    opened_at_ = std::chrono::steady_clock::now();
+    observe(nullptr);
+  }
   begun_ = true;
   phase_ = phase::open;
   replays_ = 0;
@@ -216,6 +222,11 @@ void client_stream::end(std::optional<error> why) {
   if (phase_ == phase::ended) return;
   phase_ = phase::ended;
   failure_ = std::move(why);
+  if (begun_) {
+    const auto ended = failure_ ? static_cast<errc>(failure_->code().value())
+                                : closed_ ? errc::cancelled : errc{};
+    observe(&ended);
+  }
   if (listed_) {
     listed_ = false;
     pool_->close_stream(*this);
@@ -223,6 +234,27 @@ void client_stream::end(std::optional<error> why) {
   backoff_.cancel();
   if (attaching_) attach_cancel_.emit(ct::terminal);
   wake();
+}
+
+void client_stream::observe(const errc* ended) const {
+  const auto& observer = client_->info->options.observer;
+  if (!observer) return;
+  const stream_event event{
+      .kind = request_.kind == stream_part::subscribe ? stream_kind::subscription : stream_kind::stream,
+      .name = request_.name,
+      .peer = client_->dialled ? *client_->dialled : client_->info->peer,
+      .error = ended && *ended != errc{} ? std::optional(*ended) : std::nullopt,
+      .duration = ended ? std::chrono::steady_clock::now() - opened_at_ : std::chrono::nanoseconds(0)};
+  try {
+    if (ended)
+      observer->stream_ended(event);
+    else
+      observer->stream_opened(event);
+  } catch (const std::exception& e) {
+    log(log_level::warn, "the observer of " + client_->info->describe() + " threw: " + e.what());
+  } catch (...) {
+    log(log_level::warn, "the observer of " + client_->info->describe() + " threw");
+  }
 }
 
 void client_stream::close_here() {

@@ -94,6 +94,9 @@ class client_stream final : public detail::stream_channel,
   // Ends it for good (nullopt: cleanly); wakes the waiter.
   void end(std::optional<error> why);
   void close_here();
+  // Tells the client's observer it opened (null) or ended (`ended`: the
+  // code, errc{} for a clean end).
+  void observe(const errc* ended) const;
   // Grants the host the places the reader freed (see the file comment).
   void grant_freed();
   void wake() { signal_.cancel(); }
@@ -114,6 +117,7 @@ class client_stream final : public detail::stream_channel,
   phase phase_ = phase::attaching;
   bool listed_ = false;   // on a connection (pooled_stream::where)
   bool begun_ = false;    // the host began it once
+  std::chrono::steady_clock::time_point opened_at_;  // its first begin
   bool got_item_ = false;
   bool closed_ = false;   // by the reader
   bool waiting_ = false;  // a next() waits
