@@ -1,15 +1,12 @@
 #include "comet_side.hpp"
 
+#include "send_loop.hpp"
 #include "wire.hpp"
 
 #include <comet/client.hpp>
 #include <comet/errors.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <future>
 #include <thread>
@@ -27,52 +24,6 @@ comet::host_options echo_host_options(const comet::tls_settings& tls) {
   o.shutdown_timeout = std::chrono::milliseconds(500);
   o.tls = tls;
   return o;
-}
-
-// The shared tally of one comet client run. Touched only on the client's
-// single pool thread while it runs, and by the caller after it stopped.
-struct tally {
-  result out;
-  clock_type::time_point begin, end;
-  std::size_t live = 0;
-  std::promise<void> finished;
-
-  void fail(std::string what) {
-    ++out.errors;
-    if (out.first_error.empty()) out.first_error = std::move(what);
-  }
-  void record(clock_type::time_point sent, clock_type::time_point now) {
-    if (now < begin || now >= end) return;
-    ++out.messages;
-    out.latency.record(static_cast<std::uint64_t>(std::chrono::nanoseconds(now - sent).count()));
-  }
-};
-
-asio::awaitable<void> send_loop(comet::client client, json::value value, tally& t) {
-  const std::string_view payload = value.get_string();
-  // One clock read per request: the next request is sent the moment the
-  // previous answer arrives (the raw client reads the clock once a batch).
-  auto now = clock_type::now();
-  while (now < t.end) {
-    const auto sent = now;
-    bool failed = false;
-    try {
-      const json::value answer = co_await client.send("echo", value);
-      now = clock_type::now();
-      if (answer.is_string() && answer.get_string() == payload)
-        t.record(sent, now);
-      else
-        t.fail("comet::client: wrong answer");
-    } catch (const std::exception& e) {
-      t.fail(std::string("comet::client: ") + e.what());
-      failed = true;
-    }
-    if (failed) {  // do not spin on a dead server
-      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
-      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-      now = clock_type::now();
-    }
-  }
 }
 
 }  // namespace
@@ -93,8 +44,7 @@ comet_host_target::~comet_host_target() {
 
 result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& target,
                              const run_timing& timing, const comet::tls_settings& tls) {
-  tally t;
-  t.out.what = s;
+  send_run t;
   t.begin = clock_type::now() + timing.warmup;
   t.end = t.begin + timing.duration;
   const auto drain = std::chrono::duration_cast<std::chrono::milliseconds>(timing.drain);
@@ -116,7 +66,7 @@ result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& t
     t.live = senders;
     auto finished = t.finished.get_future();
     for (std::size_t i = 0; i < senders; ++i)
-      asio::co_spawn(pool.get_executor(), send_loop(client, value, t),
+      asio::co_spawn(pool.get_executor(), send_loop(client, value, t, "comet::client: "),
                      [&t](std::exception_ptr failure) {
                        if (failure) t.fail("comet-bench: a send loop ended with an exception");
                        if (--t.live == 0) t.finished.set_value();
@@ -126,13 +76,18 @@ result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& t
     if (finished.wait_until(limit) != std::future_status::ready) {
       pool.stop();
       pool.join();
-      t.out.errors += t.live;
-      if (t.out.first_error.empty())
-        t.out.first_error = "comet::client sends still pending after request_timeout";
+      t.errors += t.live;
+      if (t.first_error.empty()) t.first_error = "comet::client sends still pending after request_timeout";
     }
   }  // joins the pool
-  t.out.seconds = std::chrono::duration<double>(t.end - t.begin).count();
-  return std::move(t.out);
+  result out;
+  out.what = s;
+  out.seconds = std::chrono::duration<double>(t.end - t.begin).count();
+  out.messages = t.answers;
+  out.errors = t.errors;
+  out.first_error = std::move(t.first_error);
+  out.latency = t.latency;
+  return out;
 }
 
 }  // namespace comet_bench

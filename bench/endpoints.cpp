@@ -1,17 +1,14 @@
 #include "endpoints.hpp"
 
 #include "platform.hpp"
+#include "send_loop.hpp"
 
 #include <comet/client.hpp>
 #include <comet/errors.hpp>
 #include <comet/host.hpp>
 #include <comet/io_pool.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -87,54 +84,10 @@ class fleet {
   std::vector<comet::endpoint> at_;
 };
 
-// One row's run, touched only on the client's one pool thread while it
-// runs, and by the caller once it ended.
-struct tally {
-  clock_type::time_point begin, end;
-  std::uint64_t answers = 0;
-  latency_histogram latency;
-  std::size_t errors = 0;
-  std::string first_error;
-  std::size_t live = 0;
-  std::promise<void> finished;
-
-  void fail(std::string what) {
-    ++errors;
-    if (first_error.empty()) first_error = std::move(what);
-  }
-};
-
-asio::awaitable<void> send_loop(comet::client client, tally& t) {
-  const json::value value(payload);
-  auto now = clock_type::now();
-  while (now < t.end) {
-    const auto sent = now;
-    bool failed = false;
-    try {
-      const json::value answer = co_await client.send("echo", value);
-      now = clock_type::now();
-      if (!answer.is_string() || answer.get_string() != payload) {
-        t.fail("wrong answer");
-      } else if (now >= t.begin && now < t.end) {
-        ++t.answers;
-        t.latency.record(static_cast<std::uint64_t>(std::chrono::nanoseconds(now - sent).count()));
-      }
-    } catch (const std::exception& e) {
-      t.fail(e.what());
-      failed = true;
-    }
-    if (failed) {  // do not spin on a dead host
-      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
-      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-      now = clock_type::now();
-    }
-  }
-}
-
 // Runs one row on this thread (pinned by run_bounded): msgs/s over the
 // measured window.
 double run_row(const row_spec& spec, const fleet& f, double warmup, double seconds, endpoint_row& row) {
-  tally t;
+  send_run t;
   t.begin = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
                                     std::chrono::duration<double>(warmup));
   t.end = t.begin + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
@@ -151,8 +104,9 @@ double run_row(const row_spec& spec, const fleet& f, double warmup, double secon
                                            : comet::client(pool, to.front(), options);
     t.live = spec.senders;
     auto finished = t.finished.get_future();
+    const json::value value(payload);
     for (std::size_t i = 0; i < spec.senders; ++i)
-      asio::co_spawn(pool.get_executor(), send_loop(client, t), [&t](std::exception_ptr failure) {
+      asio::co_spawn(pool.get_executor(), send_loop(client, value, t, ""), [&t](std::exception_ptr failure) {
         if (failure) t.fail("a send loop ended with an exception");
         if (--t.live == 0) t.finished.set_value();
       });

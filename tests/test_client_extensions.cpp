@@ -78,6 +78,60 @@ after_cancel frames_after_cancel(std::optional<std::uint32_t> features) {
   return seen;
 }
 
+// A keep-alive client's three sends around a going-away notice: a host
+// answers the connection's first request, reads the three, then writes a
+// notice whose last request id is the first of them, with its answer
+// "answered". When `takes_them_again`, it takes the two it did not read on
+// a new connection and answers "again"; otherwise it stops listening
+// before the notice. The sends' futures come back ready.
+struct around_going_away {
+  std::vector<std::future<json::value>> sends;
+  std::size_t replayed = 0;    // the sends the host took again
+  std::uint64_t connects = 0;  // the client's
+};
+around_going_away sends_around_going_away(bool takes_them_again) {
+  fake_host host;
+  std::string failure;
+  around_going_away seen;
+  std::thread script([&] {
+    try {
+      raw_peer conn = host.next();
+      const auto first = conn.read_frame();
+      conn.write(answer(id_of(first), 1, feature::all));
+      std::vector<std::uint64_t> ids;
+      for (int i = 0; i < 3; ++i) ids.push_back(id_of(conn.read_frame()));
+      const std::uint64_t last = *std::min_element(ids.begin(), ids.end());
+      if (!takes_them_again) host.acceptor.close();  // the host stops listening, then says it goes away
+      frame_header notice;
+      notice.keep_alive = true;
+      notice.kind = frame_kind::going_away;
+      notice.last_request_id = last;
+      conn.write(encode_frame(notice, {}) + answer(last, "answered"));
+      if (!takes_them_again) return;
+      // The two it did not read come again, on a new connection: its
+      // first carries the features, the other waits for that answer.
+      raw_peer again = host.next();
+      auto frame = again.read_frame();
+      again.write(answer(id_of(frame), "again", feature::all));
+      ++seen.replayed;
+      frame = again.read_frame();
+      again.write(answer(id_of(frame), "again"));
+      ++seen.replayed;
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  io_pool pool(1);
+  client c(pool.get_executor(), host.at, keep_alive());
+  CHECK(c.send_sync("echo", 1) == 1);
+  for (int i = 0; i < 3; ++i) seen.sends.push_back(c.async_send("echo", i, asio::use_future));
+  for (auto& s : seen.sends) REQUIRE(s.wait_for(10s) == std::future_status::ready);
+  script.join();
+  REQUIRE(failure.empty());
+  seen.connects = c.stats().connects;
+  return seen;
+}
+
 }  // namespace
 
 TEST_CASE("a cancelled keep-alive send reaches a host that announced cancel as a cancel frame",
@@ -137,51 +191,12 @@ TEST_CASE("the first request of a keep-alive connection announces the features, 
 // takes them on a new connection and answers them.
 TEST_CASE("a going-away notice sends the sends after its last request id again on a new connection",
           "[integration][client][extensions]") {
-  fake_host host;
-  std::string failure;
-  std::uint64_t last = 0;
-  std::size_t replayed = 0;
-  std::thread script([&] {
-    try {
-      raw_peer conn = host.next();
-      const auto first = conn.read_frame();
-      conn.write(answer(id_of(first), 1, feature::all));
-      std::vector<std::uint64_t> ids;
-      for (int i = 0; i < 3; ++i) ids.push_back(id_of(conn.read_frame()));
-      last = *std::min_element(ids.begin(), ids.end());
-      frame_header notice;
-      notice.keep_alive = true;
-      notice.kind = frame_kind::going_away;
-      notice.last_request_id = last;
-      conn.write(encode_frame(notice, {}) + answer(last, "answered"));
-      // The two it did not read come again, on a new connection: its
-      // first carries the features, the other waits for that answer.
-      raw_peer again = host.next();
-      auto frame = again.read_frame();
-      again.write(answer(id_of(frame), "again", feature::all));
-      ++replayed;
-      frame = again.read_frame();
-      again.write(answer(id_of(frame), "again"));
-      ++replayed;
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-  });
-  io_pool pool(1);
-  client c(pool.get_executor(), host.at, keep_alive());
-  CHECK(c.send_sync("echo", 1) == 1);
-  std::vector<std::future<json::value>> sends;
-  for (int i = 0; i < 3; ++i) sends.push_back(c.async_send("echo", i, asio::use_future));
+  auto seen = sends_around_going_away(true);
   std::map<std::string, int> answers;
-  for (auto& s : sends) {
-    REQUIRE(s.wait_for(10s) == std::future_status::ready);
-    ++answers[json::value_to<std::string>(s.get())];
-  }
-  script.join();
-  REQUIRE(failure.empty());
+  for (auto& s : seen.sends) ++answers[json::value_to<std::string>(s.get())];
   CHECK(answers == std::map<std::string, int>{{"answered", 1}, {"again", 2}});
-  CHECK(replayed == 2);
-  CHECK(c.stats().connects == 2);
+  CHECK(seen.replayed == 2);
+  CHECK(seen.connects == 2);
 }
 
 // Until clients sent them again, this was every going-away notice's
@@ -189,35 +204,9 @@ TEST_CASE("a going-away notice sends the sends after its last request id again o
 // connection.
 TEST_CASE("a going-away notice ends the sends after its last request id as unread when no host takes them again",
           "[integration][client][extensions]") {
-  fake_host host;
-  std::string failure;
-  std::uint64_t last = 0;
-  std::thread script([&] {
-    try {
-      raw_peer conn = host.next();
-      const auto first = conn.read_frame();
-      conn.write(answer(id_of(first), 1, feature::all));
-      std::vector<std::uint64_t> ids;
-      for (int i = 0; i < 3; ++i) ids.push_back(id_of(conn.read_frame()));
-      last = *std::min_element(ids.begin(), ids.end());
-      host.acceptor.close();  // the host stops listening, then says it goes away
-      frame_header notice;
-      notice.keep_alive = true;
-      notice.kind = frame_kind::going_away;
-      notice.last_request_id = last;
-      conn.write(encode_frame(notice, {}) + answer(last, "answered"));
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-  });
-  io_pool pool(1);
-  client c(pool.get_executor(), host.at, keep_alive());
-  CHECK(c.send_sync("echo", 1) == 1);
-  std::vector<std::future<json::value>> sends;
-  for (int i = 0; i < 3; ++i) sends.push_back(c.async_send("echo", i, asio::use_future));
+  auto seen = sends_around_going_away(false);
   int answered = 0, unread = 0;
-  for (auto& s : sends) {
-    REQUIRE(s.wait_for(10s) == std::future_status::ready);
+  for (auto& s : seen.sends) {
     try {
       const auto result = s.get();
       CHECK(result == "answered");
@@ -231,8 +220,6 @@ TEST_CASE("a going-away notice ends the sends after its last request id as unrea
       ++unread;
     }
   }
-  script.join();
-  REQUIRE(failure.empty());
   CHECK(answered == 1);
   CHECK(unread == 2);
 }

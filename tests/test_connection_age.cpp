@@ -26,17 +26,6 @@ host_options aging_host(std::chrono::milliseconds age) {
   return o;
 }
 
-// A keep-alive request as comet-net's client writes it: tagged, and the
-// connection's first one announcing `features`.
-std::string tagged_request(std::uint64_t id, const json::value& value,
-                           std::optional<std::uint32_t> features = std::nullopt) {
-  frame_header h;
-  h.keep_alive = true;
-  h.request_id = id;
-  h.features = features;
-  return encode_frame(h, encode_request("echo", value));
-}
-
 // The outcome of one send, as a test tallies it: "answered", or the
 // error's wire name ("connection_closed reset" for a connection the
 // kernel reset).
@@ -139,7 +128,7 @@ TEST_CASE("connections opened together reach their max_connection_age at differe
   std::vector<std::uint64_t> next_id(peers, 1);
   for (std::size_t i = 0; i < peers; ++i) {
     conns.push_back(std::make_unique<raw_peer>(at));
-    conns.back()->write(tagged_request(next_id[i]++, 0, feature::going_away));
+    conns.back()->write(tagged(next_id[i]++, "echo", 0, feature::going_away));
     REQUIRE(split(conns.back()->read_frame()).content == R"({"result": 0})");
   }
   const auto opened = std::chrono::steady_clock::now();
@@ -154,7 +143,7 @@ TEST_CASE("connections opened together reach their max_connection_age at differe
     for (std::size_t i = 0; i < peers; ++i) {
       if (noticed[i]) continue;
       const std::uint64_t id = next_id[i]++;
-      conns[i]->write(tagged_request(id, static_cast<std::int64_t>(id)));
+      conns[i]->write(tagged(id, "echo", static_cast<std::int64_t>(id)));
       for (;;) {
         const auto frame = split(conns[i]->read_frame());
         if (frame.header.contains("control")) {
@@ -205,7 +194,7 @@ TEST_CASE("a keep-alive peer that did not announce going-away is closed once ans
   const auto until = std::chrono::steady_clock::now() + 10s;
   for (std::uint64_t id = 1; !closed && std::chrono::steady_clock::now() < until; ++id) {
     boost::system::error_code ec;
-    p.write(tagged_request(id, static_cast<std::int64_t>(id)), ec);
+    p.write(tagged(id, "echo", static_cast<std::int64_t>(id)), ec);
     const auto frame = ec ? std::string() : p.read_frame();
     if (frame.empty()) {
       closed = true;  // the host closed between two requests
