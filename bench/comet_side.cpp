@@ -18,8 +18,9 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-comet::host_options echo_host_options(const comet::tls_settings& tls) {
+comet::host_options echo_host_options(const comet::tls_settings& tls, bool metrics) {
   comet::host_options o;
+  o.metrics = metrics;
   o.listen = {"127.0.0.1", 0};
   o.shutdown_timeout = std::chrono::milliseconds(500);
   o.tls = tls;
@@ -28,9 +29,10 @@ comet::host_options echo_host_options(const comet::tls_settings& tls) {
 
 }  // namespace
 
-comet_host_target::comet_host_target(std::size_t threads, const comet::tls_settings& tls)
+comet_host_target::comet_host_target(std::size_t threads, const comet::tls_settings& tls,
+                                     bool metrics)
     : pool_(threads, comet::io_pool_layout::context_per_thread),
-      host_(pool_, echo_host_options(tls)) {
+      host_(pool_, echo_host_options(tls, metrics)) {
   host_.on("echo", [](const std::string&, const json::value& value) { return value; });
   port_ = host_.start().port;
 }
@@ -54,6 +56,7 @@ result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& t
   options.connect_timeout = drain;
   options.request_timeout = drain;
   options.keep_alive = s.mode != load_mode::one_shot;
+  options.metrics = s.metrics;
   options.max_connections = s.connections;
   options.max_in_flight = s.mode == load_mode::multiplexed ? s.depth : 1;
   if (s.tls) options.tls = tls;

@@ -21,7 +21,8 @@ namespace comet_bench {
 // when `tls` is enabled.
 class comet_host_target {
  public:
-  comet_host_target(std::size_t threads, const comet::tls_settings& tls);
+  // `metrics`: host_options::metrics.
+  comet_host_target(std::size_t threads, const comet::tls_settings& tls, bool metrics = true);
   comet_host_target(const comet_host_target&) = delete;
   comet_host_target& operator=(const comet_host_target&) = delete;
   // Graceful stop, bounded to about a second, then the pool is stopped.

@@ -96,6 +96,7 @@ struct plan_request {
   server_kind client_server = server_kind::baseline;
   bool external = false;
   bool tls = false;  // each comet::client row on the comet host also over TLS
+  bool metrics_off = false;  // each comet host row also with its counters off
 };
 
 std::vector<scenario> expand(const plan_request& p) {
@@ -103,9 +104,14 @@ std::vector<scenario> expand(const plan_request& p) {
   auto add = [&](scenario s) {
     for (const auto& o : out)
       if (o.same_load(s) && o.server == s.server && o.driver == s.driver &&
-          o.threads == s.threads && o.tls == s.tls)
+          o.threads == s.threads && o.tls == s.tls && o.metrics == s.metrics)
         return;
     out.push_back(s);
+    if (p.metrics_off && s.server == server_kind::comet) {
+      scenario bare = s;
+      bare.metrics = false;
+      out.push_back(bare);
+    }
   };
   const server_kind comet_side = p.external ? server_kind::external : server_kind::comet;
   for (auto mode : p.modes)
@@ -196,7 +202,8 @@ result run_scenario(const scenario& s, const run_timing& timing, const cpu_plan&
     case server_kind::baseline: target = {loopback, baseline.emplace().port()}; break;
     case server_kind::comet:
       name_this_thread("comet-host");  // its io_pool's threads inherit the name
-      target = {loopback, host.emplace(s.threads, s.tls ? tls.host : comet::tls_settings{}).port()};
+      target = {loopback,
+                host.emplace(s.threads, s.tls ? tls.host : comet::tls_settings{}, s.metrics).port()};
       name_this_thread("comet-bench");
       break;
     case server_kind::external: target = *external; break;
@@ -250,6 +257,9 @@ int main(int argc, char** argv) {
     ("rounds,r", po::value<int>(), "run every row this many times, round after round, and report "
         "the median ratio with its range (1-10; default 1, 3 with --suite)")
     ("pin", po::bool_switch(), "pin the load generator to the last CPU and the servers to the others")
+    ("metrics-off", po::bool_switch(), "also run each comet host row with the host's and "
+        "comet::client's per-request counters off (host_options::metrics), as a ratio to the row "
+        "with them on")
     ("tls", po::bool_switch(), "also run each comet::client row against the comet host over TLS "
         "(throwaway certificates), as a ratio to the same row in plain TCP; needs --clients comet "
         "--client-server comet")
@@ -368,6 +378,7 @@ int main(int argc, char** argv) {
       p.client_server = cs == "comet" ? server_kind::comet : server_kind::baseline;
       p.external = external.has_value();
       p.tls = vm["tls"].as<bool>();
+      p.metrics_off = vm["metrics-off"].as<bool>();
       if (p.tls && (!p.comet_client || p.client_server != server_kind::comet || p.external))
         throw usage_error("--tls measures comet::client and the in-process comet host over TLS: "
                           "add --clients comet --client-server comet (and no --to)");

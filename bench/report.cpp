@@ -52,6 +52,7 @@ std::string server_label(const scenario& s) {
   std::string label(to_string(s.server));
   if (s.server == server_kind::comet) label += " T=" + std::to_string(s.threads);
   if (s.tls) label += " TLS";
+  if (!s.metrics) label += " no-metrics";
   return label;
 }
 
@@ -60,10 +61,21 @@ double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 // The row `r` is compared with, if it is in `rows`.
 const result* reference_of(const result& r, const std::vector<result>& rows, std::string& name) {
   const scenario& w = r.what;
+  if (!w.metrics) {  // the same run with the counters on
+    for (const result& other : rows) {
+      const scenario& o = other.what;
+      if (o.metrics && o.tls == w.tls && o.same_load(w) && o.server == w.server &&
+          o.driver == w.driver && o.threads == w.threads) {
+        name = "metrics on";
+        return &other;
+      }
+    }
+    return nullptr;
+  }
   if (w.tls) {  // the same run without TLS
     for (const result& other : rows) {
       const scenario& o = other.what;
-      if (!o.tls && o.same_load(w) && o.server == w.server && o.driver == w.driver &&
+      if (!o.tls && o.metrics && o.same_load(w) && o.server == w.server && o.driver == w.driver &&
           o.threads == w.threads) {
         name = "plain";
         return &other;
@@ -73,7 +85,8 @@ const result* reference_of(const result& r, const std::vector<result>& rows, std
   }
   for (const result& other : rows) {
     const scenario& o = other.what;
-    if (&other == &r || o.tls || !o.same_load(w) || o.driver != driver_kind::raw) continue;
+    if (&other == &r || o.tls || !o.metrics || !o.same_load(w) || o.driver != driver_kind::raw)
+      continue;
     if (w.driver == driver_kind::raw && w.server != server_kind::baseline &&
         o.server == server_kind::baseline) {
       name = "baseline";
@@ -227,6 +240,7 @@ bool write_json(const std::string& path, const run_info& info, const std::vector
     json_fields row;
     row.text("server", to_string(s.server))
         .raw("tls", s.tls ? "true" : "false")
+        .raw("metrics", s.metrics ? "true" : "false")
         .text("client", to_string(s.driver))
         .text("mode", to_string(s.mode))
         .integer("connections", s.connections)

@@ -48,6 +48,9 @@ struct scenario {
   std::size_t payload = 16;
   std::size_t threads = 1;  // io threads of the comet host (1 for the others)
   bool tls = false;         // comet::client and the comet host over TLS (--tls)
+  // The comet host's (and comet::client's) per-request counters; off in
+  // the rows --metrics-off adds.
+  bool metrics = true;
 
   // The same load against another server or with another driver.
   bool same_load(const scenario& o) const noexcept {

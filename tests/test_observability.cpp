@@ -368,3 +368,28 @@ TEST_CASE("metrics switched off keep no per-request counts on either side",
   CHECK(requests_of(client_side, "quiet") == 0);
   CHECK(sample(client_side, R"(comet_client_request_duration_seconds_count{client="quiet"})") == 0);
 }
+
+TEST_CASE("a counted send hands back a heap-held answer intact, inline on a one-thread pool",
+          "[integration][observability]") {
+  // The send that counts itself must not destroy its answer twice (GCC 12
+  // coroutines), whichever path it takes: inline on a one-thread pool's
+  // keep-alive client, or hopping to a strand.
+  for (const std::size_t threads : {std::size_t{1}, std::size_t{2}}) {
+    host_fixture f(threads);
+    add_echo(f.server);
+    f.start();
+    client_options o;
+    o.keep_alive = true;
+    client c(f.pool, f.at, o);
+    const json::value text(std::string(200, 'x'));
+    const int same = run(f.pool.get_executor(), [&]() -> asio::awaitable<int> {
+      int n = 0;
+      for (int i = 0; i < 100; ++i) {
+        const json::value answer = co_await c.send("echo", text);
+        n += answer == text;
+      }
+      co_return n;
+    });
+    CHECK(same == 100);
+  }
+}

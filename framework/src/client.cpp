@@ -228,17 +228,20 @@ asio::awaitable<json::value> client::impl::send(std::shared_ptr<impl> self, std:
   const auto began = std::chrono::steady_clock::now();
   send_report report;
   std::optional<error> failure;
+  // One co_await a statement, and no co_return inside the try: GCC 12
+  // destroys the answer twice otherwise.
+  json::value answer;
   try {
-    json::value answer = self->set ? co_await self->set->send(action, value, timeout,
-                                                              options.idempotent, report)
-                                   : co_await transmit(self, action, value, timeout, report);
-    record_send(*self, action, report, nullptr, began);
-    co_return answer;
+    if (self->set)
+      answer = co_await self->set->send(action, value, timeout, options.idempotent, report);
+    else
+      answer = co_await transmit(self, action, value, timeout, report);
   } catch (const error& e) {
     failure = e;
   }
-  record_send(*self, action, report, &*failure, began);
-  throw std::move(*failure);
+  record_send(*self, action, report, failure ? &*failure : nullptr, began);
+  if (failure) throw std::move(*failure);
+  co_return answer;
 }
 
 asio::awaitable<json::value> client::impl::deliver(std::shared_ptr<impl> self,
