@@ -443,10 +443,11 @@ asio::awaitable<T> endpoint_set::with_failover(attempt_fn<T> attempt,
 asio::awaitable<json::value> endpoint_set::send(const std::string& action,
                                                 const json::value& value,
                                                 std::chrono::milliseconds timeout,
-                                                bool idempotent) {
-  attempt_fn<json::value> attempt = [&action, &value](std::shared_ptr<client::impl> via,
-                                                      std::chrono::milliseconds left) {
-    return client::impl::deliver(std::move(via), action, value, left);
+                                                bool idempotent, std::string_view traceparent) {
+  attempt_fn<json::value> attempt = [&action, &value, traceparent](
+                                        std::shared_ptr<client::impl> via,
+                                        std::chrono::milliseconds left) {
+    return client::impl::deliver(std::move(via), action, value, left, traceparent);
   };
   co_return co_await with_failover(std::move(attempt), timeout, idempotent);
 }
