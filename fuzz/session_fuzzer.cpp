@@ -78,7 +78,7 @@ struct fuzz_driver final : host_session::driver {
     return std::move(*r);
   }
   void run(host_session::handle h, comet::request_message& request,
-           std::optional<std::uint64_t>, bool) override {
+           std::optional<std::uint64_t>, bool, std::string_view) override {
     FUZZ_CHECK(running.insert(h).second);
     FUZZ_CHECK(session->in_flight() <= window);
     if (random.next() % 3 == 0) return answer(h, request.value);
@@ -96,7 +96,7 @@ struct fuzz_driver final : host_session::driver {
     return std::nullopt;
   }
   std::optional<std::uint64_t> run_stream(host_session::handle h, comet::request_message&, std::uint64_t,
-                                          bool subscribe) override {
+                                          bool subscribe, std::string_view) override {
     FUZZ_CHECK(running.count(h) == 0);
     FUZZ_CHECK(std::find(streams.begin(), streams.end(), h) == streams.end());
     streams.push_back(h);

@@ -180,7 +180,7 @@ TEST_CASE("the first request of a keep-alive connection announces the features, 
     REQUIRE(failure.empty());
     const auto header = split(first).header;
     if (keep)
-      CHECK(header.at("features") == json::array{"cancel", "going-away", "stream"});
+      CHECK(header.at("features") == json::array{"cancel", "going-away", "stream", "trace"});
     else
       CHECK_FALSE(header.contains("features"));
   }

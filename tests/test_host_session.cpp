@@ -24,6 +24,7 @@ struct recording_driver final : host_session::driver {
     request_message request;
     std::optional<std::uint64_t> id;
     bool ordered;
+    std::string traceparent;
   };
   std::vector<started> runs;
   std::vector<host_session::handle> cancelled;
@@ -45,12 +46,12 @@ struct recording_driver final : host_session::driver {
     return std::move(*r);
   }
   void run(host_session::handle h, request_message& request, std::optional<std::uint64_t> id,
-           bool ordered) override {
+           bool ordered, std::string_view traceparent) override {
     if (inline_actions.count(request.action)) {
       encoded_response now{encode_response(request.value), std::nullopt};
       return session->answered(h, now);
     }
-    runs.push_back({h, std::move(request), id, ordered});
+    runs.push_back({h, std::move(request), id, ordered, std::string(traceparent)});
   }
   void cancel(host_session::handle h) override { cancelled.push_back(h); }
   void responded(host_session::handle, const encoded_response&) override { ++responses; }
@@ -60,6 +61,7 @@ struct recording_driver final : host_session::driver {
     request_message request;
     std::uint64_t id;
     bool subscribe;
+    std::string traceparent;
   };
   std::vector<stream_started> streams;
   std::vector<host_session::handle> streams_cancelled;
@@ -75,8 +77,9 @@ struct recording_driver final : host_session::driver {
     return std::nullopt;
   }
   std::optional<std::uint64_t> run_stream(host_session::handle h, request_message& request,
-                                          std::uint64_t id, bool subscribe) override {
-    streams.push_back({h, std::move(request), id, subscribe});
+                                          std::uint64_t id, bool subscribe,
+                                          std::string_view traceparent) override {
+    streams.push_back({h, std::move(request), id, subscribe, std::string(traceparent)});
     if (subscribe) return topic_sequence;
     return std::nullopt;
   }
@@ -915,4 +918,38 @@ TEST_CASE("session: once shut, streams write nothing and finish quietly", "[unit
   f.session.stream_finished(h, std::nullopt);
   CHECK(f.written().empty());
   CHECK(f.session.outstanding() == 0);
+}
+
+// docs/api.md, "Tracing": the driver gets each request's traceparent,
+// checked; an ordered request that waits its turn keeps its own.
+TEST_CASE("session: each request runs with its own traceparent, checked, even after waiting its turn",
+          "[unit][host_session][trace]") {
+  fixture f;
+  const std::string valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const auto traced = [](std::optional<std::uint64_t> id, std::string traceparent) {
+    frame_header h;
+    h.keep_alive = true;
+    h.request_id = id;
+    h.traceparent = std::move(traceparent);
+    return encode_frame(h, encode_request("work", 0));
+  };
+  // Untagged: the second and third wait for the first.
+  f.feed(traced(std::nullopt, "") + traced(std::nullopt, valid) + traced(std::nullopt, "00-nope"));
+  REQUIRE(f.driver.runs.size() == 1);
+  CHECK(f.driver.runs[0].traceparent.empty());
+  f.answer(0, 1);
+  REQUIRE(f.driver.runs.size() == 2);
+  CHECK(f.driver.runs[1].traceparent == valid);
+  f.answer(1, 2);
+  REQUIRE(f.driver.runs.size() == 3);
+  CHECK(f.driver.runs[2].traceparent.empty());  // not valid: ignored
+  f.answer(2, 3);
+  // A tagged one, and a later version, cut to its first 55 characters.
+  f.feed(traced(7, valid + "-more") + traced(8, "01" + valid.substr(2) + "-more"));
+  REQUIRE(f.driver.runs.size() == 5);
+  CHECK(f.driver.runs[3].traceparent.empty());  // version 00 is exactly 55 characters
+  CHECK(f.driver.runs[4].traceparent == "01" + valid.substr(2));
+  f.answer(3, 4);
+  f.answer(4, 5);
+  for (const auto& answer : frames_in(f.written())) CHECK(answer.header.traceparent.empty());
 }

@@ -86,7 +86,7 @@ TEST_CASE("the first answer carries features and the window only when the reques
   raw_peer announcing(at);
   announcing.write(tagged(1, "echo", 1, feature::all));
   const auto first = split(announcing.read_frame());
-  CHECK(first.header.at("features") == json::array{"cancel", "going-away", "stream"});
+  CHECK(first.header.at("features") == json::array{"cancel", "going-away", "stream", "trace"});
   CHECK(first.header.at("window") == 7);
   CHECK(first.header.at("window-bytes") == 12345);
   announcing.write(tagged(2, "echo", 2));

@@ -8,6 +8,7 @@
 #include "client_impl.hpp"
 #include "endpoint_set.hpp"
 #include "spawn.hpp"
+#include "trace.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -193,8 +194,9 @@ client::client(io_pool& pool, std::vector<endpoint> endpoints, client_options op
 
 namespace {
 // A send's end, for its metrics and its observer.
-void record_send(const client::impl& self, const std::string& action, const send_report& report,
-                 const error* failure, std::chrono::steady_clock::time_point began) {
+void record_send(const client::impl& self, const std::string& action, std::string_view traceparent,
+                 const send_report& report, const error* failure,
+                 std::chrono::steady_clock::time_point began) {
   const auto took = std::chrono::steady_clock::now() - began;
   const std::optional<errc> code =
       failure ? std::optional(static_cast<errc>(failure->code().value())) : std::nullopt;
@@ -208,7 +210,8 @@ void record_send(const client::impl& self, const std::string& action, const send
                                          .error = code,
                                          .duration = took,
                                          .request_bytes = report.request_bytes,
-                                         .answer_bytes = report.answer_bytes});
+                                         .answer_bytes = report.answer_bytes,
+                                         .traceparent = traceparent});
   } catch (const std::exception& e) {
     log(log_level::warn, "the observer of " + self.info->describe() + " threw: " + e.what());
   } catch (...) {
@@ -225,6 +228,8 @@ asio::awaitable<json::value> client::impl::send(std::shared_ptr<impl> self, std:
   std::optional<send_scope> in_flight;
   if (!counted) in_flight.emplace(self->tracker);
   const auto timeout = self->timeout_of(options);
+  const std::string& traceparent = *options.traceparent;  // client::traced() set it
+  detail::check_send_traceparent(traceparent);
   const auto began = std::chrono::steady_clock::now();
   send_report report;
   std::optional<error> failure;
@@ -233,13 +238,14 @@ asio::awaitable<json::value> client::impl::send(std::shared_ptr<impl> self, std:
   json::value answer;
   try {
     if (self->set)
-      answer = co_await self->set->send(action, value, timeout, options.idempotent, report);
+      answer = co_await self->set->send(action, value, timeout, options.idempotent, traceparent,
+                                        report);
     else
-      answer = co_await transmit(self, action, value, timeout, report);
+      answer = co_await transmit(self, action, value, timeout, traceparent, report);
   } catch (const error& e) {
     failure = e;
   }
-  record_send(*self, action, report, failure ? &*failure : nullptr, began);
+  record_send(*self, action, traceparent, report, failure ? &*failure : nullptr, began);
   if (failure) throw std::move(*failure);
   co_return answer;
 }
@@ -248,25 +254,32 @@ asio::awaitable<json::value> client::impl::deliver(std::shared_ptr<impl> self,
                                                    const std::string& action,
                                                    const json::value& value,
                                                    std::chrono::milliseconds timeout,
+                                                   std::string_view traceparent,
                                                    send_report& report) {
   if (!self->tracker.begin()) throw self->info->client_closed();
   const send_scope in_flight(self->tracker);
-  co_return co_await transmit(std::move(self), action, value, timeout, report);
+  co_return co_await transmit(std::move(self), action, value, timeout, traceparent, report);
 }
 
 asio::awaitable<json::value> client::impl::transmit(std::shared_ptr<impl> self,
                                                     const std::string& action,
                                                     const json::value& value,
                                                     std::chrono::milliseconds timeout,
+                                                    std::string_view traceparent,
                                                     send_report& report) {
   report.via = self.get();
   if (self->pool) {
-    if (self->pool->inline_ok())
-      co_return co_await self->pool->send(action, value, timeout, false, report);
+    // Not inline in a traced handler: the pool resumes an inline send
+    // directly, not through the handler's executor, which makes its
+    // traceparent current (trace.hpp).
+    if (self->pool->inline_ok() && detail::current_traceparent().empty())
+      co_return co_await self->pool->send(action, value, timeout, false, traceparent, report);
     co_return co_await asio::co_spawn(self->pool->strand(),
-                                      self->pool->send(action, value, timeout, true, report),
+                                      self->pool->send(action, value, timeout, true, traceparent,
+                                                       report),
                                       asio::use_awaitable);
   }
+  // A one-shot connection never carries the traceparent: a COMET host would see it.
   frame_header header;
   header.auth_token = self->info->options.auth_token;
   const std::string content = encode_request(action, value);
@@ -280,9 +293,14 @@ asio::awaitable<json::value> client::impl::transmit(std::shared_ptr<impl> self,
       asio::use_awaitable);
 }
 
+send_options client::traced(send_options options) {
+  if (!options.traceparent) options.traceparent = std::string(detail::current_traceparent());
+  return options;
+}
+
 asio::awaitable<json::value> client::send(std::string action, json::value value,
                                           send_options options) const {
-  return impl::send(impl_, std::move(action), std::move(value), options, false);
+  return impl::send(impl_, std::move(action), std::move(value), traced(std::move(options)), false);
 }
 
 json::value client::send_sync(std::string action, json::value value, send_options options) const {
@@ -300,9 +318,9 @@ json::value client::send_sync(std::string action, json::value value, send_option
 namespace {
 // Counted by post(): it goes out even if async_close() began meanwhile.
 asio::awaitable<void> send_in_background(std::shared_ptr<client::impl> self, std::string action,
-                                         json::value value) {
+                                         json::value value, send_options options) {
   try {
-    co_await client::impl::send(self, action, std::move(value), {}, true);
+    co_await client::impl::send(self, action, std::move(value), std::move(options), true);
   } catch (const error& e) {
     log(log_level::warn, "background send of action '" + action + "' failed: " + e.what());
   }
@@ -317,7 +335,8 @@ void client::post(std::string action, json::value value) const {
                              impl_->info->client_closed().what());
     return;
   }
-  asio::co_spawn(impl_->executor, send_in_background(impl_, std::move(action), std::move(value)),
+  asio::co_spawn(impl_->executor,
+                 send_in_background(impl_, std::move(action), std::move(value), traced({})),
                  [self = impl_](std::exception_ptr failure) {
                    self->tracker.end();
                    detail::log_failure("background send")(failure);

@@ -128,21 +128,26 @@ struct client::impl {
 
  public:
 
-  // client::send; `counted`: the send was counted by the tracker already (a post).
+  // client::send; `counted`: the send was counted by the tracker already
+  // (a post). options.traceparent is set (client::traced()); one that is
+  // not valid throws usage_error.
   static asio::awaitable<json::value> send(std::shared_ptr<impl> self, std::string action,
                                            json::value value, send_options options, bool counted);
   // One send to this client's one peer, counted in its tracker (throws
-  // client_closed once it is closed), within `timeout`. As send(); the
-  // caller keeps `action`, `value` and `report` alive until it completes.
+  // client_closed once it is closed), within `timeout`, carrying
+  // `traceparent` (valid, or empty) where the host takes it. As send(); the
+  // caller keeps `action`, `value`, `traceparent` and `report` alive until
+  // it completes.
   static asio::awaitable<json::value> deliver(std::shared_ptr<impl> self, const std::string& action,
                                               const json::value& value,
                                               std::chrono::milliseconds timeout,
-                                              send_report& report);
+                                              std::string_view traceparent, send_report& report);
   // deliver() without the tracker's count (the caller holds one).
   static asio::awaitable<json::value> transmit(std::shared_ptr<impl> self,
                                                const std::string& action,
                                                const json::value& value,
                                                std::chrono::milliseconds timeout,
+                                               std::string_view traceparent,
                                                send_report& report);
   // The figures client::metrics() renders besides the counters.
   client_metrics::view metrics_view() const;
@@ -165,11 +170,13 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   // written one is cancelled on the wire (a cancel frame) when the
   // connection agreed "cancel", else its late answer is read and dropped.
   // Total: honoured only while none of the request was written.
-  // The caller keeps `action`, `value` and `report` (which gets the
-  // request's and answer's sizes) alive until it completes.
+  // `traceparent` (valid, or empty) goes where the host takes it
+  // (multiplexer::add). The caller keeps `action`, `value`, `traceparent`
+  // and `report` (which gets the request's and answer's sizes) alive until
+  // it completes.
   asio::awaitable<json::value> send(const std::string& action, const json::value& value,
                                     std::chrono::milliseconds timeout, bool spawned,
-                                    send_report& report);
+                                    std::string_view traceparent, send_report& report);
   // On the serial executor: every pending send fails with `why`, every
   // connection closes (ending its streams with `why`); later sends fail
   // with `why`.
@@ -187,10 +194,11 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   // Cancellation: the calling coroutine's, any type its state lets
   // through, while it waits (nothing was sent then). Outlives: `stream`
   // until it is no longer listed (its stream_ended or stream_replay, or
-  // close_stream()).
+  // close_stream()). The opening request carries `traceparent` (valid, or
+  // empty) where the host takes it.
   asio::awaitable<void> open_stream(pooled_stream& stream, stream_part kind, std::string content,
                                     std::uint64_t credit, pooled_request::time_point deadline,
-                                    std::chrono::milliseconds timeout);
+                                    std::chrono::milliseconds timeout, std::string traceparent);
   // Grants a listed stream `items` more credit (a credit frame).
   void grant(pooled_stream& stream, std::uint64_t items);
   // The reader ended a listed stream (multiplexer::close_stream); it is no

@@ -100,8 +100,8 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
     return !idle_check_due() || still_open();
   }
   void submit_stream(pooled_stream& stream, stream_part kind, std::string_view content,
-                     std::uint64_t credit) {
-    mux.add_stream(stream, kind, content, credit);
+                     std::uint64_t credit, std::string_view traceparent) {
+    mux.add_stream(stream, kind, content, credit, traceparent);
     write_queued();
   }
   void grant(pooled_stream& stream, std::uint64_t items) {
@@ -484,7 +484,8 @@ void peer_pool::close_stream(pooled_stream& stream) {
 asio::awaitable<void> peer_pool::open_stream(pooled_stream& stream, stream_part kind,
                                              std::string content, std::uint64_t credit,
                                              pooled_request::time_point deadline,
-                                             std::chrono::milliseconds timeout) {
+                                             std::chrono::milliseconds timeout,
+                                             std::string traceparent) {
   const auto cancellation = co_await asio::this_coro::cancellation_state;
   std::optional<asio::steady_timer> timer;
   std::optional<std::list<queued_send>::iterator> place;
@@ -509,7 +510,7 @@ asio::awaitable<void> peer_pool::open_stream(pooled_stream& stream, stream_part 
       leave.now();
       stream.id = next_id_++;
       stream.where = conn->shared_from_this();
-      conn->submit_stream(stream, kind, content, credit);
+      conn->submit_stream(stream, kind, content, credit, traceparent);
       co_return;
     }
     co_await wait_in_queue(timer, place, deadline, timeout);
@@ -644,6 +645,7 @@ void peer_pool::leave_queue::now() {
 
 asio::awaitable<json::value> peer_pool::send(const std::string& action, const json::value& value,
                                              std::chrono::milliseconds timeout, bool spawned,
+                                             std::string_view traceparent,
                                              send_report& report) {
   // The caller holds the client, which holds this pool.
   // A coroutine of its own (not the caller's): it honours partial and
@@ -727,6 +729,7 @@ asio::awaitable<json::value> peer_pool::send(const std::string& action, const js
     request.id = next_id_++;
     request.deadline = deadline;
     request.timeout = timeout;
+    request.traceparent = traceparent;
     conn->submit(request, encoding_);
     leave.now();  // after the submit: the room it took is not offered again
     watch_deadlines(deadline);

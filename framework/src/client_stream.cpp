@@ -1,6 +1,7 @@
 #include "client_stream.hpp"
 
 #include "endpoint_set.hpp"
+#include "trace.hpp"
 
 #include <comet/codec.hpp>
 #include <comet/log.hpp>
@@ -92,7 +93,8 @@ asio::awaitable<void> client_stream::attach() {
     credit = std::clamp<std::uint64_t>(room / average, 1, credit);
   }
   const std::string content = request_.content;  // the pool takes its own copy
-  co_await pool_->open_stream(*this, request_.kind, content, credit, deadline_, request_.timeout);
+  co_await pool_->open_stream(*this, request_.kind, content, credit, deadline_, request_.timeout,
+                              request_.traceparent);
   listed_ = true;
   host_credit_ = credit;
   if (phase_ == phase::ended) {  // closed while it waited for a connection
@@ -244,7 +246,8 @@ void client_stream::observe(const errc* ended) const {
       .name = request_.name,
       .peer = client_->dialled ? *client_->dialled : client_->info->peer,
       .error = ended && *ended != errc{} ? std::optional(*ended) : std::nullopt,
-      .duration = ended ? std::chrono::steady_clock::now() - opened_at_ : std::chrono::nanoseconds(0)};
+      .duration = ended ? std::chrono::steady_clock::now() - opened_at_ : std::chrono::nanoseconds(0),
+      .traceparent = request_.traceparent};
   try {
     if (ended)
       observer->stream_ended(event);
@@ -368,6 +371,7 @@ struct open_scope {
 
 asio::awaitable<std::shared_ptr<detail::stream_channel>> open_with(
     std::shared_ptr<client::impl> self, client_stream::request r) {
+  detail::check_send_traceparent(r.traceparent);
   if (!self->tracker.begin()) throw self->info->client_closed();
   const open_scope counted{self->tracker};
   const std::shared_ptr<peer_pool> pool = self->stream_pool();
@@ -389,6 +393,7 @@ asio::awaitable<std::shared_ptr<detail::stream_channel>> open_with(
 // the open is counted as this client's send in flight too.
 asio::awaitable<std::shared_ptr<detail::stream_channel>> open_over_set(
     std::shared_ptr<client::impl> self, client_stream::request r) {
+  detail::check_send_traceparent(r.traceparent);
   if (!self->tracker.begin()) throw self->info->client_closed();
   const open_scope counted{self->tracker};
   const auto timeout = r.timeout;
@@ -416,6 +421,7 @@ asio::awaitable<std::shared_ptr<detail::stream_channel>> client::open_channel(
   r.content = encode_request(action, value);
   r.name = std::move(action);
   r.timeout = impl_->timeout_of(options);
+  r.traceparent = *traced(std::move(options)).traceparent;
   return open_on(impl_, std::move(r));
 }
 
@@ -433,6 +439,7 @@ asio::awaitable<std::shared_ptr<detail::stream_channel>> client::subscribe_chann
   send_options send;
   send.timeout = options.timeout;
   r.timeout = impl_->timeout_of(send);
+  r.traceparent = *traced(std::move(send)).traceparent;
   return open_on(impl_, std::move(r));
 }
 

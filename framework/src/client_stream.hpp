@@ -36,6 +36,7 @@ class client_stream final : public detail::stream_channel,
     std::string content;                   // its encoded {"action", "value"}
     bool resubscribe = false;
     std::chrono::milliseconds timeout{0};  // the open's (and for a stream, the first item's)
+    std::string traceparent;               // the opening request's: valid, or empty
   };
 
   client_stream(std::shared_ptr<client::impl> client, std::shared_ptr<peer_pool> pool,

@@ -106,6 +106,10 @@ void append_frame(std::string& out, const frame_header& h, std::string_view cont
     out += ", \"auth-token\": ";
     detail::append_json_string(out, h.auth_token);
   }
+  if (!h.traceparent.empty()) {
+    out += ", \"traceparent\": ";
+    detail::append_json_string(out, h.traceparent);
+  }
   out += '}';
   const std::size_t header_size = out.size() - start - proto_header_size;
   if (header_size > max_json_header_size)

@@ -448,10 +448,12 @@ asio::awaitable<T> endpoint_set::with_failover(attempt_fn<T> attempt,
 asio::awaitable<json::value> endpoint_set::send(const std::string& action,
                                                 const json::value& value,
                                                 std::chrono::milliseconds timeout,
-                                                bool idempotent, send_report& report) {
-  attempt_fn<json::value> attempt = [&action, &value, &report](std::shared_ptr<client::impl> via,
-                                                               std::chrono::milliseconds left) {
-    return client::impl::deliver(std::move(via), action, value, left, report);
+                                                bool idempotent, std::string_view traceparent,
+                                                send_report& report) {
+  attempt_fn<json::value> attempt = [&action, &value, traceparent, &report](
+                                        std::shared_ptr<client::impl> via,
+                                        std::chrono::milliseconds left) {
+    return client::impl::deliver(std::move(via), action, value, left, traceparent, report);
   };
   co_return co_await with_failover(std::move(attempt), timeout, idempotent);
 }

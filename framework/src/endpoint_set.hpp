@@ -47,10 +47,11 @@ class endpoint_set : public std::enable_shared_from_this<endpoint_set> {
   // throws the last failure. Cancellation: the caller's, through the
   // attempt (a cancelled send is never sent again) and the wait between
   // rounds (terminal, partial). Outlives: nothing (the caller holds this).
-  // `report` gets what the last attempt met.
+  // `traceparent` (valid, or empty) goes with each attempt
+  // (client::impl::deliver); `report` gets what the last attempt met.
   asio::awaitable<json::value> send(const std::string& action, const json::value& value,
                                     std::chrono::milliseconds timeout, bool idempotent,
-                                    send_report& report);
+                                    std::string_view traceparent, send_report& report);
   asio::awaitable<std::shared_ptr<detail::stream_channel>> open(
       attempt_fn<std::shared_ptr<detail::stream_channel>> attempt,
       std::chrono::milliseconds timeout);

@@ -7,6 +7,7 @@
 #include "client_impl.hpp"
 #include "host_impl.hpp"
 #include "spawn.hpp"
+#include "trace.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -324,16 +325,19 @@ std::variant<request_message, encoded_response> host::impl::prepare(
 std::optional<encoded_response> host::impl::run_now(const request_message& request,
                                                    std::optional<std::uint64_t> request_id,
                                                    const endpoint& peer,
-                                                   const asio::any_io_executor& connection) const {
-  const request_context context{peer, request_id, connection};
+                                                   const asio::any_io_executor& connection,
+                                                   std::string_view traceparent) const {
+  const request_context context{peer, request_id, connection, std::string(traceparent)};
+  const detail::traceparent_scope scope(context.traceparent);
   return router.dispatch_now(request.action, request.value, context);
 }
 
 asio::awaitable<encoded_response> host::impl::run(request_message request,
                                                   std::optional<std::uint64_t> request_id,
-                                                  endpoint peer,
-                                                  asio::any_io_executor connection) {
-  const request_context context{std::move(peer), request_id, std::move(connection)};
+                                                  endpoint peer, asio::any_io_executor connection,
+                                                  std::string traceparent) {
+  const request_context context{std::move(peer), request_id, std::move(connection),
+                                std::move(traceparent)};
   const auto deadline = options.handler_timeout;
   if (deadline.count() <= 0 || !router.may_suspend(request.action))
     co_return co_await router.dispatch(request.action, request.value, context);

@@ -8,6 +8,7 @@
 #include <comet/log.hpp>
 
 #include "spawn.hpp"
+#include "trace.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -112,6 +113,11 @@ bool host_connection::idle() const noexcept { return session_.idle(); }
 asio::any_io_executor host_connection::handler_executor() const {
   return host_->single_threaded ? host_->executor
                                 : asio::any_io_executor(asio::make_strand(host_->executor));
+}
+
+asio::any_io_executor host_connection::traced(asio::any_io_executor ex, std::string_view traceparent) {
+  if (traceparent.empty()) return ex;
+  return detail::traced_executor(std::move(ex), traceparent);
 }
 
 void host_connection::close_gracefully() {
@@ -335,7 +341,12 @@ std::variant<request_message, encoded_response> host_connection::prepare(
 }
 
 void host_connection::run(handle h, request_message& request,
-                          std::optional<std::uint64_t> request_id, bool ordered) {
+                          std::optional<std::uint64_t> request_id, bool ordered,
+                          std::string_view traceparent) {
+  // This request's traceparent, or none, for whatever runs here and now: a
+  // handler started inline, or an answer that starts the next one, never
+  // sees another request's.
+  const detail::traceparent_scope scope(traceparent);
   if (h >= handlers_.size()) handlers_.resize(h + 1);
   auto& handler = handlers_[h];
   handler.arrived = arrived_;
@@ -344,10 +355,11 @@ void host_connection::run(handle h, request_message& request,
   handler.subscription = false;
   handler.request_bytes = session_.request_bytes(h);
   if (host_->options.observer || log_enabled(log_level::debug)) handler.action = request.action;
+  if (host_->options.observer) handler.traceparent.assign(traceparent);
   // Plain-function handlers answer here and now, tagged or not (the
   // in-flight gauge counts coroutine handlers only: a plain one is over
   // before anyone could read it, and counting it costs two adds a request).
-  if (auto now = host_->run_now(request, request_id, peer_, strand_)) {
+  if (auto now = host_->run_now(request, request_id, peer_, strand_, traceparent)) {
     sync_drain();
     return session_.answered(h, *now);
   }
@@ -355,8 +367,8 @@ void host_connection::run(handle h, request_message& request,
   if (!handler.signal) handler.signal = std::make_unique<asio::cancellation_signal>();
   // Ordered requests run on this strand; tagged ones beside the others, on
   // any thread of the host's executor. Either answer comes back here.
-  asio::co_spawn(ordered ? strand_ : handler_executor(),
-                 host_->run(std::move(request), request_id, peer_, strand_),
+  asio::co_spawn(traced(ordered ? strand_ : handler_executor(), traceparent),
+                 host_->run(std::move(request), request_id, peer_, strand_, std::string(traceparent)),
                  asio::bind_cancellation_slot(
                      handler.signal->slot(),
                      asio::bind_executor(strand_, [self = shared_from_this(), h, ordered](
@@ -418,7 +430,8 @@ void host_connection::observe(handle h, const encoded_response* response, bool r
           .name = handlers_[h].subscription ? handlers_[h].topic : handlers_[h].action,
           .peer = peer_,
           .error = response ? response->error : std::nullopt,
-          .duration = response ? took : std::chrono::nanoseconds(0)};
+          .duration = response ? took : std::chrono::nanoseconds(0),
+          .traceparent = handlers_[h].traceparent};
       if (response) {
         handlers_[h].end_observed = true;
         observer.stream_ended(event);
@@ -432,7 +445,8 @@ void host_connection::observe(handle h, const encoded_response* response, bool r
         .error = response->error,
         .duration = took,
         .request_bytes = refusal ? 0 : handlers_[h].request_bytes,
-        .answer_bytes = response->content.size()});
+        .answer_bytes = response->content.size(),
+        .traceparent = refusal ? std::string_view() : std::string_view(handlers_[h].traceparent)});
   } catch (const std::exception& e) {
     log(log_level::warn, std::string("host: the observer threw: ") + e.what());
   } catch (...) {

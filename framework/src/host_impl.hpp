@@ -119,15 +119,17 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
                                                           bool serve_in_drain = false) const;
   // Answers at once when only plain-function handlers are involved.
   // `connection` is the executor the connection runs on: the handler's
-  // request_context::executor.
+  // request_context::executor. A plain handler runs with the request's
+  // `traceparent` (checked) current (trace.hpp).
   std::optional<encoded_response> run_now(const request_message& request,
                                           std::optional<std::uint64_t> request_id,
                                           const endpoint& peer,
-                                          const asio::any_io_executor& connection) const;
+                                          const asio::any_io_executor& connection,
+                                          std::string_view traceparent) const;
   // Runs a request through the router.
   asio::awaitable<encoded_response> run(request_message request,
                                         std::optional<std::uint64_t> request_id, endpoint peer,
-                                        asio::any_io_executor connection);
+                                        asio::any_io_executor connection, std::string traceparent);
 
   // Runs a stream handler through the router, writing to `sink`
   // (host_stream.cpp): nullopt when it returned, or the error its stream
@@ -136,6 +138,7 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
                                                               std::uint64_t request_id,
                                                               endpoint peer,
                                                               asio::any_io_executor connection,
+                                                              std::string traceparent,
                                                               std::shared_ptr<host_stream> sink);
 
   // Removes a connection from the set; the last one out of a stopping host
@@ -198,13 +201,14 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
     std::size_t request_bytes = 0;
     std::string action;   // for the debug line and the observer only
     std::string topic;    // a subscription's, for the observer only
+    std::string traceparent;  // for the observer only
   };
 
   // host_session::driver
   std::variant<request_message, encoded_response> prepare(const frame_header& header,
                                                           std::string_view content) override;
   void run(handle h, request_message& request, std::optional<std::uint64_t> request_id,
-           bool ordered) override;
+           bool ordered, std::string_view traceparent) override;
   void cancel(handle h) override;
   void responded(handle h, const encoded_response& response) override;
   // Tells host_options::observer of an answer, or of a stream's open or end.
@@ -214,7 +218,7 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   // Streams and subscriptions (host_stream.cpp).
   std::optional<encoded_response> admit_stream(const request_message& request, bool subscribe) override;
   std::optional<std::uint64_t> run_stream(handle h, request_message& request, std::uint64_t request_id,
-                                          bool subscribe) override;
+                                          bool subscribe, std::string_view traceparent) override;
   void cancel_stream(handle h) override;
   void credited(handle h) override;
   // A stream handler returned, back on this strand.
@@ -253,6 +257,9 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   // The executor a handler coroutine runs on: serial, so that close_now()
   // can cancel it from this connection's strand.
   asio::any_io_executor handler_executor() const;
+  // `ex`, or for a request with a traceparent, `ex` making it current
+  // whenever the handler runs (trace.hpp).
+  static asio::any_io_executor traced(asio::any_io_executor ex, std::string_view traceparent);
 
   transport stream_;
   asio::any_io_executor strand_;

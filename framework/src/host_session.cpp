@@ -1,5 +1,7 @@
 #include "host_session.hpp"
 
+#include "trace.hpp"
+
 #include <comet/log.hpp>
 
 #include <algorithm>
@@ -46,7 +48,11 @@ std::size_t host_session::consume(std::string_view bytes) {
 void host_session::on_request(const frame_header& header, std::string_view content) {
   if (header.request_id) last_id_ = header.request_id;
   const bool tagged = header.request_id && header.keep_alive;
-  request_info r{header.request_id, header.keep_alive, !tagged, false};
+  // A traceparent that is not valid is ignored, as W3C Trace Context says:
+  // the request runs as if it carried none.
+  request_info r{header.request_id, header.keep_alive, !tagged, false,
+                 header.traceparent.empty() ? std::string_view()
+                                            : detail::valid_traceparent(header.traceparent)};
   const bool first = first_request_;
   if (first_request_) {
     first_request_ = false;
@@ -107,12 +113,13 @@ void host_session::on_request(const frame_header& header, std::string_view conte
     ordered_.push_back(h);
     if (!next) {
       s.request = std::move(request);  // runs once those before it are answered
+      if (!r.traceparent.empty()) s.traceparent = r.traceparent;
       return;
     }
     // Its turn already: run from here, without parking the request.
     s.status = state::running;
     advancing_ = true;
-    driver_.run(h, request, r.id, true);
+    driver_.run(h, request, r.id, true, r.traceparent);
     advancing_ = false;
     return advance_ordered();
   }
@@ -122,7 +129,7 @@ void host_session::on_request(const frame_header& header, std::string_view conte
   else
     by_id_.insert(std::upper_bound(by_id_.begin(), by_id_.end(), std::make_pair(id, no_handle)),
                   {id, h});
-  driver_.run(h, request, r.id, false);
+  driver_.run(h, request, r.id, false, r.traceparent);
 }
 
 void host_session::on_control(const frame_header& header) {
@@ -221,7 +228,7 @@ void host_session::advance_ordered() {
     if (s.status == state::running) break;
     if (s.status == state::queued) {
       s.status = state::running;
-      driver_.run(h, s.request, s.id, true);
+      driver_.run(h, s.request, s.id, true, s.traceparent);
       continue;
     }
     if (s.status == state::held) {
@@ -318,6 +325,7 @@ void host_session::release(handle h) {
   // assignment).
   if (!s.request.action.empty() || !s.request.value.is_null()) s.request = {};
   s.frame.clear();
+  s.traceparent.clear();
   s.credit = 0;
   s.ended = false;
   free_.push_back(h);
@@ -388,7 +396,8 @@ void host_session::on_stream_request(const frame_header& header, const request_i
   // The begin is the request's answer: the first request's carries the
   // features and the window; a subscription's, the topic's sequence when
   // it registered.
-  const auto sequence = subscribe ? driver_.run_stream(h, request, id, true) : std::nullopt;
+  const auto sequence =
+      subscribe ? driver_.run_stream(h, request, id, true, r.traceparent) : std::nullopt;
   frame_header begin;
   begin.sequence = sequence;
   begin.keep_alive = true;
@@ -400,7 +409,7 @@ void host_session::on_stream_request(const frame_header& header, const request_i
     begin.window_bytes = limits_.max_in_flight_bytes;
   }
   append_frame(out_.pending(), begin, {});
-  if (!subscribe) driver_.run_stream(h, request, id, false);
+  if (!subscribe) driver_.run_stream(h, request, id, false, r.traceparent);
 }
 
 void host_session::on_credit(const frame_header& header) {

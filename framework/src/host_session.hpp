@@ -67,8 +67,10 @@ class host_session {
                                                                     std::string_view content) = 0;
     // Runs `request` (moved from at will); its answer comes back through
     // answered(h, ...), before run() returns or later, exactly once.
+    // `traceparent`: the request's, checked (valid, or empty); valid only
+    // during the call.
     virtual void run(handle h, request_message& request, std::optional<std::uint64_t> request_id,
-                     bool ordered) = 0;
+                     bool ordered, std::string_view traceparent) = 0;
     // Cancels the handler running under `h` (the peer sent a cancel); its
     // answer still comes back through answered(), and is dropped.
     virtual void cancel(handle h) = 0;
@@ -88,7 +90,8 @@ class host_session {
     // through stream_item(); the stream ends with stream_finished(h, ...),
     // exactly once, now or later. Returns nullopt for a stream.
     virtual std::optional<std::uint64_t> run_stream(handle h, request_message& request,
-                                                    std::uint64_t request_id, bool subscribe) = 0;
+                                                    std::uint64_t request_id, bool subscribe,
+                                                    std::string_view traceparent) = 0;
     // Stream `h` ended from the other side (the reader's cancel, or the
     // drain, which wrote its end): nothing more is written for it; the
     // driver stops it and still calls stream_finished(h).
@@ -211,6 +214,7 @@ class host_session {
     std::optional<std::uint64_t> id;
     std::size_t bytes = 0;  // its content, counted in the window
     request_message request;  // queued: waiting for the ordered ones before it
+    std::string traceparent;  // queued: the request's, checked
     std::string frame;        // held: an answer waiting its turn
     // streaming: the credit left; ended: its end was written, or it was
     // cancelled (nothing more goes out for it).
@@ -222,6 +226,7 @@ class host_session {
     bool keep_alive;
     bool ordered;
     bool announce;
+    std::string_view traceparent = {};  // checked: valid, or empty
   };
 
   void on_request(const frame_header& header, std::string_view content);

@@ -5,6 +5,7 @@
 
 #include "host_impl.hpp"
 #include "spawn.hpp"
+#include "trace.hpp"
 
 #include <comet/log.hpp>
 
@@ -87,8 +88,9 @@ void host_stream::wake() noexcept { wait_.cancel(); }
 
 asio::awaitable<std::optional<encoded_response>> host::impl::run_stream(
     request_message request, std::uint64_t request_id, endpoint peer,
-    asio::any_io_executor connection, std::shared_ptr<host_stream> sink) {
-  const request_context context{std::move(peer), request_id, std::move(connection)};
+    asio::any_io_executor connection, std::string traceparent, std::shared_ptr<host_stream> sink) {
+  const request_context context{std::move(peer), request_id, std::move(connection),
+                                std::move(traceparent)};
   stream_writer out(*sink);
   co_return co_await router.stream(request.action, request.value, out, context);
 }
@@ -109,7 +111,9 @@ std::optional<encoded_response> host_connection::admit_stream(const request_mess
 }
 
 std::optional<std::uint64_t> host_connection::run_stream(handle h, request_message& request,
-                                                        std::uint64_t request_id, bool subscribe) {
+                                                        std::uint64_t request_id, bool subscribe,
+                                                        std::string_view traceparent) {
+  const detail::traceparent_scope scope(traceparent);  // as run()'s
   if (h >= handlers_.size()) handlers_.resize(h + 1);
   if (h >= streams_.size()) streams_.resize(h + 1);
   auto& handler = handlers_[h];
@@ -122,6 +126,7 @@ std::optional<std::uint64_t> host_connection::run_stream(handle h, request_messa
   handler.subscription = subscribe;
   handler.end_observed = false;
   if (host_->options.observer) {
+    handler.traceparent.assign(traceparent);
     std::string why;
     if (subscribe)
       if (auto wanted = parse_subscribe(request.value, why)) handler.topic = wanted->topic;
@@ -134,8 +139,9 @@ std::optional<std::uint64_t> host_connection::run_stream(handle h, request_messa
   auto sink = std::make_shared<host_stream>(*this, h, host_->options.handler_timeout);
   streams_[h].sink = sink;
   host_->streams_open.fetch_add(1, std::memory_order_relaxed);
-  asio::co_spawn(strand_,
-                 host_->run_stream(std::move(request), request_id, peer_, strand_, sink),
+  asio::co_spawn(traced(strand_, traceparent),
+                 host_->run_stream(std::move(request), request_id, peer_, strand_,
+                                   std::string(traceparent), sink),
                  asio::bind_cancellation_slot(
                      handler.signal->slot(),
                      asio::bind_executor(strand_, [self = shared_from_this(), h](

@@ -25,6 +25,7 @@ void multiplexer::add(pooled_request& request, std::string_view content) {
   h.keep_alive = true;
   h.request_id = request.id;
   h.auth_token = info_.options.auth_token;
+  if (!request.traceparent.empty() && traces()) h.traceparent = request.traceparent;
   if (!features_id_) {
     features_id_ = request.id;
     h.features = feature::all;
@@ -44,11 +45,12 @@ bool multiplexer::takes_streams() const noexcept {
 }
 
 void multiplexer::add_stream(pooled_stream& stream, stream_part kind, std::string_view content,
-                             std::uint64_t credit) {
+                             std::uint64_t credit, std::string_view traceparent) {
   frame_header h;
   h.keep_alive = true;
   h.request_id = stream.id;
   h.auth_token = info_.options.auth_token;
+  if (!traceparent.empty() && traces()) h.traceparent = traceparent;
   h.stream = kind;
   h.credit = credit;
   if (!features_id_) {
@@ -210,6 +212,7 @@ std::size_t multiplexer::consume(std::string_view bytes, settle_fn settled) {
 void multiplexer::learn_features(const frame_header& header) {
   if (agreed_ || !features_id_ || header.request_id != features_id_) return;
   agreed_ = header.features.value_or(0) & feature::all;
+  peer_.traces = (*agreed_ & feature::trace) != 0;
   if (!(*agreed_ & feature::stream)) {
     peer_.no_streams = true;
     end_streams_not_agreed(header.request_id);

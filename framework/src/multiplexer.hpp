@@ -63,6 +63,9 @@ struct pooled_request {
   std::chrono::milliseconds timeout{0};  // for the timeout's message
   std::size_t content_size = 0;
   std::size_t answer_size = 0;  // the answer's content, once it came
+  // Its W3C traceparent (valid, or empty), the sender's: written where the
+  // host takes it (multiplexer::add).
+  std::string_view traceparent;
   std::optional<json::value> result;
   std::optional<error> failure;
   // The host provably never read this request: send it again. Either the
@@ -176,6 +179,9 @@ struct peer_knowledge {
   // The smallest request content the peer refused as too_large: requests
   // at least this large go on a connection of their own.
   std::size_t refused_size = std::numeric_limits<std::size_t>::max();
+  // The peer's last first answer listed "trace": a new connection's
+  // requests carry their traceparent before its own answer says so.
+  bool traces = false;
 };
 
 class multiplexer {
@@ -218,6 +224,9 @@ class multiplexer {
     return accepts(max_in_flight) ? std::min(max_in_flight, window_) - pending_.size() : 0;
   }
   // Queues a request's frame (content: its encoded {"action", "value"}).
+  // Its traceparent goes with it only to a host that listed "trace" (on
+  // this connection, or, before its first answer, on the peer's last one):
+  // never to a COMET host.
   void add(pooled_request& request, std::string_view content);
 
   // Whether a stream may be opened on this connection now: it is (or will
@@ -227,8 +236,9 @@ class multiplexer {
   // Queues the request that opens `stream` (kind: open or subscribe;
   // content: its encoded {"action", "value"}) with `credit` items granted;
   // it is listed until its end. May be the connection's first request.
+  // `traceparent` (valid, or empty) as add()'s.
   void add_stream(pooled_stream& stream, stream_part kind, std::string_view content,
-                  std::uint64_t credit);
+                  std::uint64_t credit, std::string_view traceparent = {});
   // Grants `stream` `items` more: queues a credit frame (write it). False
   // (nothing queued) when it is not listed, or "stream" was not agreed.
   bool grant(const pooled_stream& stream, std::uint64_t items);
@@ -319,6 +329,8 @@ class multiplexer {
   void on_going_away(settle_fn settled);
   // The first request's answer says which features the host speaks.
   void learn_features(const frame_header& header);
+  // Whether a request written now may carry a traceparent.
+  bool traces() const noexcept { return agreed_ ? (*agreed_ & feature::trace) != 0 : peer_.traces; }
   // Takes `it` off the wire if it can: drops its frame while it waits, or
   // queues a cancel frame once written (when agreed); both remove it.
   cancelled_as withdraw(std::vector<entry>::iterator it, bool only_if_unwritten);

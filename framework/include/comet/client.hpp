@@ -144,6 +144,13 @@ struct send_options {
   // may have been read (its connection was lost after it was written) goes
   // again only when this is set. A timeout is never sent again.
   bool idempotent = false;
+  // The W3C traceparent this request carries (docs/api.md, "Tracing").
+  // nullopt: that of the request whose handler makes this send, if any
+  // (carried on unchanged); "": none; else this one, which must be valid
+  // ("00-<32 hex>-<16 hex>-<2 hex>", lower case), or the send throws
+  // comet::error(errc::usage_error). It goes only on keep-alive
+  // connections to hosts that announced "trace", never to a COMET host.
+  std::optional<std::string> traceparent;
 };
 
 // What a keep-alive client's queue of sends waiting for room has seen
@@ -222,9 +229,7 @@ class client {
   // (By value: a coroutine's reference parameter would outlive its argument.)
   template <class R = json::value, class T>
   asio::awaitable<R> send(std::string action, T value, send_options options = {}) const {
-    json::value content = json::value_from(value);
-    json::value answer = co_await send(std::move(action), std::move(content), options);
-    co_return answer_as<R>(std::move(answer));
+    return send_as<R>(*this, std::move(action), std::move(value), traced(std::move(options)));
   }
 
   // send() with any completion token, signature void(std::exception_ptr, R):
@@ -268,20 +273,17 @@ class client {
   template <class T = json::value, class V = json::value>
   asio::awaitable<stream_reader<T>> open_stream(std::string action, V value,
                                                 send_options options = {}) const {
-    json::value content = json::value_from(value);
-    std::shared_ptr<detail::stream_channel> channel =
-        co_await open_channel(std::move(action), std::move(content), options);
-    co_return stream_reader<T>(std::move(channel));
+    return open_as<T>(*this, std::move(action), std::move(value), traced(std::move(options)));
   }
 
   // Subscribes to what the host publishes on `topic` (host::publish), and
   // completes once the host has registered the subscription: an item
-  // published after that reaches it. Throws as open_stream() does.
+  // published after that reaches it. Throws as open_stream() does. The
+  // subscribe carries the traceparent of the request whose handler makes
+  // it, if any.
   template <class T = json::value>
   asio::awaitable<subscription<T>> subscribe(std::string topic, subscribe_options options = {}) const {
-    std::shared_ptr<detail::stream_channel> channel =
-        co_await subscribe_channel(std::move(topic), options);
-    co_return subscription<T>(std::move(channel));
+    return subscription_of<T>(subscribe_channel(std::move(topic), options));
   }
 
   // The untyped cores of open_stream() and subscribe().
@@ -293,6 +295,7 @@ class client {
 
   // Starts send() in the background and returns at once. Never throws for a
   // send failure: it is logged at warn level. async_close() waits for it.
+  // It carries the traceparent of the request whose handler posts it, if any.
   void post(std::string action, json::value value) const;
   template <class T>
   void post(std::string action, const T& value) const {
@@ -343,6 +346,34 @@ class client {
  private:
   friend class client_set;
   friend class host;
+  // `options` with traceparent nullopt made the current handler's (or "").
+  // Read when a send is made, not when its coroutine first runs: the
+  // handler may be elsewhere by then.
+  static send_options traced(send_options options);
+
+  // The typed coroutines behind send(), open_stream() and subscribe(); each
+  // holds a handle of the client.
+  template <class R, class T>
+  static asio::awaitable<R> send_as(client self, std::string action, T value, send_options options) {
+    json::value content = json::value_from(value);
+    json::value answer = co_await self.send(std::move(action), std::move(content), std::move(options));
+    co_return self.answer_as<R>(std::move(answer));
+  }
+  template <class T, class V>
+  static asio::awaitable<stream_reader<T>> open_as(client self, std::string action, V value,
+                                                   send_options options) {
+    json::value content = json::value_from(value);
+    std::shared_ptr<detail::stream_channel> channel =
+        co_await self.open_channel(std::move(action), std::move(content), std::move(options));
+    co_return stream_reader<T>(std::move(channel));
+  }
+  template <class T>
+  static asio::awaitable<subscription<T>> subscription_of(
+      asio::awaitable<std::shared_ptr<detail::stream_channel>> opening) {
+    std::shared_ptr<detail::stream_channel> channel = co_await std::move(opening);
+    co_return subscription<T>(std::move(channel));
+  }
+
   template <class R>
   R answer_as(json::value answer) const {
     if constexpr (std::is_same_v<R, json::value>)

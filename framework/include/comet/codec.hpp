@@ -31,14 +31,15 @@ namespace feature {
 inline constexpr std::uint32_t cancel = 1u << 0;      // "cancel": cancel frames
 inline constexpr std::uint32_t going_away = 1u << 1;  // "going-away": the host's drain notice
 inline constexpr std::uint32_t stream = 1u << 2;      // "stream": streams and subscriptions
+inline constexpr std::uint32_t trace = 1u << 3;       // "trace": requests may carry "traceparent"
 // Every feature this version speaks.
-inline constexpr std::uint32_t all = cancel | going_away | stream;
+inline constexpr std::uint32_t all = cancel | going_away | stream | trace;
 struct named {
   std::uint32_t bit;
   std::string_view name;
 };
-inline constexpr std::array<named, 3> names{
-    {{cancel, "cancel"}, {going_away, "going-away"}, {stream, "stream"}}};
+inline constexpr std::array<named, 4> names{
+    {{cancel, "cancel"}, {going_away, "going-away"}, {stream, "stream"}, {trace, "trace"}}};
 }  // namespace feature
 
 // What a frame carries: a request or an answer, or a control frame
@@ -81,6 +82,9 @@ struct frame_header {
   stream_part stream = stream_part::none;
   std::optional<std::uint64_t> credit;
   std::optional<std::uint64_t> sequence;
+  // A request's W3C trace context ("traceparent"), as written: the reader
+  // validates it. Empty when absent.
+  std::string traceparent;
 
   bool is_json() const noexcept { return content_type == json_content_type; }
 };

@@ -75,6 +75,10 @@ struct request_context {
   // connection. Plain functions and untagged coroutine handlers run on it; a
   // tagged coroutine handler ("request-id") runs beside it, not on it.
   asio::any_io_executor executor;
+  // The request's W3C traceparent (docs/api.md, "Tracing"); empty when it
+  // carried none, or one that is not valid. The sends this handler makes
+  // carry it on unless their send_options say otherwise.
+  std::string traceparent;
 };
 
 // What a handler produced: an answer, or nullopt when it declined.
