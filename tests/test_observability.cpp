@@ -37,6 +37,7 @@ struct recording_observer : comet::observer {
     std::optional<errc> error;
     std::chrono::nanoseconds duration;
     std::size_t request_bytes, answer_bytes;
+    std::string traceparent;
   };
   struct stream {
     bool opened;
@@ -47,7 +48,7 @@ struct recording_observer : comet::observer {
   void request_done(const request_event& e) override {
     std::lock_guard lock(mutex);
     requests.push_back({std::string(e.action), e.peer, e.error, e.duration, e.request_bytes,
-                        e.answer_bytes});
+                        e.answer_bytes, std::string(e.traceparent)});
   }
   void stream_opened(const stream_event& e) override {
     std::lock_guard lock(mutex);
@@ -392,4 +393,31 @@ TEST_CASE("a counted send hands back a heap-held answer intact, inline on a one-
     });
     CHECK(same == 100);
   }
+}
+
+TEST_CASE("observers see a request's traceparent on both sides", "[integration][observability][trace]") {
+  auto host_seen = std::make_shared<recording_observer>();
+  auto client_seen = std::make_shared<recording_observer>();
+  host_options options = host_fixture::loopback();
+  options.observer = host_seen;
+  host_fixture f(2, options);
+  add_echo(f.server);
+  f.start();
+  client_options o;
+  o.keep_alive = true;
+  o.observer = client_seen;
+  client c = f.make_client(o);
+  // The first request learns whether the host takes a traceparent.
+  CHECK(c.send_sync("echo", 0) == 0);
+  const std::string traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  send_options traced;
+  traced.traceparent = traceparent;
+  CHECK(c.send_sync("echo", 1, traced) == 1);
+  REQUIRE(wait_until([&] { return host_seen->request_count() == 2 && client_seen->request_count() == 2; }));
+  std::lock_guard host_lock(host_seen->mutex);
+  std::lock_guard client_lock(client_seen->mutex);
+  CHECK(host_seen->requests[0].traceparent.empty());
+  CHECK(host_seen->requests[1].traceparent == traceparent);
+  CHECK(client_seen->requests[0].traceparent.empty());
+  CHECK(client_seen->requests[1].traceparent == traceparent);
 }
