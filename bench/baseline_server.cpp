@@ -11,6 +11,8 @@
 #include <boost/json/value.hpp>
 
 #include <cstring>
+#include <optional>
+#include <string_view>
 #include <pthread.h>
 #include <thread>
 
@@ -91,9 +93,60 @@ class echo_responder {
   std::string body_;
 };
 
-class session : public std::enable_shared_from_this<session> {
+// The protocol's floor: canonical requests answered by scanning bytes, with
+// no JSON parser. "content-length", "keep-alive" and "request-id" are found
+// by search in the header; the value is cut out of
+// {"action": "echo", "value": X} by position. Fit only for the canonical
+// loopback load comet-bench sends: it validates nothing a real server must.
+std::optional<std::uint64_t> number_after(std::string_view text, std::string_view key) {
+  const auto at = text.find(key);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::uint64_t n = 0;
+  std::size_t i = at + key.size();
+  if (i >= text.size() || text[i] < '0' || text[i] > '9') return std::nullopt;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i)
+    n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+  return n;
+}
+
+struct scanning_headers {
+  std::optional<frame_info> parse(std::string_view header) const {
+    const auto length = number_after(header, "\"content-length\": ");
+    if (!length) return std::nullopt;
+    frame_info info;
+    info.content_length = static_cast<std::size_t>(*length);
+    info.keep_alive = header.find("\"keep-alive\": true") != std::string_view::npos;
+    info.request_id = number_after(header, "\"request-id\": ");
+    return info;
+  }
+};
+
+class scanning_responder {
  public:
-  session(tcp::socket socket, echo_responder& responder)
+  void answer(std::string& out, const frame_info& info, std::string_view content) {
+    static constexpr std::string_view prefix = R"({"action": "echo", "value": )";
+    body_.clear();
+    if (content.size() > prefix.size() && content.starts_with(prefix) && content.back() == '}') {
+      body_ += R"({"result": )";
+      body_ += content.substr(prefix.size(), content.size() - prefix.size() - 1);
+      body_ += '}';
+    } else {
+      body_ += R"({"result": "Error: not a canonical echo", "error": {"code": "bad_request", )"
+               R"("message": "not a canonical echo"}})";
+    }
+    append_frame(out, body_, info.keep_alive, info.request_id);
+  }
+
+  scanning_headers headers;
+
+ private:
+  std::string body_;
+};
+
+template <class Responder>
+class session : public std::enable_shared_from_this<session<Responder>> {
+ public:
+  session(tcp::socket socket, Responder& responder)
       : socket_(std::move(socket)), responder_(responder), in_(initial_buffer, '\0') {}
 
   void start() { read(); }
@@ -103,8 +156,8 @@ class session : public std::enable_shared_from_this<session> {
     if (end_ == in_.size()) make_room(in_.size() * 2);
     reading_ = true;
     socket_.async_read_some(asio::buffer(in_.data() + end_, in_.size() - end_),
-                            [self = shared_from_this()](boost::system::error_code ec,
-                                                        std::size_t n) { self->on_read(ec, n); });
+                            [self = this->shared_from_this()](boost::system::error_code ec,
+                                                              std::size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(boost::system::error_code ec, std::size_t n) {
@@ -165,7 +218,7 @@ class session : public std::enable_shared_from_this<session> {
     out_.clear();
     writing_ = true;
     asio::async_write(socket_, asio::buffer(sending_),
-                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                      [self = this->shared_from_this()](boost::system::error_code ec, std::size_t) {
                         self->on_written(ec);
                       });
   }
@@ -187,7 +240,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   tcp::socket socket_;
-  echo_responder& responder_;
+  Responder& responder_;
   std::string in_;  // [begin_, end_) received, not yet answered
   std::size_t begin_ = 0, end_ = 0;
   std::string out_;      // answers not yet handed to the socket
@@ -200,7 +253,10 @@ class session : public std::enable_shared_from_this<session> {
 }  // namespace
 
 struct baseline_server::state {
-  echo_responder responder;  // outlives the io_context, whose handlers own sessions
+  // Outlive the io_context, whose handlers own sessions.
+  echo_responder responder;
+  scanning_responder scanner;
+  server_style style = server_style::parsing;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
   std::thread thread;
@@ -211,14 +267,18 @@ struct baseline_server::state {
       if (!ec) {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<session>(std::move(socket), responder)->start();
+        if (style == server_style::scanning)
+          std::make_shared<session<scanning_responder>>(std::move(socket), scanner)->start();
+        else
+          std::make_shared<session<echo_responder>>(std::move(socket), responder)->start();
       }
       accept();
     });
   }
 };
 
-baseline_server::baseline_server() : state_(std::make_unique<state>()) {
+baseline_server::baseline_server(server_style style) : state_(std::make_unique<state>()) {
+  state_->style = style;
   const tcp::endpoint ep(asio::ip::make_address_v4("127.0.0.1"), 0);
   state_->acceptor.open(ep.protocol());
   state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
@@ -226,7 +286,8 @@ baseline_server::baseline_server() : state_(std::make_unique<state>()) {
   state_->acceptor.listen(asio::socket_base::max_listen_connections);
   state_->accept();
   state_->thread = std::thread([s = state_.get()] {
-    pthread_setname_np(pthread_self(), "bench-baseline");
+    pthread_setname_np(pthread_self(),
+                       s->style == server_style::scanning ? "bench-floor" : "bench-baseline");
     s->io.run();
   });
 }

@@ -18,10 +18,16 @@
 
 namespace comet_bench {
 
+// parsing: the baseline above. scanning: the protocol's floor, which answers
+// canonical echo requests by scanning bytes, with no JSON parser (the
+// header's keys found by search, the value cut out by position): fit only
+// for comet-bench's own canonical loopback load.
+enum class server_style { parsing, scanning };
+
 class baseline_server {
  public:
   // Listens on 127.0.0.1 on a free port and starts its thread.
-  baseline_server();
+  explicit baseline_server(server_style style = server_style::parsing);
   baseline_server(const baseline_server&) = delete;
   baseline_server& operator=(const baseline_server&) = delete;
   // Closes everything and joins the thread.

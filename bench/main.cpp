@@ -92,7 +92,7 @@ std::chrono::nanoseconds seconds_option(const std::string& name, double s, doubl
 struct plan_request {
   std::vector<load_mode> modes;
   std::vector<std::size_t> connections, depths, payloads, threads;
-  bool baseline = true, comet = true, raw_client = true, comet_client = false;
+  bool floor = false, baseline = true, comet = true, raw_client = true, comet_client = false;
   server_kind client_server = server_kind::baseline;
   bool external = false;
   bool tls = false;  // each comet::client row on the comet host also over TLS
@@ -123,6 +123,11 @@ std::vector<scenario> expand(const plan_request& p) {
           s.connections = c;
           s.payload = payload;
           s.depth = mode == load_mode::pipelined || mode == load_mode::multiplexed ? depth : 1;
+          if (p.raw_client && p.floor) {
+            s.server = server_kind::floor;
+            add(s);
+            s.server = server_kind::baseline;
+          }
           if (p.raw_client && p.baseline) add(s);
           if (p.raw_client && p.comet)
             for (auto t : p.external ? std::vector<std::size_t>{1} : p.threads) {
@@ -184,6 +189,24 @@ std::vector<scenario> issue4_suite(bool external, std::size_t payload) {
   return unique;
 }
 
+// Issue 21's reference rows: the protocol's floor (a byte-scanning
+// server), the baseline and the comet host, under the raw client, in the
+// three loads its targets name.
+std::vector<scenario> floor_suite(std::size_t payload) {
+  plan_request p;
+  p.floor = true;
+  p.payloads = {payload};
+  p.threads = {1};
+  p.depths = {64};
+  p.modes = {load_mode::one_shot, load_mode::keep_alive};
+  p.connections = {16};
+  auto rows = expand(p);
+  p.modes = {load_mode::pipelined};
+  p.connections = {4};
+  for (auto& s : expand(p)) rows.push_back(s);
+  return rows;
+}
+
 // The two ends of --tls: a host certificate for 127.0.0.1 and the CA that
 // signed it, made once per run in a temporary directory.
 struct tls_ends {
@@ -200,6 +223,9 @@ result run_scenario(const scenario& s, const run_timing& timing, const cpu_plan&
   const auto loopback = asio::ip::make_address_v4("127.0.0.1");
   switch (s.server) {
     case server_kind::baseline: target = {loopback, baseline.emplace().port()}; break;
+    case server_kind::floor:
+      target = {loopback, baseline.emplace(server_style::scanning).port()};
+      break;
     case server_kind::comet:
       name_this_thread("comet-host");  // its io_pool's threads inherit the name
       target = {loopback,
@@ -232,7 +258,10 @@ int main(int argc, char** argv) {
         "(items/s of 1 and 16 streams and deliveries/s of a publish to 100 subscribers, as ratios to "
         "the multiplexed rate, beside Debian's nats-server when it is installed), or 'endpoints' "
         "(comet::client over three in-process hosts on 127.0.0.2-.4 against the same client over "
-        "one, keep-alive x64 and one-shot x16, as ratios; implies --pin)")
+        "one, keep-alive x64 and one-shot x16, as ratios; implies --pin), or 'floor' (the "
+        "protocol's floor, a byte-scanning server fit only for canonical loopback load, beside "
+        "the baseline and the comet host: one-shot x16, keep-alive x16, pipelined 4 x 64, as "
+        "fractions of the floor; implies --pin)")
     ("queued", po::value<std::string>(), "instead of load rows: bursts of this many sends "
         "queued at once on one keep-alive comet::client against the comet host, with the cost "
         "per send as a ratio to the first size (1-1000000 each)")
@@ -245,7 +274,8 @@ int main(int argc, char** argv) {
         "bytes of the echoed string value (0-1048576)")
     ("threads,t", po::value<std::string>()->default_value("1"), "io threads of the comet host (1-64)")
     ("servers", po::value<std::string>()->default_value("baseline,comet"),
-        "servers measured with the raw client: baseline, comet")
+        "servers measured with the raw client: floor (the protocol's floor, a byte-scanning "
+        "server for canonical loopback load), baseline, comet")
     ("clients", po::value<std::string>()->default_value("raw"),
         "load generators: raw (hand-written Asio), comet (comet::client)")
     ("client-server", po::value<std::string>()->default_value("baseline"),
@@ -337,14 +367,18 @@ int main(int argc, char** argv) {
       return failed ? 1 : 0;
     }
     if (vm.count("suite")) {
-      if (vm["suite"].as<std::string>() != "issue4")
-        throw usage_error("--suite: the presets are 'issue4', 'queue', 'stream' and 'endpoints'");
+      const auto suite = vm["suite"].as<std::string>();
+      if (suite != "issue4" && suite != "floor")
+        throw usage_error(
+            "--suite: the presets are 'issue4', 'floor', 'queue', 'stream' and 'endpoints'");
       for (const char* o : {"mode", "connections", "depth", "threads", "servers", "clients",
                             "client-server", "tls"})
         if (!vm[o].defaulted()) throw usage_error(std::string("--suite sets --") + o + " itself");
-      scenarios = issue4_suite(external.has_value(),
-                               number_list("payload", vm["payload"].as<std::string>(), 0,
-                                           max_payload).front());
+      const auto payload =
+          number_list("payload", vm["payload"].as<std::string>(), 0, max_payload).front();
+      if (suite == "floor" && external)
+        throw usage_error("--suite floor runs its own servers: leave out --to");
+      scenarios = suite == "floor" ? floor_suite(payload) : issue4_suite(external.has_value(), payload);
       pin = true;
     } else {
       plan_request p;
@@ -366,9 +400,11 @@ int main(int argc, char** argv) {
         return std::find(v.begin(), v.end(), x) != v.end();
       };
       for (const auto& s : servers)
-        if (s != "baseline" && s != "comet") throw usage_error("--servers: baseline or comet");
+        if (s != "floor" && s != "baseline" && s != "comet")
+          throw usage_error("--servers: floor, baseline or comet");
       for (const auto& c : clients)
         if (c != "raw" && c != "comet") throw usage_error("--clients: raw or comet");
+      p.floor = has(servers, "floor");
       p.baseline = has(servers, "baseline");
       p.comet = has(servers, "comet");
       p.raw_client = has(clients, "raw");

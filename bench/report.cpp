@@ -38,6 +38,7 @@ std::string_view to_string(server_kind s) noexcept {
     case server_kind::comet: return "comet-host";
     case server_kind::baseline: return "baseline";
     case server_kind::external: return "external";
+    case server_kind::floor: return "floor";
   }
   return "?";
 }
@@ -83,6 +84,13 @@ const result* reference_of(const result& r, const std::vector<result>& rows, std
     }
     return nullptr;
   }
+  // With the floor in the run, every raw-client row reads as a fraction of it.
+  if (w.driver == driver_kind::raw && w.server != server_kind::floor)
+    for (const result& other : rows)
+      if (other.what.server == server_kind::floor && other.what.same_load(w)) {
+        name = "floor";
+        return &other;
+      }
   for (const result& other : rows) {
     const scenario& o = other.what;
     if (&other == &r || o.tls || !o.metrics || !o.same_load(w) || o.driver != driver_kind::raw)

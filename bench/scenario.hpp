@@ -32,7 +32,7 @@ std::optional<load_mode> parse_load_mode(std::string_view name) noexcept;
 
 // Who serves: the in-process comet::host, the hand-written baseline server
 // (also in-process), or an external server given with --to.
-enum class server_kind { comet, baseline, external };
+enum class server_kind { comet, baseline, external, floor };
 // Who sends: the hand-written Asio load generator, or comet::client.
 enum class driver_kind { raw, comet_client };
 
