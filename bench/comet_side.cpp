@@ -1,6 +1,7 @@
 #include "comet_side.hpp"
 
 #include "send_loop.hpp"
+#include "alloc_counter.hpp"
 #include "wire.hpp"
 
 #include <comet/client.hpp>
@@ -18,8 +19,10 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-comet::host_options echo_host_options(const comet::tls_settings& tls, bool metrics) {
+comet::host_options echo_host_options(const comet::tls_settings& tls, bool metrics,
+                                      std::size_t max_connections) {
   comet::host_options o;
+  o.max_connections = max_connections;
   o.metrics = metrics;
   o.listen = {"127.0.0.1", 0};
   o.shutdown_timeout = std::chrono::milliseconds(500);
@@ -30,9 +33,9 @@ comet::host_options echo_host_options(const comet::tls_settings& tls, bool metri
 }  // namespace
 
 comet_host_target::comet_host_target(std::size_t threads, const comet::tls_settings& tls,
-                                     bool metrics)
+                                     bool metrics, std::size_t max_connections)
     : pool_(threads, comet::io_pool_layout::context_per_thread),
-      host_(pool_, echo_host_options(tls, metrics)) {
+      host_(pool_, echo_host_options(tls, metrics, max_connections)) {
   host_.on("echo", [](const std::string&, const json::value& value) { return value; });
   port_ = host_.start().port;
 }
@@ -62,6 +65,7 @@ result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& t
   if (s.tls) options.tls = tls;
   const std::size_t senders = s.mode == load_mode::multiplexed ? s.connections * s.depth
                                                                : s.connections;
+  comet_alloc::window counted(t.begin, t.end);
   {
     comet::io_pool pool(1);
     const comet::client client(pool, {target.address().to_string(), target.port()}, options);
@@ -90,6 +94,7 @@ result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& t
   out.errors = t.errors;
   out.first_error = std::move(t.first_error);
   out.latency = t.latency;
+  out.window_allocations = counted.count();
   return out;
 }
 

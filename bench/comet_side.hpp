@@ -22,7 +22,8 @@ namespace comet_bench {
 class comet_host_target {
  public:
   // `metrics`: host_options::metrics.
-  comet_host_target(std::size_t threads, const comet::tls_settings& tls, bool metrics = true);
+  comet_host_target(std::size_t threads, const comet::tls_settings& tls, bool metrics = true,
+                    std::size_t max_connections = 10000);
   comet_host_target(const comet_host_target&) = delete;
   comet_host_target& operator=(const comet_host_target&) = delete;
   // Graceful stop, bounded to about a second, then the pool is stopped.

@@ -1,5 +1,6 @@
 #include "load.hpp"
 
+#include "alloc_counter.hpp"
 #include "wire.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -97,6 +98,7 @@ class raw_load {
         if (!e) io_.stop();
       });
     });
+    comet_alloc::window counted(begin_, end_);
     live_ = scenario_.connections;
     for (std::size_t i = 0; i < scenario_.connections; ++i)
       asio::co_spawn(io_, connection(i), [this](std::exception_ptr failure) {
@@ -113,6 +115,7 @@ class raw_load {
         }
       });
     io_.run();
+    result_.window_allocations = counted.count();
     result_.seconds = std::chrono::duration<double>(end_ - begin_).count();
     return std::move(result_);
   }

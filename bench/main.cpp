@@ -4,6 +4,7 @@
 #include "baseline_server.hpp"
 #include "comet_side.hpp"
 #include "endpoints.hpp"
+#include "idle.hpp"
 #include "load.hpp"
 #include "platform.hpp"
 #include "queue_burst.hpp"
@@ -262,6 +263,10 @@ int main(int argc, char** argv) {
         "protocol's floor, a byte-scanning server fit only for canonical loopback load, beside "
         "the baseline and the comet host: one-shot x16, keep-alive x16, pipelined 4 x 64, as "
         "fractions of the floor; implies --pin)")
+    ("idle", po::value<std::size_t>(), "instead of load rows: open this many keep-alive "
+        "connections to the comet host, one request each, and report the host's heap and the "
+        "process's RSS per idle connection (up to 200,000; past 20,000 the clients bind "
+        "127.0.0.2, .3, ...)")
     ("queued", po::value<std::string>(), "instead of load rows: bursts of this many sends "
         "queued at once on one keep-alive comet::client against the comet host, with the cost "
         "per send as a ratio to the first size (1-1000000 each)")
@@ -321,6 +326,14 @@ int main(int argc, char** argv) {
 
     std::vector<scenario> scenarios;
     bool pin = vm["pin"].as<bool>();
+    if (vm.count("idle")) {
+      const std::size_t n = vm["idle"].as<std::size_t>();
+      if (n < 1 || n > 200000) throw usage_error("--idle: 1 to 200,000 connections");
+      const bool metrics = !vm["metrics-off"].as<bool>();
+      const auto r = run_idle(n, metrics);
+      print_idle(stdout, r, metrics);
+      return r.errors ? 1 : 0;
+    }
     const bool queue_suite = vm.count("suite") && vm["suite"].as<std::string>() == "queue";
     if (vm.count("queued") || queue_suite) {
       const std::string sizes_text =

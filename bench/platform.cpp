@@ -52,12 +52,17 @@ bool pin_this_thread(const std::vector<int>& cpus) {
   return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
 }
 
-void raise_fd_limit(std::size_t wanted) {
+std::size_t raise_fd_limit(std::size_t wanted) {
   rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
-  if (lim.rlim_cur >= wanted) return;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur >= wanted) return lim.rlim_cur;
+  if (lim.rlim_max < wanted) {  // root may raise the hard limit too
+    rlimit higher{wanted, wanted};
+    if (setrlimit(RLIMIT_NOFILE, &higher) == 0) return wanted;
+  }
   lim.rlim_cur = std::min<rlim_t>(wanted, lim.rlim_max);
-  setrlimit(RLIMIT_NOFILE, &lim);
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0) getrlimit(RLIMIT_NOFILE, &lim);
+  return lim.rlim_cur;
 }
 
 bool is_loopback(const boost::asio::ip::address& a) {

@@ -62,9 +62,10 @@ R run_bounded(std::function<R()> fn, const std::vector<int>& cpus,
   return done.get();
 }
 
-// Raises the soft RLIMIT_NOFILE towards the hard limit (both ends of every
-// connection live in this process).
-void raise_fd_limit(std::size_t wanted);
+// Raises the soft RLIMIT_NOFILE towards the hard limit, or past it where
+// the process may (root); both ends of every connection live in this process.
+// Returns the soft limit in force afterwards.
+std::size_t raise_fd_limit(std::size_t wanted);
 
 // 127.0.0.0/8, ::1, or an IPv4-mapped 127.x address.
 bool is_loopback(const boost::asio::ip::address& a);

@@ -140,6 +140,7 @@ std::vector<result> merge_rounds(const std::vector<std::vector<result>>& rounds)
       if (k > 0) {
         m.seconds += r.seconds;
         m.messages += r.messages;
+        m.window_allocations += r.window_allocations;
         m.errors += r.errors;
         if (m.first_error.empty()) m.first_error = r.first_error;
         m.latency.merge(r.latency);
@@ -171,9 +172,9 @@ void print_table(std::FILE* out, const std::vector<result>& rows) {
   // printf pads bytes, not characters: "\u00b5" is two bytes, hence the widths 10 here.
   int width = 14;
   for (const result& r : rows) width = std::max(width, static_cast<int>(server_label(r.what).size()));
-  std::fprintf(out, "%-*s %-12s %-11s %5s %5s %7s %2s %11s %10s %10s %10s %6s  %s\n", width, "server",
-               "client", "mode", "C", "depth", "S", "T", "msgs/s", "p50 \u00b5s", "p99 \u00b5s",
-               "p99.9 \u00b5s", "errors", "ratio");
+  std::fprintf(out, "%-*s %-12s %-11s %5s %5s %7s %2s %11s %10s %10s %10s %6s %6s  %s\n", width,
+               "server", "client", "mode", "C", "depth", "S", "T", "msgs/s", "p50 \u00b5s",
+               "p99 \u00b5s", "p99.9 \u00b5s", "allocs", "errors", "ratio");
   for (const result& r : rows) {
     const scenario& s = r.what;
     const std::string threads = s.server == server_kind::comet ? std::to_string(s.threads) : "-";
@@ -188,11 +189,11 @@ void print_table(std::FILE* out, const std::vector<result>& rows) {
         ratio += buf;
       }
     }
-    std::fprintf(out, "%-*s %-12s %-11s %5zu %5zu %7zu %2s %11s %9.1f %9.1f %9.1f %6llu  %s\n",
+    std::fprintf(out, "%-*s %-12s %-11s %5zu %5zu %7zu %2s %11s %9.1f %9.1f %9.1f %6.2f %6llu  %s\n",
                  width, server_label(s).c_str(), std::string(to_string(s.driver)).c_str(),
                  std::string(to_string(s.mode)).c_str(), s.connections, s.depth, s.payload,
                  threads.c_str(), with_commas(r.rate()).c_str(), us(r.latency.quantile(0.5)),
-                 us(r.latency.quantile(0.99)), us(r.latency.quantile(0.999)),
+                 us(r.latency.quantile(0.99)), us(r.latency.quantile(0.999)), r.allocations(),
                  static_cast<unsigned long long>(r.errors), ratio.c_str());
   }
   for (const result& r : rows)
@@ -265,6 +266,7 @@ bool write_json(const std::string& path, const run_info& info, const std::vector
         .number("p99_us", us(r.latency.quantile(0.99)), 1)
         .number("p999_us", us(r.latency.quantile(0.999)), 1)
         .number("max_us", us(r.latency.max()), 1)
+        .number("allocations_per_message", r.allocations(), 2)
         .integer("errors", r.errors)
         .text("first_error", r.first_error);
     if (r.ratio) row.number("ratio", *r.ratio, 3).text("ratio_to", r.ratio_to);

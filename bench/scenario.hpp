@@ -75,6 +75,12 @@ struct result {
   std::uint64_t errors = 0;    // failed or mismatched, warm-up included
   std::string first_error;     // what the first error was, for the report
   latency_histogram latency;   // ns, from writing a request to reading its answer
+  // Heap allocations the whole process (server and client) made inside the
+  // measured window (bench/alloc_counter.hpp); allocations() divides.
+  std::uint64_t window_allocations = 0;
+  double allocations() const noexcept {
+    return messages > 0 ? static_cast<double>(window_allocations) / static_cast<double>(messages) : 0;
+  }
 
   double rate() const noexcept { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
 

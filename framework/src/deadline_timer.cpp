@@ -14,7 +14,7 @@ struct deadline_timer::state {
 
 deadline_timer::deadline_timer(const asio::any_io_executor& executor,
                                std::function<void()> on_expire)
-    : state_(std::make_shared<state>(executor, std::move(on_expire))) {}
+    : executor_(executor), on_expire_(std::move(on_expire)) {}
 
 deadline_timer::~deadline_timer() { stop(); }
 
@@ -38,13 +38,18 @@ void deadline_timer::fired(const std::shared_ptr<state>& s) {
 }
 
 void deadline_timer::expires_at(time_point deadline) {
-  if (state_->stopped) return;
+  if (stopped_) return;
   if (deadline == never) return expires_never();
+  if (!state_) {
+    state_ = std::make_shared<state>(executor_, std::move(on_expire_));
+    executor_ = {};
+  }
   state_->deadline = deadline;
   if (deadline < state_->armed_for) arm(state_, deadline);
 }
 
 void deadline_timer::expires_never() {
+  if (!state_) return;
   state_->deadline = never;
   if (state_->armed_for == never) return;
   state_->armed_for = never;
@@ -53,9 +58,12 @@ void deadline_timer::expires_never() {
 
 void deadline_timer::stop() {
   expires_never();
-  state_->stopped = true;
+  stopped_ = true;
+  if (state_) state_->stopped = true;
 }
 
-deadline_timer::time_point deadline_timer::expiry() const noexcept { return state_->deadline; }
+deadline_timer::time_point deadline_timer::expiry() const noexcept {
+  return state_ ? state_->deadline : never;
+}
 
 }  // namespace comet

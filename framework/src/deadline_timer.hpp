@@ -51,6 +51,12 @@ class deadline_timer {
   struct state;
   static void arm(const std::shared_ptr<state>& s, time_point at);
   static void fired(const std::shared_ptr<state>& s);
+  // The state (and its Asio timer) is made when a deadline is first set:
+  // an owner that never sets one (a connection's drain timers, mostly)
+  // keeps only these.
+  asio::any_io_executor executor_;
+  std::function<void()> on_expire_;
+  bool stopped_ = false;
   std::shared_ptr<state> state_;
 };
 

@@ -3,6 +3,9 @@
 #include <comet/codec.hpp>
 #include <comet/log.hpp>
 
+#include "spare_strings.hpp"
+
+
 #include <boost/system/system_error.hpp>
 
 #include <exception>
@@ -47,8 +50,24 @@ handler_failure describe_current_exception() {
   }
 }
 
+void answer_into(encoded_response& into, const handler_result& answer);
+
+// A coroutine's answer, encoded into a string this thread had spare
+// (spare_strings.hpp): its connection gives the string back.
 encoded_response routed_answer(const handler_result& answer) {
-  return {encode_response(answer ? *answer : json::value(nullptr)), {}};
+  encoded_response out{detail::take_spare_string(), {}};
+  answer_into(out, answer);
+  return out;
+}
+
+void answer_into(encoded_response& into, const handler_result& answer) {
+  into.error.reset();
+  into.content.assign("{\"result\": ");
+  if (answer)
+    append_json_text(into.content, *answer);
+  else
+    into.content += "null";
+  into.content += '}';
 }
 
 encoded_response routed_failure(const std::string& action, const request_context& context,
@@ -116,19 +135,29 @@ bool action_router::may_suspend(std::string_view action) const {
 std::optional<encoded_response> action_router::dispatch_now(const std::string& action,
                                                             const json::value& value,
                                                             const request_context& context) const {
-  if (streams_.find(action) != streams_.end())
-    return error_response(errc::bad_request, "action '" + action +
+  encoded_response out;
+  if (!dispatch_now(action, value, context, out)) return std::nullopt;
+  return out;
+}
+
+bool action_router::dispatch_now(const std::string& action, const json::value& value,
+                                 const request_context& context, encoded_response& into) const {
+  if (auto route = routes_.find(action); route != routes_.end()) {
+    if (!route->second.plain) return false;
+    try {
+      answer_into(into, route->second.plain(action, value, context));
+    } catch (...) {
+      into = routed_failure(action, context, describe_current_exception());
+    }
+    return true;
+  }
+  if (streams_.find(action) != streams_.end()) {
+    into = error_response(errc::bad_request, "action '" + action +
                                                  "' is a stream: open it as one (client::open_stream, "
                                                  "comet-send --stream)");
-  if (auto route = routes_.find(action); route != routes_.end()) {
-    if (!route->second.plain) return std::nullopt;
-    try {
-      return routed_answer(route->second.plain(action, value, context));
-    } catch (...) {
-      return routed_failure(action, context, describe_current_exception());
-    }
+    return true;
   }
-  if (chain_may_suspend_) return std::nullopt;
+  if (chain_may_suspend_) return false;
   chain_run chain(action, context);
   for (const auto& handler : chain_) {
     try {
@@ -137,7 +166,8 @@ std::optional<encoded_response> action_router::dispatch_now(const std::string& a
       chain.failed(describe_current_exception());
     }
   }
-  return chain.finish();
+  into = chain.finish();
+  return true;
 }
 
 asio::awaitable<encoded_response> action_router::dispatch(const std::string& action,

@@ -18,7 +18,6 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
@@ -31,7 +30,6 @@
 #include <sys/socket.h>
 
 namespace comet {
-using namespace asio::experimental::awaitable_operators;
 
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -322,14 +320,12 @@ std::variant<request_message, encoded_response> host::impl::prepare(
   return std::move(*request);
 }
 
-std::optional<encoded_response> host::impl::run_now(const request_message& request,
-                                                   std::optional<std::uint64_t> request_id,
-                                                   const endpoint& peer,
-                                                   const asio::any_io_executor& connection,
-                                                   std::string_view traceparent) const {
+bool host::impl::run_now(const request_message& request, std::optional<std::uint64_t> request_id,
+                         const endpoint& peer, const asio::any_io_executor& connection,
+                         std::string_view traceparent, encoded_response& into) const {
   const request_context context{peer, request_id, connection, std::string(traceparent)};
   const detail::traceparent_scope scope(context.traceparent);
-  return router.dispatch_now(request.action, request.value, context);
+  return router.dispatch_now(request.action, request.value, context, into);
 }
 
 asio::awaitable<encoded_response> host::impl::run(request_message request,
@@ -338,22 +334,8 @@ asio::awaitable<encoded_response> host::impl::run(request_message request,
                                                   std::string traceparent) {
   const request_context context{std::move(peer), request_id, std::move(connection),
                                 std::move(traceparent)};
-  const auto deadline = options.handler_timeout;
-  if (deadline.count() <= 0 || !router.may_suspend(request.action))
-    co_return co_await router.dispatch(request.action, request.value, context);
-
-  // A coroutine handler races its deadline; the loser is cancelled, and the
-  // cancellation reaches whatever the handler is waiting on.
-  asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
-  auto work = router.dispatch(request.action, request.value, context);
-  auto expiry = timer.async_wait(asio::use_awaitable);
-  auto outcome = co_await (std::move(work) || std::move(expiry));
-  if (outcome.index() == 0) co_return std::move(std::get<0>(outcome));
-  log(log_level::warn, "handler for action '" + request.action + "' from " +
-                           context.peer.to_string() + " ran past its deadline; cancelled");
-  co_return error_response(errc::timeout, "handler for action '" + request.action +
-                                              "' ran past its deadline of " +
-                                              std::to_string(deadline.count()) + " ms");
+  // handler_timeout is the connection's to keep (host_connection::on_handler_deadline).
+  co_return co_await router.dispatch(request.action, request.value, context);
 }
 
 host_options host_options::from_config(const config& cfg) {

@@ -7,6 +7,7 @@
 
 #include <comet/log.hpp>
 
+#include "spare_strings.hpp"
 #include "spawn.hpp"
 #include "trace.hpp"
 
@@ -22,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <tuple>
 
 #include <sys/socket.h>
 
@@ -63,6 +65,7 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
       wake_(strand_, asio::steady_timer::time_point::max()),
       idle_deadline_(strand_, [this] { on_idle_deadline(); }),
       first_request_deadline_(strand_, [this] { close_if_drained(); }),
+      handler_deadline_(strand_, [this] { on_handler_deadline(); }),
       accepted_(std::chrono::steady_clock::now()),
       last_progress_(accepted_),
       arrived_(accepted_) {
@@ -108,11 +111,37 @@ void host_connection::on_idle_deadline() {
   close_now();
 }
 
+// A handler past its deadline is cancelled, as a peer's cancel does, and
+// answered `timeout` once it finished. The timer is set only when a
+// handler starts with a deadline earlier than the one it waits for (with
+// one handler_timeout for all, almost never): the hot path pays a store.
+void host_connection::on_handler_deadline() {
+  if (closed_) return;
+  const auto now = std::chrono::steady_clock::now();
+  auto next = deadline_timer::never;
+  for (auto& handler : handlers_) {
+    if (handler.deadline == deadline_timer::never) continue;
+    if (handler.deadline > now) {
+      next = std::min(next, handler.deadline);
+      continue;
+    }
+    handler.deadline = deadline_timer::never;
+    handler.timed_out = true;
+    log(log_level::warn, "handler for action '" + handler.action + "' from " + peer_.to_string() +
+                             " ran past its deadline; cancelled");
+    if (handler.signal && handler.signal->slot().has_handler())
+      handler.signal->emit(asio::cancellation_type::terminal);
+  }
+  if (next != deadline_timer::never) handler_deadline_.expires_at(next);
+}
+
 bool host_connection::idle() const noexcept { return session_.idle(); }
 
+// With one thread to each context, the connection's own: a handler, the
+// sends it makes and its answer stay on the connection's thread. Otherwise
+// a strand of the connection's executor, beside the connection's own.
 asio::any_io_executor host_connection::handler_executor() const {
-  return host_->single_threaded ? host_->executor
-                                : asio::any_io_executor(asio::make_strand(host_->executor));
+  return host_->single_threaded ? strand_ : asio::any_io_executor(asio::make_strand(host_->executor));
 }
 
 asio::any_io_executor host_connection::traced(asio::any_io_executor ex, std::string_view traceparent) {
@@ -213,6 +242,7 @@ void host_connection::close_now() {
   stream_.close();
   idle_deadline_.stop();
   first_request_deadline_.stop();
+  handler_deadline_.stop();
   wake();
   // Each handle's signal is connected while its coroutine handler runs.
   for (auto& handler : handlers_)
@@ -285,10 +315,24 @@ asio::awaitable<void> host_connection::read_loop() {
 
     if (draining() && awaiting_first_request())
       first_request_deadline_.expires_at(accepted_ + first_request_grace);
-    auto [room, size] = in_.prepare(session_.bytes_needed());
-    reading_ = true;
-    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(room, size), use_tuple);
-    reading_ = false;
+    // Between frames, a connection waits for its peer holding no read
+    // buffer (read_buffer::release): the bytes that come next are read into
+    // one from the thread's pool. (A TLS stream may hold decrypted bytes the
+    // socket does not show: it reads as it did.)
+    boost::system::error_code ec;
+    if (in_.empty() && !stream_.secure()) {
+      in_.release();
+      reading_ = true;
+      std::tie(ec) = co_await stream_.socket().async_wait(tcp::socket::wait_read, use_tuple);
+      reading_ = false;
+    }
+    std::size_t n = 0;
+    if (!ec) {
+      auto [room, size] = in_.prepare(session_.bytes_needed());
+      reading_ = true;
+      std::tie(ec, n) = co_await stream_.async_read_some(asio::buffer(room, size), use_tuple);
+      reading_ = false;
+    }
     if (ec) {
       if (!in_.empty() && !closed_ && ec != asio::error::operation_aborted)
         log(log_level::warn, "host: " + peer_.to_string() + " closed the connection mid-frame (" +
@@ -359,12 +403,18 @@ void host_connection::run(handle h, request_message& request,
   // Plain-function handlers answer here and now, tagged or not (the
   // in-flight gauge counts coroutine handlers only: a plain one is over
   // before anyone could read it, and counting it costs two adds a request).
-  if (auto now = host_->run_now(request, request_id, peer_, strand_, traceparent)) {
+  if (host_->run_now(request, request_id, peer_, strand_, traceparent, answer_)) {
     sync_drain();
-    return session_.answered(h, *now);
+    return session_.answered(h, answer_);
   }
   host_->metrics.requests.started();
   if (!handler.signal) handler.signal = std::make_unique<asio::cancellation_signal>();
+  handler.action = request.action;
+  handler.timed_out = false;
+  if (const auto timeout = host_->options.handler_timeout; timeout.count() > 0) {
+    handler.deadline = std::chrono::steady_clock::now() + timeout;
+    handler_deadline_.expires_by(handler.deadline);
+  }
   // Ordered requests run on this strand; tagged ones beside the others, on
   // any thread of the host's executor. Either answer comes back here.
   asio::co_spawn(traced(ordered ? strand_ : handler_executor(), traceparent),
@@ -381,12 +431,21 @@ void host_connection::run(handle h, request_message& request,
 
 void host_connection::on_answer(handle h, bool ordered, std::exception_ptr failure,
                                 encoded_response response) {
-  handlers_[h].signal->slot().clear();
+  auto& handler = handlers_[h];
+  handler.signal->slot().clear();
+  handler.deadline = deadline_timer::never;
   host_->metrics.requests.finished();
   if (ordered) ++watch_generation_;
-  if (failure) response = error_response(errc::handler_failed, "internal error");
+  if (handler.timed_out)
+    response = error_response(errc::timeout, "handler for action '" + handler.action +
+                                                 "' ran past its deadline of " +
+                                                 std::to_string(host_->options.handler_timeout.count()) +
+                                                 " ms");
+  else if (failure)
+    response = error_response(errc::handler_failed, "internal error");
   sync_drain();
   session_.answered(h, response);
+  detail::give_back_string(std::move(response.content));
   flush();
   wake();
   close_if_drained();

@@ -120,12 +120,11 @@ struct host::impl : std::enable_shared_from_this<host::impl> {
   // Answers at once when only plain-function handlers are involved.
   // `connection` is the executor the connection runs on: the handler's
   // request_context::executor. A plain handler runs with the request's
-  // `traceparent` (checked) current (trace.hpp).
-  std::optional<encoded_response> run_now(const request_message& request,
-                                          std::optional<std::uint64_t> request_id,
-                                          const endpoint& peer,
-                                          const asio::any_io_executor& connection,
-                                          std::string_view traceparent) const;
+  // `traceparent` (checked) current (trace.hpp). True with the answer in
+  // `into` (its buffer reused); false when a coroutine must run.
+  bool run_now(const request_message& request, std::optional<std::uint64_t> request_id,
+               const endpoint& peer, const asio::any_io_executor& connection,
+               std::string_view traceparent, encoded_response& into) const;
   // Runs a request through the router.
   asio::awaitable<encoded_response> run(request_message request,
                                         std::optional<std::uint64_t> request_id, endpoint peer,
@@ -199,7 +198,11 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
     bool subscription = false;
     bool end_observed = false;  // a stream's end was told to the observer
     std::size_t request_bytes = 0;
-    std::string action;   // for the debug line and the observer only
+    // A coroutine handler's: when handler_timeout ends it (max: none), and
+    // whether it did (its answer is then `timeout`, whatever it returns).
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+    bool timed_out = false;
+    std::string action;   // for the log lines and the observer
     std::string topic;    // a subscription's, for the observer only
     std::string traceparent;  // for the observer only
   };
@@ -254,6 +257,8 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   void peer_gone();
   bool idle() const noexcept;
   void on_idle_deadline();
+  // Cancels (terminal) the coroutine handlers past handler_timeout.
+  void on_handler_deadline();
   // The executor a handler coroutine runs on: serial, so that close_now()
   // can cancel it from this connection's strand.
   asio::any_io_executor handler_executor() const;
@@ -270,6 +275,8 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   read_buffer in_;
   host_session session_;
   std::vector<handler_state> handlers_;  // by handle
+  // The answer of a plain handler, encoded here: one buffer for them all.
+  encoded_response answer_;
   // Per handle of an open stream: the sink its handler writes to, or its
   // subscription's queue.
   struct stream_state {
@@ -297,6 +304,9 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   // A stop reached a connection whose peer has sent nothing yet: at
   // accepted_ + first_request_grace, it waits no longer (see close_if_drained).
   deadline_timer first_request_deadline_;
+  // The earliest deadline of the coroutine handlers running: one timer for
+  // them all, set when a handler starts and moved only forward.
+  deadline_timer handler_deadline_;
   std::chrono::steady_clock::time_point accepted_;
   bool received_any_ = false;
   // Until when a drained connection waits for its noticed peer to close.

@@ -167,7 +167,7 @@ void host_session::answered(handle h, const encoded_response& response) {
   slot& s = slots_[h];
   if (s.status == state::cancelled || shut_) {
     if (s.status == state::running) leave_window(s);
-    if (s.ordered) std::erase(ordered_, h);
+    if (s.ordered) ordered_.erase_if([h](handle e) { return e == h; });
     if (!s.ordered && s.status == state::running) std::erase_if(by_id_, [h](const auto& e) { return e.second == h; });
     return release(h);
   }
@@ -290,7 +290,7 @@ void host_session::shut() noexcept {
   reading_ = false;
   out_.discard();
   // Requests that run no handler are forgotten; running ones end in answered().
-  std::erase_if(ordered_, [this](handle h) {
+  ordered_.erase_if([this](handle h) {
     if (slots_[h].status != state::queued && slots_[h].status != state::held) return false;
     if (slots_[h].status == state::queued) leave_window(slots_[h]);
     release(h);

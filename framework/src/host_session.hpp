@@ -25,8 +25,8 @@
 
 #include "read_buffer.hpp"
 
+#include <algorithm>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <optional>
 #include <string>
@@ -259,8 +259,42 @@ class host_session {
 
   std::vector<slot> slots_;
   std::vector<handle> free_;
+  // A FIFO of handles in one vector, reused: popping moves a start index,
+  // and pushing onto a full vector first drops what was popped (a deque
+  // would take and free a block every 128 requests).
+  class handle_queue {
+   public:
+    bool empty() const noexcept { return start_ == items_.size(); }
+    handle front() const noexcept { return items_[start_]; }
+    void push_back(handle h) {
+      if (start_ > 0 && items_.size() == items_.capacity()) {
+        items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(start_));
+        start_ = 0;
+      }
+      items_.push_back(h);
+    }
+    void pop_front() noexcept {
+      if (++start_ == items_.size()) clear();
+    }
+    auto begin() const noexcept { return items_.begin() + static_cast<std::ptrdiff_t>(start_); }
+    auto end() const noexcept { return items_.end(); }
+    template <class Predicate>
+    void erase_if(Predicate p) {
+      items_.erase(std::remove_if(items_.begin() + static_cast<std::ptrdiff_t>(start_), items_.end(), p),
+                   items_.end());
+      if (empty()) clear();
+    }
+
+   private:
+    void clear() noexcept {
+      items_.clear();
+      start_ = 0;
+    }
+    std::vector<handle> items_;
+    std::size_t start_ = 0;
+  };
   // Ordered requests in arrival order; the front is answered next.
-  std::deque<handle> ordered_;
+  handle_queue ordered_;
   // Running tagged handlers by request id, sorted (ids mostly arrive in
   // order, so inserting is appending); no node allocation per request.
   std::vector<std::pair<std::uint64_t, handle>> by_id_;

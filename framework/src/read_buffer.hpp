@@ -2,12 +2,16 @@
 // host and client connections alike. Frames are decoded in place from
 // data(); consume() drops what was decoded; prepare() makes room for the
 // next read, compacting and growing as the frame being read needs.
+// release() gives the storage of an emptied buffer to its thread's pool,
+// which the next prepare() on that thread takes from: a connection waiting
+// for its peer holds no buffer, and one that is busy takes no allocation.
 #pragma once
 
 #include <algorithm>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace comet {
 
@@ -27,6 +31,7 @@ class read_buffer {
   // Room to read into, such that `needed` unconsumed bytes (the rest of the
   // frame being decoded) fit. Valid until the next call; commit() what was read.
   std::pair<char*, std::size_t> prepare(std::size_t needed) {
+    if (bytes_.empty()) take_pooled();
     // Compact only when the tail is short: a memmove per read would cost
     // more than it saves on pipelined traffic.
     if (start_ > 0 && (bytes_.size() - end_ < chunk / 2 || bytes_.size() < start_ + needed)) {
@@ -41,7 +46,37 @@ class read_buffer {
   }
   void commit(std::size_t n) noexcept { end_ += n; }
 
+  // When empty: the storage goes to this thread's pool (a buffer grown past
+  // four chunks by a large frame is freed instead).
+  void release() noexcept {
+    if (!empty() || bytes_.empty()) return;
+    auto& pool = spare();
+    if (bytes_.size() <= 4 * chunk && pool.size() < max_spare) {
+      try {
+        pool.push_back(std::move(bytes_));
+      } catch (...) {  // no room to keep it: it is freed
+      }
+    }
+    bytes_ = std::string();
+    start_ = end_ = 0;
+  }
+  // Bytes of storage held.
+  std::size_t capacity() const noexcept { return bytes_.capacity(); }
+
  private:
+  // Buffers a thread keeps for its connections' next reads.
+  static constexpr std::size_t max_spare = 64;
+  static std::vector<std::string>& spare() noexcept {
+    thread_local std::vector<std::string> pool;
+    return pool;
+  }
+  void take_pooled() noexcept {
+    auto& pool = spare();
+    if (pool.empty()) return;
+    bytes_ = std::move(pool.back());
+    pool.pop_back();
+  }
+
   std::string bytes_;
   std::size_t start_ = 0;
   std::size_t end_ = 0;  // bytes [start_, end_) are received and not consumed

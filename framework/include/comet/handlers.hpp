@@ -403,6 +403,11 @@ class action_router {
   // function; nullopt when one is a coroutine (use dispatch).
   std::optional<encoded_response> dispatch_now(const std::string& action, const json::value& value,
                                                const request_context& context) const;
+  // The same, into `into`, whose content's capacity is kept (a connection
+  // answering request after request reuses one buffer); false, with `into`
+  // untouched, when a handler is a coroutine.
+  bool dispatch_now(const std::string& action, const json::value& value,
+                    const request_context& context, encoded_response& into) const;
 
  private:
   [[noreturn]] static void throw_already_routed(const std::string& action);
