@@ -8,6 +8,7 @@
 #include <comet/errors.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <future>
 #include <thread>
@@ -33,10 +34,27 @@ comet::host_options echo_host_options(const comet::tls_settings& tls, bool metri
 }  // namespace
 
 comet_host_target::comet_host_target(std::size_t threads, const comet::tls_settings& tls,
-                                     bool metrics, std::size_t max_connections)
+                                     bool metrics, std::size_t max_connections, bool relay)
     : pool_(threads, comet::io_pool_layout::context_per_thread),
       host_(pool_, echo_host_options(tls, metrics, max_connections)) {
-  host_.on("echo", [](const std::string&, const json::value& value) { return value; });
+  if (!relay) {
+    host_.on("echo", [](const std::string&, const json::value& value) { return value; });
+  } else {
+    backend_pool_.emplace(1);
+    backend_.emplace(*backend_pool_, echo_host_options({}, metrics, max_connections));
+    backend_->on("echo", [](const std::string&, const json::value& value) { return value; });
+    const auto at = backend_->start();
+    comet::client_options o;
+    o.name = "comet-bench relay";
+    o.keep_alive = true;
+    o.metrics = metrics;
+    o.max_connections = 4;
+    o.max_in_flight = 256;
+    relay_.emplace(pool_, at, o);
+    host_.on("echo", [this](const std::string&, const json::value& value) -> asio::awaitable<json::value> {
+      co_return co_await relay_->send("echo", value);
+    });
+  }
   port_ = host_.start().port;
 }
 
@@ -44,7 +62,14 @@ comet_host_target::~comet_host_target() {
   host_.stop();
   for (int i = 0; i < 100 && host_.stats().connections_open != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (relay_) relay_->close();
   pool_.stop();
+  if (backend_) {
+    backend_->stop();
+    for (int i = 0; i < 100 && backend_->stats().connections_open != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    backend_pool_->stop();
+  }
 }
 
 result run_comet_client_load(const scenario& s, const asio::ip::tcp::endpoint& target,

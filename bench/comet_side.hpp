@@ -6,6 +6,7 @@
 
 #include "scenario.hpp"
 
+#include <comet/client.hpp>
 #include <comet/config.hpp>
 #include <comet/host.hpp>
 #include <comet/io_pool.hpp>
@@ -13,17 +14,21 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <cstdint>
+#include <optional>
 
 namespace comet_bench {
 
-// A comet::host on 127.0.0.1 (a free port) with `threads` io threads and
-// one routed action, "echo", that answers the request's value; over TLS
-// when `tls` is enabled.
+// A comet::host on 127.0.0.1 (a free port) with `threads` io threads (one
+// context each) and one routed action, "echo", that answers the request's
+// value; over TLS when `tls` is enabled. With `relay`, "echo" is a
+// coroutine handler that sends each request on, through a keep-alive
+// comet::client on the host's own pool, to a second comet host (one io
+// thread) answering "echo", and answers what that host answered.
 class comet_host_target {
  public:
-  // `metrics`: host_options::metrics.
+  // `metrics`: host_options::metrics (both hosts' and the client's).
   comet_host_target(std::size_t threads, const comet::tls_settings& tls, bool metrics = true,
-                    std::size_t max_connections = 10000);
+                    std::size_t max_connections = 10000, bool relay = false);
   comet_host_target(const comet_host_target&) = delete;
   comet_host_target& operator=(const comet_host_target&) = delete;
   // Graceful stop, bounded to about a second, then the pool is stopped.
@@ -33,7 +38,11 @@ class comet_host_target {
   comet::host_stats stats() const { return host_.stats(); }
 
  private:
+  // Declared first: the relay's host outlives the host that sends to it.
+  std::optional<comet::io_pool> backend_pool_;
+  std::optional<comet::host> backend_;
   comet::io_pool pool_;
+  std::optional<comet::client> relay_;
   comet::host host_;
   std::uint16_t port_ = 0;
 };

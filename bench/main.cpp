@@ -98,6 +98,7 @@ struct plan_request {
   bool external = false;
   bool tls = false;  // each comet::client row on the comet host also over TLS
   bool metrics_off = false;  // each comet host row also with its counters off
+  bool relay = false;        // each raw-client comet host row also relaying (scenario::relay)
 };
 
 std::vector<scenario> expand(const plan_request& p) {
@@ -112,6 +113,15 @@ std::vector<scenario> expand(const plan_request& p) {
       scenario bare = s;
       bare.metrics = false;
       out.push_back(bare);
+    }
+    if (p.relay && s.server == server_kind::comet && s.driver == driver_kind::raw && !s.tls) {
+      scenario relayed = s;
+      relayed.relay = true;
+      out.push_back(relayed);
+      if (p.metrics_off) {
+        relayed.metrics = false;
+        out.push_back(relayed);
+      }
     }
   };
   const server_kind comet_side = p.external ? server_kind::external : server_kind::comet;
@@ -192,18 +202,28 @@ std::vector<scenario> issue4_suite(bool external, std::size_t payload) {
 
 // Issue 21's reference rows: the protocol's floor (a byte-scanning
 // server), the baseline and the comet host, under the raw client, in the
-// three loads its targets name.
-std::vector<scenario> floor_suite(std::size_t payload) {
+// three loads its targets name; and the comet host relaying through a
+// comet::client, keep-alive and multiplexed 4 x 64 (pipelined requests
+// are ordered: a relay would answer them one at a time), each read
+// against the host answering directly.
+std::vector<scenario> floor_suite(std::size_t payload, bool metrics_off) {
   plan_request p;
   p.floor = true;
+  p.metrics_off = metrics_off;
   p.payloads = {payload};
   p.threads = {1};
   p.depths = {64};
   p.modes = {load_mode::one_shot, load_mode::keep_alive};
   p.connections = {16};
+  p.relay = true;
   auto rows = expand(p);
+  p.relay = false;
   p.modes = {load_mode::pipelined};
   p.connections = {4};
+  for (auto& s : expand(p)) rows.push_back(s);
+  p.floor = p.baseline = false;
+  p.relay = true;
+  p.modes = {load_mode::multiplexed};
   for (auto& s : expand(p)) rows.push_back(s);
   return rows;
 }
@@ -230,7 +250,9 @@ result run_scenario(const scenario& s, const run_timing& timing, const cpu_plan&
     case server_kind::comet:
       name_this_thread("comet-host");  // its io_pool's threads inherit the name
       target = {loopback,
-                host.emplace(s.threads, s.tls ? tls.host : comet::tls_settings{}, s.metrics).port()};
+                host.emplace(s.threads, s.tls ? tls.host : comet::tls_settings{}, s.metrics, 10000,
+                             s.relay)
+                    .port()};
       name_this_thread("comet-bench");
       break;
     case server_kind::external: target = *external; break;
@@ -295,6 +317,9 @@ int main(int argc, char** argv) {
     ("metrics-off", po::bool_switch(), "also run each comet host row with the host's and "
         "comet::client's per-request counters off (host_options::metrics), as a ratio to the row "
         "with them on")
+    ("relay", po::bool_switch(), "also run each comet host row (raw client) with \"echo\" a "
+        "coroutine handler that relays each request through a keep-alive comet::client to a "
+        "second comet host; the ratio is to the host answering directly")
     ("tls", po::bool_switch(), "also run each comet::client row against the comet host over TLS "
         "(throwaway certificates), as a ratio to the same row in plain TCP; needs --clients comet "
         "--client-server comet")
@@ -391,7 +416,8 @@ int main(int argc, char** argv) {
           number_list("payload", vm["payload"].as<std::string>(), 0, max_payload).front();
       if (suite == "floor" && external)
         throw usage_error("--suite floor runs its own servers: leave out --to");
-      scenarios = suite == "floor" ? floor_suite(payload) : issue4_suite(external.has_value(), payload);
+      scenarios = suite == "floor" ? floor_suite(payload, vm["metrics-off"].as<bool>())
+                                   : issue4_suite(external.has_value(), payload);
       pin = true;
     } else {
       plan_request p;
@@ -428,6 +454,8 @@ int main(int argc, char** argv) {
       p.external = external.has_value();
       p.tls = vm["tls"].as<bool>();
       p.metrics_off = vm["metrics-off"].as<bool>();
+      p.relay = vm["relay"].as<bool>();
+      if (p.relay && p.external) throw usage_error("--relay runs its own comet hosts: leave out --to");
       if (p.tls && (!p.comet_client || p.client_server != server_kind::comet || p.external))
         throw usage_error("--tls measures comet::client and the in-process comet host over TLS: "
                           "add --clients comet --client-server comet (and no --to)");

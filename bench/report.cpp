@@ -52,6 +52,7 @@ namespace {
 std::string server_label(const scenario& s) {
   std::string label(to_string(s.server));
   if (s.server == server_kind::comet) label += " T=" + std::to_string(s.threads);
+  if (s.relay) label += " relay";
   if (s.tls) label += " TLS";
   if (!s.metrics) label += " no-metrics";
   return label;
@@ -62,10 +63,21 @@ double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 // The row `r` is compared with, if it is in `rows`.
 const result* reference_of(const result& r, const std::vector<result>& rows, std::string& name) {
   const scenario& w = r.what;
+  if (w.relay) {  // the same host answering directly
+    for (const result& other : rows) {
+      const scenario& o = other.what;
+      if (!o.relay && o.metrics == w.metrics && !o.tls && o.same_load(w) && o.server == w.server &&
+          o.driver == w.driver && o.threads == w.threads) {
+        name = "direct";
+        return &other;
+      }
+    }
+    return nullptr;
+  }
   if (!w.metrics) {  // the same run with the counters on
     for (const result& other : rows) {
       const scenario& o = other.what;
-      if (o.metrics && o.tls == w.tls && o.same_load(w) && o.server == w.server &&
+      if (o.metrics && !o.relay && o.tls == w.tls && o.same_load(w) && o.server == w.server &&
           o.driver == w.driver && o.threads == w.threads) {
         name = "metrics on";
         return &other;
@@ -93,7 +105,8 @@ const result* reference_of(const result& r, const std::vector<result>& rows, std
       }
   for (const result& other : rows) {
     const scenario& o = other.what;
-    if (&other == &r || o.tls || !o.metrics || !o.same_load(w) || o.driver != driver_kind::raw)
+    if (&other == &r || o.tls || o.relay || !o.metrics || !o.same_load(w) ||
+        o.driver != driver_kind::raw)
       continue;
     if (w.driver == driver_kind::raw && w.server != server_kind::baseline &&
         o.server == server_kind::baseline) {

@@ -51,6 +51,9 @@ struct scenario {
   // The comet host's (and comet::client's) per-request counters; off in
   // the rows --metrics-off adds.
   bool metrics = true;
+  // The comet host's "echo" is a coroutine handler relaying each request
+  // through a keep-alive comet::client to a second comet host (--relay).
+  bool relay = false;
 
   // The same load against another server or with another driver.
   bool same_load(const scenario& o) const noexcept {

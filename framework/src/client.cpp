@@ -49,13 +49,38 @@ struct send_scope {
 }  // namespace
 
 client::impl::impl(asio::any_io_executor ex, bool single_threaded,
-                   std::shared_ptr<const peer_info> peer)
+                   std::shared_ptr<const peer_info> peer,
+                   const std::vector<asio::any_io_executor>& contexts)
     : executor(std::move(ex)), single_threaded(single_threaded), info(std::move(peer)) {
   entries.push_back(info->peer);
   if (!info->options.keep_alive) return;
-  asio::any_io_executor serial =
-      single_threaded ? executor : asio::any_io_executor(asio::make_strand(executor));
-  pool = std::make_shared<peer_pool>(std::move(serial), single_threaded, info, tracker);
+  if (single_threaded && contexts.size() > 1) {
+    for (const auto& context : contexts)
+      pools.push_back(std::make_shared<peer_pool>(context, true, info, tracker));
+  } else {
+    asio::any_io_executor serial =
+        single_threaded ? executor : asio::any_io_executor(asio::make_strand(executor));
+    pools.push_back(std::make_shared<peer_pool>(std::move(serial), single_threaded, info, tracker));
+  }
+  pool = pools.front();
+}
+
+peer_pool& client::impl::pool_here() const noexcept {
+  for (const auto& p : pools)
+    if (p->inline_ok()) return *p;
+  return *pool;
+}
+
+client_stats client::impl::pool_stats() const noexcept {
+  client_stats sum;
+  for (const auto& p : pools) {
+    const client_stats s = p->stats();
+    sum.queued += s.queued;
+    sum.queued_total += s.queued_total;
+    sum.queue_wakeups += s.queue_wakeups;
+    sum.connects += s.connects;
+  }
+  return sum;
 }
 
 client::impl::impl(asio::any_io_executor ex, bool single_threaded,
@@ -85,12 +110,13 @@ void client::impl::close_pools(const error& why) {
     }
     streams = stream_pool_;
   }
-  for (const auto& p : {pool, streams})
-    if (p) asio::post(p->strand(), [p, why] { p->close(why); });
+  auto all = pools;
+  if (streams) all.push_back(std::move(streams));
+  for (const auto& p : all) asio::post(p->strand(), [p, why] { p->close(why); });
 }
 
 std::shared_ptr<peer_pool> client::impl::stream_pool() {
-  if (pool) return pool;
+  if (pool) return pool_here().shared_from_this();
   std::lock_guard lock(stream_pool_mutex_);
   if (!stream_pool_) {
     asio::any_io_executor serial =
@@ -141,9 +167,11 @@ std::string metrics_label(const peer_info& info) {
 }
 
 std::shared_ptr<client::impl> make_peer_client(asio::any_io_executor ex, bool single_threaded,
-                                               endpoint peer, client_options options) {
+                                               endpoint peer, client_options options,
+                                               const std::vector<asio::any_io_executor>& contexts = {}) {
   auto self = std::make_shared<client::impl>(std::move(ex), single_threaded,
-                                             make_peer_info(std::move(peer), std::move(options)));
+                                             make_peer_info(std::move(peer), std::move(options)),
+                                             contexts);
   self->metrics = std::make_shared<client_metrics>(metrics_label(*self->info),
                                                    self->info->options.metrics, self->info->peer);
   return self;
@@ -155,7 +183,7 @@ client::client(asio::any_io_executor executor, endpoint peer, client_options opt
 
 client::client(io_pool& pool, endpoint peer, client_options options)
     : impl_(make_peer_client(pool.get_executor(), pool.single_threaded_contexts(), std::move(peer),
-                             std::move(options))) {}
+                             std::move(options), pool.executors())) {}
 
 namespace {
 std::shared_ptr<client::impl> make_set_client(asio::any_io_executor ex, bool single_threaded,
@@ -269,14 +297,14 @@ asio::awaitable<json::value> client::impl::transmit(std::shared_ptr<impl> self,
                                                     send_report& report) {
   report.via = self.get();
   if (self->pool) {
+    peer_pool& here = self->pool_here();
     // Not inline in a traced handler: the pool resumes an inline send
     // directly, not through the handler's executor, which makes its
     // traceparent current (trace.hpp).
-    if (self->pool->inline_ok() && detail::current_traceparent().empty())
-      co_return co_await self->pool->send(action, value, timeout, false, traceparent, report);
-    co_return co_await asio::co_spawn(self->pool->strand(),
-                                      self->pool->send(action, value, timeout, true, traceparent,
-                                                       report),
+    if (here.inline_ok() && detail::current_traceparent().empty())
+      co_return co_await here.send(action, value, timeout, false, traceparent, report);
+    co_return co_await asio::co_spawn(here.strand(),
+                                      here.send(action, value, timeout, true, traceparent, report),
                                       asio::use_awaitable);
   }
   // A one-shot connection never carries the traceparent: a COMET host would see it.
@@ -364,7 +392,7 @@ bool client::closed() const noexcept { return impl_->tracker.closed(); }
 
 client_stats client::stats() const noexcept {
   if (impl_->set) return impl_->set->stats();
-  return impl_->pool ? impl_->pool->stats() : client_stats{};
+  return impl_->pool_stats();
 }
 
 std::vector<comet::endpoint_stats> client::endpoint_stats() const {
@@ -374,7 +402,7 @@ std::vector<comet::endpoint_stats> client::endpoint_stats() const {
 const std::vector<endpoint>& client::endpoints() const noexcept { return impl_->entries; }
 
 client_metrics::view client::impl::metrics_view() const {
-  client_metrics::view v{metrics.get(), set ? set->stats() : pool ? pool->stats() : client_stats{},
+  client_metrics::view v{metrics.get(), set ? set->stats() : pool_stats(),
                          tracker.active(), set != nullptr, {}};
   if (set) v.endpoints = set->endpoints();
   return v;

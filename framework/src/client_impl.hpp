@@ -90,7 +90,10 @@ bool runs_on_this_thread(const asio::any_io_executor& ex);
 
 struct client::impl {
   // `single_threaded`: the executor's context is run by one thread.
-  impl(asio::any_io_executor ex, bool single_threaded, std::shared_ptr<const peer_info> peer);
+  // `contexts`: with `single_threaded`, the executors of all the contexts
+  // (one pool each); may be empty (one pool, on `ex`).
+  impl(asio::any_io_executor ex, bool single_threaded, std::shared_ptr<const peer_info> peer,
+       const std::vector<asio::any_io_executor>& contexts = {});
   // A client of an endpoint list: `peer` describes it (its first entry),
   // `set` sends.
   impl(asio::any_io_executor ex, bool single_threaded, std::shared_ptr<const peer_info> peer,
@@ -102,6 +105,14 @@ struct client::impl {
   std::shared_ptr<const peer_info> info;
   send_tracker tracker;
   std::shared_ptr<peer_pool> pool;  // with keep_alive only (never for an endpoint list)
+  // A keep-alive client on contexts of one thread each (an io_pool's
+  // context_per_thread): a pool per context, `pool` the first. A send
+  // made on one of those threads goes through its own context's pool.
+  std::vector<std::shared_ptr<peer_pool>> pools;
+  // The pool of the context this thread runs, else the first.
+  peer_pool& pool_here() const noexcept;
+  // The pools' stats, summed.
+  client_stats pool_stats() const noexcept;
   std::vector<endpoint> entries;     // client::endpoints()
   std::shared_ptr<endpoint_set> set;  // a client of an endpoint list
   // The client's counters (client::metrics()); null for an endpoint's

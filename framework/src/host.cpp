@@ -373,6 +373,18 @@ host::host(io_pool& pool, host_options options)
 
 host::host(io_pool& pool, const config& cfg) : host(pool, host_options::from_config(cfg)) {}
 
+namespace {
+std::vector<asio::any_io_executor> nonempty(std::vector<asio::any_io_executor> executors) {
+  if (executors.empty())
+    throw error(errc::usage_error, "comet::host: give it at least one executor to run on");
+  return executors;
+}
+}  // namespace
+
+host::host(std::vector<asio::any_io_executor> per_thread_executors, host_options options)
+    : impl_(std::make_shared<impl>(nonempty(std::move(per_thread_executors)), true,
+                                   std::move(options))) {}
+
 host::~host() {
   if (!impl_->started) return;
   impl_->stopping = true;

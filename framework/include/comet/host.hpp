@@ -187,6 +187,12 @@ class host {
   // connections need no strands.
   host(io_pool& pool, host_options options);
   host(io_pool& pool, const config& cfg);
+  // Spreads connections over `per_thread_executors`, one to each in turn:
+  // the program's own contexts, each run by exactly one thread. A
+  // connection, its handlers (plain, coroutine, tagged) and its
+  // request_context::executor stay on its context's thread, with no strand.
+  // Each context must outlive the host's connections on it.
+  host(std::vector<asio::any_io_executor> per_thread_executors, host_options options);
   host(const host&) = delete;
   host& operator=(const host&) = delete;
   // Closes the listener and every connection at once; prefer stop() first.
