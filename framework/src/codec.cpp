@@ -1,5 +1,7 @@
 #include <comet/codec.hpp>
 
+#include "frame_header_parser.hpp"
+
 #include "json_text.hpp"
 
 #include <boost/json.hpp>
@@ -166,9 +168,19 @@ frame_decoder::status frame_decoder::decode(std::string_view buffered) {
       bytes_needed_ = proto_header_size + header_size_;
       return status::need_more;
     }
-    auto h = parse_frame_header(buffered.substr(proto_header_size, header_size_), error_);
-    if (!h) return status::malformed;
-    header_ = std::move(*h);
+    // The canonical header is read into header_ in place: no frame_header
+    // is built and moved per frame.
+    const auto text = buffered.substr(proto_header_size, header_size_);
+    if (!header_canonical_) {
+      header_ = frame_header{};
+      header_canonical_ = true;
+    }
+    if (!detail::parse_canonical_frame_header(text, header_)) {
+      auto h = parse_frame_header(text, error_);
+      if (!h) return status::malformed;
+      header_ = std::move(*h);
+      header_canonical_ = false;
+    }
     have_header_ = true;
   }
   if (header_.content_length > max_content_length_) {

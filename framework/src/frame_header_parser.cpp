@@ -3,6 +3,8 @@
 // order or extra keys the peer uses.
 #include <comet/codec.hpp>
 
+#include "frame_header_parser.hpp"
+
 #include <boost/json/basic_parser_impl.hpp>
 
 #include <charconv>
@@ -367,6 +369,16 @@ bool parse_canonical(std::string_view text, frame_header& h) {
 }
 
 }  // namespace
+
+bool detail::parse_canonical_frame_header(std::string_view text, frame_header& h) {
+  h.content_length = 0;
+  h.keep_alive = false;
+  h.request_id.reset();
+  h.stream = stream_part::none;
+  h.credit.reset();
+  h.sequence.reset();
+  return parse_canonical(text, h);
+}
 
 std::optional<frame_header> parse_frame_header(std::string_view text, std::string& error) {
   static const json::parse_options options = header_options();

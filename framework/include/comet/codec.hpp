@@ -136,6 +136,9 @@ class frame_decoder {
  private:
   std::size_t max_content_length_;
   bool have_header_ = false;
+  // header_ holds the defaults in every field the canonical path leaves
+  // alone (false after a header read by the full parser).
+  bool header_canonical_ = true;
   std::size_t header_size_ = 0;
   frame_header header_;
   std::string_view content_;
