@@ -13,6 +13,9 @@
 
 #include <sys/socket.h>
 
+#include <mutex>
+#include <vector>
+
 using namespace comet;
 using namespace comet::test;
 
@@ -120,7 +123,7 @@ TEST_CASE("a warm connection answers plain handlers without a heap allocation of
   // A 32-byte string, as comet-bench sends: its text is on the heap once
   // when the request is read, and once more in the handler's copy (`return
   // v`); the connection adds nothing.
-  CHECK(allocations_per_request(at, "echo", payload, tagged_ids, depth) == 2);
+  CHECK(allocations_per_request(at, "echo", payload, tagged_ids, depth) == 0);
 }
 
 // A coroutine handler, ordered (untagged) and tagged: its frames come from
@@ -138,7 +141,49 @@ TEST_CASE("a warm connection answers coroutine handlers without a heap allocatio
   const endpoint at = h.start();
 
   CHECK(allocations_per_request(at, "echo_co", json::string("0123456789"), tagged_ids, depth) == 0);
-  CHECK(allocations_per_request(at, "echo_co", payload, tagged_ids, depth) == 2);
+  CHECK(allocations_per_request(at, "echo_co", payload, tagged_ids, depth) == 0);
+}
+
+// Request values live on their thread's arena (request_arena.hpp), and a
+// copy a handler makes shares it: a copy kept past its batch must stay
+// intact while later batches are read, and the arena must start over once
+// the last kept copy is gone, even when it goes on another thread.
+TEST_CASE("a value a handler keeps outlives its batch intact, and the arena starts over once it is gone",
+          "[allocations]") {
+  std::mutex m;
+  std::vector<json::value> kept;
+  io_pool pool(1);
+  host h(pool, loopback(true));
+  add_handlers(h);
+  h.on("keep", [&](const std::string&, const json::value& v) {
+    const std::lock_guard lock(m);
+    kept.push_back(v);  // a copy on the value's own resource
+    return json::value("kept");
+  });
+  const endpoint at = h.start();
+
+  auto text = [](char c, int i) { return std::string(40, c) + std::to_string(1000 + i); };
+  raw_peer peer(at);
+  for (int i = 0; i < 50; ++i) {
+    const json::value keep_this(json::string(text('k', i)));
+    peer.write(request_frame("keep", keep_this, true));
+    REQUIRE(json::parse(split(peer.read_frame()).content).at("result") == "kept");
+    // Batches after it, whose values the arena places after the kept ones.
+    std::string batch;
+    for (int j = 0; j < 20; ++j) batch += request_frame("echo", json::string(text('e', j)), true);
+    peer.write(batch);
+    for (int j = 0; j < 20; ++j)
+      REQUIRE(json::parse(split(peer.read_frame()).content).at("result") == json::string(text('e', j)));
+  }
+  {
+    const std::lock_guard lock(m);
+    REQUIRE(kept.size() == 50);
+    for (int i = 0; i < 50; ++i) CHECK(kept[static_cast<std::size_t>(i)] == json::string(text('k', i)));
+    kept.clear();  // freed on this thread, not the host's
+  }
+  // Nothing of the arena is alive any more: it starts over, and a warm
+  // connection allocates nothing again.
+  CHECK(allocations_per_request(at, "echo", payload, false, 64) == 0);
 }
 
 // The counter itself counts: without this, a test of zero could pass by

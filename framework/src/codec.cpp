@@ -229,19 +229,21 @@ constexpr std::size_t max_content_depth = 64;
 // The fast paths' common step: the last member's value of a content object,
 // from `start` to the closing brace, when nothing else follows it (anything
 // more, another key, fails this parse: the full path decides then).
-std::optional<json::value> last_member_value(std::string_view content, std::size_t start) {
+std::optional<json::value> last_member_value(std::string_view content, std::size_t start,
+                                             json::storage_ptr storage = {}) {
   if (start >= content.size() || content.back() != '}') return std::nullopt;
   std::string ignored;
   // One level less than a whole content may nest: the object holding it.
   return detail::parse_json(content.substr(start, content.size() - 1 - start), ignored,
-                            max_content_depth - 1);
+                            max_content_depth - 1, std::move(storage));
 }
 
 // The request as COMET and comet-net write it, {"action": "<name>", "value":
 // <value>}, with a plain ASCII action: the action is taken as it stands and
 // only the value is parsed. Anything else (escapes, other keys, another
 // spelling) returns nullopt and takes the full path.
-std::optional<request_message> decode_canonical_request(std::string_view content) {
+std::optional<request_message> decode_canonical_request(std::string_view content,
+                                                        const json::storage_ptr& storage) {
   constexpr std::string_view opening = "{\"action\": \"";
   constexpr std::string_view between = "\", \"value\": ";
   if (!content.starts_with(opening)) return std::nullopt;
@@ -253,7 +255,7 @@ std::optional<request_message> decode_canonical_request(std::string_view content
     if (c == '\\' || c < 0x20 || c >= 0x80) return std::nullopt;
   }
   if (content.substr(action_end, between.size()) != between) return std::nullopt;
-  auto value = last_member_value(content, action_end + between.size());
+  auto value = last_member_value(content, action_end + between.size(), storage);
   if (!value) return std::nullopt;
   return request_message{std::string(content.substr(action_start, action_end - action_start)),
                          std::move(*value)};
@@ -262,9 +264,14 @@ std::optional<request_message> decode_canonical_request(std::string_view content
 }  // namespace
 
 std::optional<request_message> decode_request(std::string_view content, std::string& error) {
-  if (auto canonical = decode_canonical_request(content)) return canonical;
+  return detail::decode_request(content, error, {});
+}
+
+std::optional<request_message> detail::decode_request(std::string_view content, std::string& error,
+                                                      json::storage_ptr storage = {}) {
+  if (auto canonical = decode_canonical_request(content, storage)) return canonical;
   std::string reason;
-  auto parsed = parse_json(content, reason);
+  auto parsed = detail::parse_json(content, reason, max_content_depth, storage);
   if (!parsed) {
     error = "content is not valid JSON (" + reason + ")";
     return std::nullopt;
@@ -280,10 +287,10 @@ std::optional<request_message> decode_request(std::string_view content, std::str
     error = action ? "\"action\" is not a string" : "content has no \"action\"";
     return std::nullopt;
   }
-  request_message m;
-  m.action = action->get_string();
-  if (json::value* value = o.if_contains("value")) m.value = std::move(*value);
-  return m;
+  // Moved out, not assigned: the value stays on `storage`.
+  json::value* value = o.if_contains("value");
+  return request_message{std::string(action->get_string()),
+                         value ? json::value(std::move(*value)) : json::value(nullptr, storage)};
 }
 
 std::string encode_response(const json::value& result) {

@@ -7,6 +7,7 @@
 
 #include <comet/log.hpp>
 
+#include "request_arena.hpp"
 #include "spare_strings.hpp"
 #include "spawn.hpp"
 #include "trace.hpp"
@@ -289,6 +290,7 @@ asio::awaitable<void> host_connection::read_loop() {
   while (!closed_) {
     sync_drain();
     in_.consume(session_.consume(in_.data()));
+    detail::end_request_batch();
     // The age is looked at here, once per batch read, with the time the
     // batch arrived: no timer, no clock read. A connection whose first
     // answer is not out yet is not aged: that answer tells the client

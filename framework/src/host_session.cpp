@@ -112,7 +112,7 @@ void host_session::on_request(const frame_header& header, std::string_view conte
     const bool next = ordered_.empty() && !advancing_;
     ordered_.push_back(h);
     if (!next) {
-      s.request = std::move(request);  // runs once those before it are answered
+      s.request.emplace(std::move(request));  // runs once those before it are answered
       if (!r.traceparent.empty()) s.traceparent = r.traceparent;
       return;
     }
@@ -228,7 +228,7 @@ void host_session::advance_ordered() {
     if (s.status == state::running) break;
     if (s.status == state::queued) {
       s.status = state::running;
-      driver_.run(h, s.request, s.id, true, s.traceparent);
+      driver_.run(h, *s.request, s.id, true, s.traceparent);
       continue;
     }
     if (s.status == state::held) {
@@ -266,7 +266,7 @@ void host_session::begin_drain() {
     if (s.status != state::queued) continue;
     leave_window(s);
     s.status = state::held;
-    s.request = {};
+    s.request.reset();
     const auto refusal = error_response(errc::shutting_down, "the host is shutting down; try again later");
     driver_.responded(no_handle, refusal);
     append_answer(s.frame, {s.id, s.keep_alive, true, s.announce}, refusal.content);
@@ -319,11 +319,7 @@ void host_session::release(handle h) {
   s.status = state::free;
   s.id.reset();
   s.announce = false;
-  // Only a request parked here while queued still holds anything (run()
-  // moves from it or was given another): resetting an empty one costs more
-  // than all the rest of a request's bookkeeping (json::value's move
-  // assignment).
-  if (!s.request.action.empty() || !s.request.value.is_null()) s.request = {};
+  s.request.reset();
   s.frame.clear();
   s.traceparent.clear();
   s.credit = 0;

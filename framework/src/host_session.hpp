@@ -213,7 +213,9 @@ class host_session {
     bool announce = false;  // its answer carries features and the window
     std::optional<std::uint64_t> id;
     std::size_t bytes = 0;  // its content, counted in the window
-    request_message request;  // queued: waiting for the ordered ones before it
+    // queued: waiting for the ordered ones before it. Moved in whole, so
+    // that its value keeps the resource it was read on (request_arena.hpp).
+    std::optional<request_message> request;
     std::string traceparent;  // queued: the request's, checked
     std::string frame;        // held: an answer waiting its turn
     // streaming: the credit left; ended: its end was written, or it was

@@ -139,14 +139,14 @@ std::optional<json::value> parse_json(std::string_view text, std::string& error)
 }
 
 std::optional<json::value> detail::parse_json(std::string_view text, std::string& error,
-                                              std::size_t max_depth) {
+                                              std::size_t max_depth, json::storage_ptr storage) {
   // One parser per thread, so its working buffers are allocated once, not
   // per message; the values it returns use the default allocator and may be
   // kept as long as the caller likes.
   thread_local json::basic_parser<value_builder> parser(bounded());
   parser.reset();
   value_builder& builder = parser.handler();
-  builder.stack.reset();
+  builder.stack.reset(std::move(storage));
   builder.number.clear();
   builder.depth = 0;
   builder.max_depth = std::min(max_depth, max_json_depth);
