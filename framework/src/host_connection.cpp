@@ -289,7 +289,10 @@ asio::awaitable<void> host_connection::read_loop() {
 
   while (!closed_) {
     sync_drain();
+    consuming_ = true;
     in_.consume(session_.consume(in_.data()));
+    consuming_ = false;
+    count_batch();
     detail::end_request_batch();
     // The age is looked at here, once per batch read, with the time the
     // batch arrived: no timer, no clock read. A connection whose first
@@ -459,6 +462,8 @@ void host_connection::cancel(handle h) {
 }
 
 void host_connection::responded(handle h, const encoded_response& response) {
+  // Counted whatever is measured: max_connection_age waits for a first answer.
+  ++responses_;
   const bool counting = host_->metrics.requests.counting();
   const bool observed = host_->options.observer != nullptr;
   const bool logged = log_enabled(log_level::debug);
@@ -467,18 +472,33 @@ void host_connection::responded(handle h, const encoded_response& response) {
   // batch it came in arrived.
   const bool refusal = h == host_session::no_handle;
   const auto arrived = refusal ? arrived_ : handlers_[h].arrived;
-  // The one clock read per answer: the histogram's duration (a stream's
-  // end has none: its life is not a latency), and one in eight of them for
-  // stats()'s percentiles.
-  const std::chrono::nanoseconds took = std::chrono::steady_clock::now() - arrived;
-  if (counting) {
-    host_->metrics.requests.answered(
-        refusal ? request_metrics::unrouted : handlers_[h].label, response.error,
-        refusal || !handlers_[h].stream ? std::optional(took) : std::nullopt);
-    if ((++responses_ & 7) == 1) host_->metrics.latency(took);
+  const std::uint32_t label = refusal ? request_metrics::unrouted : handlers_[h].label;
+  const bool timed = refusal || !handlers_[h].stream;  // a stream's life is not a latency
+  // Answered while its batch is read: counted once the batch is done, with
+  // one clock read for all of it (the answers go out together then).
+  if (counting && consuming_ && !observed && !logged) {
+    batch_answers_.push_back({arrived, label, response.error, timed});
+    return;
   }
+  // The one clock read per answer: the histogram's duration, and one in
+  // eight of them for stats()'s percentiles.
+  const std::chrono::nanoseconds took = std::chrono::steady_clock::now() - arrived;
+  if (counting) count_answer(label, response.error, timed, took);
   if (observed) observe(h, &response, refusal, took);
   if (logged) log_answer(refusal ? std::string_view() : handlers_[h].action, response, arrived);
+}
+
+void host_connection::count_answer(std::uint32_t label, std::optional<errc> error, bool timed,
+                                   std::chrono::nanoseconds took) {
+  host_->metrics.requests.answered(label, error, timed ? std::optional(took) : std::nullopt);
+  if ((responses_ & 7) == 1) host_->metrics.latency(took);
+}
+
+void host_connection::count_batch() {
+  if (batch_answers_.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& a : batch_answers_) count_answer(a.label, a.error, a.timed, now - a.arrived);
+  batch_answers_.clear();
 }
 
 void host_connection::observe(handle h, const encoded_response* response, bool refusal,

@@ -249,6 +249,9 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   void on_answer(handle h, bool ordered, std::exception_ptr failure, encoded_response response);
   // Tells the session about a stop it has not seen yet.
   void sync_drain();
+  void count_answer(std::uint32_t label, std::optional<errc> error, bool timed,
+                    std::chrono::nanoseconds took);
+  void count_batch();
   void log_answer(std::string_view action, const encoded_response& response,
                   std::chrono::steady_clock::time_point arrived) const;
   void flush();
@@ -315,7 +318,17 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   std::uint64_t watch_generation_ = 0;  // which ordered request watch_peer() watches for
   std::chrono::steady_clock::time_point last_progress_;  // last read, or last write done
   std::chrono::steady_clock::time_point arrived_;        // when the current batch was read
-  std::uint64_t responses_ = 0;
+  std::uint64_t responses_ = 0;  // answers and refusals written so far
+  // Answers given while a batch is read (consuming_), counted in the
+  // metrics when it is done (count_batch).
+  struct batch_answer {
+    std::chrono::steady_clock::time_point arrived;
+    std::uint32_t label;
+    std::optional<errc> error;
+    bool timed;
+  };
+  std::vector<batch_answer> batch_answers_;
+  bool consuming_ = false;
 };
 
 }  // namespace comet
