@@ -1,13 +1,13 @@
 // Heap allocations per frame on the canonical echo path (issue 21, item 3):
-// once a connection is warm, answering a request allocates nothing beyond
-// what its value itself needs, whether its handler is a plain function or
-// a coroutine, the connection keep-alive one request at a time, pipelined,
-// or multiplexed, with the metrics on or off. A value Boost.JSON keeps
-// inline costs nothing at all; a 32-byte string costs its text twice (read,
-// and the handler's copy). This is a count, not a clock: this executable
-// replaces operator new with bench/alloc_counter.cpp's counting one, and
-// the test thread allocates nothing while it counts (its requests are
-// encoded beforehand and its answers read into a fixed buffer).
+// once a connection is warm, answering a request allocates nothing on the
+// heap, whether its handler is a plain function or a coroutine, the
+// connection keep-alive one request at a time, pipelined, or multiplexed,
+// with the metrics on or off: request values, and a handler's copies of
+// them, live on the thread's request arena (framework/src/request_arena.hpp).
+// This is a count, not a clock: this executable replaces operator new with
+// bench/alloc_counter.cpp's counting one, and the test thread allocates
+// nothing while it counts (its requests are encoded beforehand and its
+// answers read into a fixed buffer).
 #include "../bench/alloc_counter.hpp"
 #include "support.hpp"
 
@@ -103,45 +103,29 @@ double allocations_per_request(const endpoint& at, std::string_view action, cons
 
 }  // namespace
 
-// Keep-alive one request at a time, pipelined (64 in one write), and
-// multiplexed (64 tagged in one write), with the host's metrics on and off.
-TEST_CASE("a warm connection answers plain handlers without a heap allocation of its own",
+// A plain handler and a coroutine handler (its frames from Asio's
+// per-thread recycling, its answer's string from the thread's spare
+// strings): keep-alive one request at a time, pipelined (64 in one
+// write), and multiplexed (64 tagged in one write), with the host's
+// metrics on and off.
+TEST_CASE("a warm connection answers plain and coroutine handlers without a heap allocation",
           "[allocations]") {
+  const std::string action = GENERATE(std::string("echo"), std::string("echo_co"));
   const bool metrics = GENERATE(true, false);
   const bool tagged_ids = GENERATE(false, true);
   const int depth = GENERATE(1, 64);
-  CAPTURE(metrics, tagged_ids, depth);
+  CAPTURE(action, metrics, tagged_ids, depth);
   io_pool pool(1);
   host h(pool, loopback(metrics));
   add_handlers(h);
   const endpoint at = h.start();
 
-  // A value Boost.JSON keeps inline (a string of up to 14 bytes, a number):
-  // nothing at all is allocated, the handler's copy of it included.
-  CHECK(allocations_per_request(at, "echo", json::string("0123456789"), tagged_ids, depth) == 0);
-  CHECK(allocations_per_request(at, "echo", json::value(1234.5), tagged_ids, depth) == 0);
-  // A 32-byte string, as comet-bench sends: its text is on the heap once
-  // when the request is read, and once more in the handler's copy (`return
-  // v`); the connection adds nothing.
-  CHECK(allocations_per_request(at, "echo", payload, tagged_ids, depth) == 0);
-}
-
-// A coroutine handler, ordered (untagged) and tagged: its frames come from
-// Asio's per-thread recycling, its answer's string from the thread's spare
-// strings once its connection has given one back.
-TEST_CASE("a warm connection answers coroutine handlers without a heap allocation of its own",
-          "[allocations]") {
-  const bool metrics = GENERATE(true, false);
-  const bool tagged_ids = GENERATE(false, true);
-  const int depth = GENERATE(1, 64);
-  CAPTURE(metrics, tagged_ids, depth);
-  io_pool pool(1);
-  host h(pool, loopback(metrics));
-  add_handlers(h);
-  const endpoint at = h.start();
-
-  CHECK(allocations_per_request(at, "echo_co", json::string("0123456789"), tagged_ids, depth) == 0);
-  CHECK(allocations_per_request(at, "echo_co", payload, tagged_ids, depth) == 0);
+  // Values Boost.JSON keeps inline (a string of up to 14 bytes, a number).
+  CHECK(allocations_per_request(at, action, json::string("0123456789"), tagged_ids, depth) == 0);
+  CHECK(allocations_per_request(at, action, json::value(1234.5), tagged_ids, depth) == 0);
+  // A 32-byte string, as comet-bench sends: read onto the thread's request
+  // arena, and the handler's copy (`return v`) with it.
+  CHECK(allocations_per_request(at, action, payload, tagged_ids, depth) == 0);
 }
 
 // Request values live on their thread's arena (request_arena.hpp), and a

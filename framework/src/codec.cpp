@@ -293,10 +293,15 @@ std::optional<request_message> detail::decode_request(std::string_view content, 
                          value ? json::value(std::move(*value)) : json::value(nullptr, storage)};
 }
 
-std::string encode_response(const json::value& result) {
-  std::string out = "{\"result\": ";
+void detail::append_response(std::string& out, const json::value& result) {
+  out += "{\"result\": ";
   append_json_text(out, result);
   out += '}';
+}
+
+std::string encode_response(const json::value& result) {
+  std::string out;
+  detail::append_response(out, result);
   return out;
 }
 

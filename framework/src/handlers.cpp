@@ -3,8 +3,8 @@
 #include <comet/codec.hpp>
 #include <comet/log.hpp>
 
+#include "json_text.hpp"
 #include "spare_strings.hpp"
-
 
 #include <boost/system/system_error.hpp>
 
@@ -50,7 +50,13 @@ handler_failure describe_current_exception() {
   }
 }
 
-void answer_into(encoded_response& into, const handler_result& answer);
+// An answer encoded into `into`, whose content's capacity is kept.
+void answer_into(encoded_response& into, const handler_result& answer) {
+  static const json::value no_answer;  // null
+  into.error.reset();
+  into.content.clear();
+  detail::append_response(into.content, answer ? *answer : no_answer);
+}
 
 // A coroutine's answer, encoded into a string this thread had spare
 // (spare_strings.hpp): its connection gives the string back.
@@ -58,16 +64,6 @@ encoded_response routed_answer(const handler_result& answer) {
   encoded_response out{detail::take_spare_string(), {}};
   answer_into(out, answer);
   return out;
-}
-
-void answer_into(encoded_response& into, const handler_result& answer) {
-  into.error.reset();
-  into.content.assign("{\"result\": ");
-  if (answer)
-    append_json_text(into.content, *answer);
-  else
-    into.content += "null";
-  into.content += '}';
 }
 
 encoded_response routed_failure(const std::string& action, const request_context& context,

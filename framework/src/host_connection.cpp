@@ -140,7 +140,7 @@ bool host_connection::idle() const noexcept { return session_.idle(); }
 
 // With one thread to each context, the connection's own: a handler, the
 // sends it makes and its answer stay on the connection's thread. Otherwise
-// a strand of the connection's executor, beside the connection's own.
+// a strand of the host's executor, beside the connection's own.
 asio::any_io_executor host_connection::handler_executor() const {
   return host_->single_threaded ? strand_ : asio::any_io_executor(asio::make_strand(host_->executor));
 }
@@ -476,28 +476,30 @@ void host_connection::responded(handle h, const encoded_response& response) {
   const bool timed = refusal || !handlers_[h].stream;  // a stream's life is not a latency
   // Answered while its batch is read: counted once the batch is done, with
   // one clock read for all of it (the answers go out together then).
+  // One answer in eight is also a sample for stats()'s percentiles.
+  const bool sampled = (responses_ & 7) == 1;
   if (counting && consuming_ && !observed && !logged) {
-    batch_answers_.push_back({arrived, label, response.error, timed});
+    batch_answers_.push_back({arrived, label, response.error, timed, sampled});
     return;
   }
-  // The one clock read per answer: the histogram's duration, and one in
-  // eight of them for stats()'s percentiles.
+  // The one clock read per answer: the histogram's duration.
   const std::chrono::nanoseconds took = std::chrono::steady_clock::now() - arrived;
-  if (counting) count_answer(label, response.error, timed, took);
+  if (counting) count_answer(label, response.error, timed, sampled, took);
   if (observed) observe(h, &response, refusal, took);
   if (logged) log_answer(refusal ? std::string_view() : handlers_[h].action, response, arrived);
 }
 
 void host_connection::count_answer(std::uint32_t label, std::optional<errc> error, bool timed,
-                                   std::chrono::nanoseconds took) {
+                                   bool sampled, std::chrono::nanoseconds took) {
   host_->metrics.requests.answered(label, error, timed ? std::optional(took) : std::nullopt);
-  if ((responses_ & 7) == 1) host_->metrics.latency(took);
+  if (sampled) host_->metrics.latency(took);
 }
 
 void host_connection::count_batch() {
   if (batch_answers_.empty()) return;
   const auto now = std::chrono::steady_clock::now();
-  for (const auto& a : batch_answers_) count_answer(a.label, a.error, a.timed, now - a.arrived);
+  for (const auto& a : batch_answers_)
+    count_answer(a.label, a.error, a.timed, a.sampled, now - a.arrived);
   batch_answers_.clear();
 }
 

@@ -249,7 +249,7 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   void on_answer(handle h, bool ordered, std::exception_ptr failure, encoded_response response);
   // Tells the session about a stop it has not seen yet.
   void sync_drain();
-  void count_answer(std::uint32_t label, std::optional<errc> error, bool timed,
+  void count_answer(std::uint32_t label, std::optional<errc> error, bool timed, bool sampled,
                     std::chrono::nanoseconds took);
   void count_batch();
   void log_answer(std::string_view action, const encoded_response& response,
@@ -326,6 +326,7 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
     std::uint32_t label;
     std::optional<errc> error;
     bool timed;
+    bool sampled;  // also a latency sample for stats()
   };
   std::vector<batch_answer> batch_answers_;
   bool consuming_ = false;

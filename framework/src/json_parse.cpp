@@ -141,8 +141,8 @@ std::optional<json::value> parse_json(std::string_view text, std::string& error)
 std::optional<json::value> detail::parse_json(std::string_view text, std::string& error,
                                               std::size_t max_depth, json::storage_ptr storage) {
   // One parser per thread, so its working buffers are allocated once, not
-  // per message; the values it returns use the default allocator and may be
-  // kept as long as the caller likes.
+  // per message; the values it returns are built on `storage` (by default
+  // the default allocator) and may be kept as long as it lives.
   thread_local json::basic_parser<value_builder> parser(bounded());
   parser.reset();
   value_builder& builder = parser.handler();

@@ -22,6 +22,8 @@ std::optional<boost::json::value> parse_json(std::string_view text, std::string&
 // comet::decode_request, its value built on `storage`.
 std::optional<request_message> decode_request(std::string_view content, std::string& error,
                                               boost::json::storage_ptr storage);
+// Appends what encode_response returns.
+void append_response(std::string& out, const boost::json::value& result);
 // Appends what encode_request returns.
 void append_request(std::string& out, std::string_view action, const boost::json::value& value);
 }

@@ -60,8 +60,6 @@ class read_buffer {
     bytes_ = std::string();
     start_ = end_ = 0;
   }
-  // Bytes of storage held.
-  std::size_t capacity() const noexcept { return bytes_.capacity(); }
 
  private:
   // Buffers a thread keeps for its connections' next reads.
