@@ -517,6 +517,68 @@ TEST_CASE("comet-host exits promptly on SIGTERM, idle or with connections open",
   }
 }
 
+namespace {
+
+// Waits for a "sleep" answer holding `token`: the token lives exactly as
+// long as this coroutine's frame.
+asio::awaitable<void> sleep_holding(client c, std::shared_ptr<int> token) {
+  (void)token;
+  co_await c.send("sleep", 5000);
+}
+
+// Starts sleep_holding on `ex` through `c` and waits until the host has the
+// request; `watch` then follows the coroutine's frame.
+bool send_parked(remote_host& remote, asio::any_io_executor ex, const client& c,
+                 std::weak_ptr<int>& watch) {
+  auto token = std::make_shared<int>(0);
+  watch = token;
+  const int before = remote.sleeping;
+  asio::co_spawn(ex, sleep_holding(c, std::move(token)), asio::detached);
+  return wait_until([&] { return remote.sleeping == before + 1; });
+}
+
+}  // namespace
+
+// A waiting keep-alive send is parked outside Asio's own operations (its
+// request keeps its handler); with nothing to resume it, it would hold its
+// client, pool and connection, and itself, forever.
+TEST_CASE("teardown: a context destroyed while a keep-alive send waits ends the send",
+          "[integration][lifecycle]") {
+  remote_host remote;
+  std::weak_ptr<int> watch;
+  SECTION("an io_context run by one thread, the client's handle dropped first") {
+    {
+      asio::io_context io;
+      auto work = asio::make_work_guard(io);
+      std::thread runner([&] { io.run(); });
+      {
+        client c(io.get_executor(), remote.at, {.keep_alive = true});
+        CHECK(send_parked(remote, io.get_executor(), c, watch));
+      }
+      io.stop();
+      runner.join();
+      CHECK_FALSE(watch.expired());  // the send still waits: only the context can end it
+    }
+    CHECK(watch.expired());
+  }
+  SECTION("an io_pool's contexts, one per thread, the client outliving none of them") {
+    {
+      io_pool pool(2, io_pool_layout::context_per_thread);
+      client c(pool, remote.at, {.keep_alive = true});
+      CHECK(send_parked(remote, pool.executors()[1], c, watch));
+    }
+    CHECK(watch.expired());
+  }
+  SECTION("an io_pool of two threads on one context (the pool on a strand)") {
+    {
+      io_pool pool(2);
+      client c(pool, remote.at, {.keep_alive = true});
+      CHECK(send_parked(remote, pool.get_executor(), c, watch));
+    }
+    CHECK(watch.expired());
+  }
+}
+
 TEST_CASE("dropping a keep-alive client's last handle closes its connections",
           "[integration][lifecycle]") {
   remote_host remote;

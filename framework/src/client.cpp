@@ -56,11 +56,11 @@ client::impl::impl(asio::any_io_executor ex, bool single_threaded,
   if (!info->options.keep_alive) return;
   if (single_threaded && contexts.size() > 1) {
     for (const auto& context : contexts)
-      pools.push_back(std::make_shared<peer_pool>(context, true, info, tracker));
+      pools.push_back(peer_pool::make(context, true, info, tracker));
   } else {
     asio::any_io_executor serial =
         single_threaded ? executor : asio::any_io_executor(asio::make_strand(executor));
-    pools.push_back(std::make_shared<peer_pool>(std::move(serial), single_threaded, info, tracker));
+    pools.push_back(peer_pool::make(std::move(serial), single_threaded, info, tracker));
   }
   pool = pools.front();
 }
@@ -121,7 +121,7 @@ std::shared_ptr<peer_pool> client::impl::stream_pool() {
   if (!stream_pool_) {
     asio::any_io_executor serial =
         single_threaded ? executor : asio::any_io_executor(asio::make_strand(executor));
-    stream_pool_ = std::make_shared<peer_pool>(std::move(serial), single_threaded, info, tracker);
+    stream_pool_ = peer_pool::make(std::move(serial), single_threaded, info, tracker);
     // Closed already: its first use fails as the client's pool would.
     if (pools_closed_)
       asio::post(stream_pool_->strand(),

@@ -6,6 +6,7 @@
 #include <comet/client.hpp>
 
 #include "client_metrics.hpp"
+#include "context_shutdown.hpp"
 #include "multiplexer.hpp"
 #include "peer.hpp"
 
@@ -166,13 +167,24 @@ struct client::impl {
 
 // Keep-alive connections to one peer, shared by concurrent sends and
 // multiplexed with request ids. Everything runs on one serial executor.
-class peer_pool : public std::enable_shared_from_this<peer_pool> {
+class peer_pool : public std::enable_shared_from_this<peer_pool>,
+                  public detail::context_shutdown_hook {
  public:
   // `serial` runs everything of the pool one handler at a time: a strand,
-  // or the executor of a context that only one thread runs.
+  // or the executor of a context that only one thread runs. Made with
+  // make(), which has it closed when that executor's context shuts down.
   peer_pool(asio::any_io_executor serial, bool serial_is_own_thread,
             std::shared_ptr<const peer_info> info, send_tracker& tracker);
   ~peer_pool();
+  static std::shared_ptr<peer_pool> make(asio::any_io_executor serial, bool serial_is_own_thread,
+                                         std::shared_ptr<const peer_info> info,
+                                         send_tracker& tracker);
+
+  // The context stopped with sends still parked (their answers will never
+  // be read): closes the pool and destroys their handlers unresumed, so
+  // their coroutines end instead of holding the pool, and themselves,
+  // forever.
+  void context_shutting_down() noexcept override;
 
   // Runs on the serial executor (co_spawn it there, `spawned`, unless
   // inline_ok()). Completes with the answer's result, or throws comet::error.
@@ -309,6 +321,9 @@ class peer_pool : public std::enable_shared_from_this<peer_pool> {
   bool closed_ = false;
   std::optional<error> closed_why_;
   std::string encoding_;  // request content being encoded (see send)
+  // While context_shutting_down() closes the pool: where the parked
+  // sends' handlers go, to be destroyed once the pool is closed.
+  std::vector<asio::any_completion_handler<void()>>* abandoned_ = nullptr;
   // The connection handling the answers of a read right now, if any, and
   // when that read completed.
   connection* answering_ = nullptr;

@@ -161,7 +161,12 @@ class peer_pool::connection : public std::enable_shared_from_this<connection> {
   void close(const error& why) {
     if (closed_) return;
     closed_ = true;
-    auto settle = [this](pooled_request& r) { r.settle(pool_.strand_); };
+    auto settle = [this](pooled_request& r) {
+      if (pool_.abandoned_)
+        pool_.abandoned_->push_back(r.take_parked());
+      else
+        r.settle(pool_.strand_);
+    };
     mux.fail(why, settle);
     stream_.close();
     pool_.remove(*this);
@@ -389,6 +394,25 @@ peer_pool::peer_pool(asio::any_io_executor serial, bool serial_is_own_thread,
       deadlines_(strand_, [this] { on_deadline(); }) {}
 
 peer_pool::~peer_pool() = default;
+
+std::shared_ptr<peer_pool> peer_pool::make(asio::any_io_executor serial, bool serial_is_own_thread,
+                                           std::shared_ptr<const peer_info> info,
+                                           send_tracker& tracker) {
+  auto pool =
+      std::make_shared<peer_pool>(std::move(serial), serial_is_own_thread, std::move(info), tracker);
+  detail::call_at_shutdown(asio::query(pool->strand_, asio::execution::context), pool);
+  return pool;
+}
+
+void peer_pool::context_shutting_down() noexcept {
+  std::vector<asio::any_completion_handler<void()>> abandoned;
+  abandoned_ = &abandoned;
+  close(error(errc::client_closed,
+              "the io_context running the client to " + info_->describe() + " shut down"));
+  abandoned_ = nullptr;
+  // Last: ending the sends may release the pool.
+  abandoned.clear();
+}
 
 // One timer for the whole pool, at the earliest deadline of any request in
 // flight, and off when none is: a request times out at its deadline, and an

@@ -40,6 +40,7 @@
 
 #include "peer.hpp"
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/post.hpp>
@@ -108,6 +109,13 @@ struct pooled_request {
   void settle_inline() {
     if (auto* r = std::exchange(resume_, nullptr)) r->invoke();
   }
+  // Takes the waiting send's handler out without resuming it: at its
+  // context's shutdown, where destroying the handler ends the send's
+  // coroutine (Asio unwinds it through its executor). Empty if not parked.
+  asio::any_completion_handler<void()> take_parked() {
+    if (auto* r = std::exchange(resume_, nullptr)) return r->release();
+    return {};
+  }
 
  private:
   // Either call moves the handler out and ends the resumer before the
@@ -116,6 +124,7 @@ struct pooled_request {
     virtual void post_to(const asio::any_io_executor& serial) = 0;
     virtual void invoke() = 0;
     virtual void discard() = 0;
+    virtual asio::any_completion_handler<void()> release() = 0;
 
    protected:
     ~resumer() = default;
@@ -134,6 +143,11 @@ struct pooled_request {
       std::move(h)();
     }
     void discard() override { this->~resumer_for(); }
+    asio::any_completion_handler<void()> release() override {
+      asio::any_completion_handler<void()> h(std::move(handler));
+      this->~resumer_for();
+      return h;
+    }
     Handler handler;
   };
   resumer* resume_ = nullptr;
