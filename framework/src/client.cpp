@@ -65,6 +65,15 @@ client::impl::impl(asio::any_io_executor ex, bool single_threaded,
   pool = pools.front();
 }
 
+peer_pool* client::impl::inline_pool() const noexcept {
+  if (!pool) return nullptr;
+  peer_pool& here = pool_here();
+  // Not inline in a traced handler: the pool resumes an inline send
+  // directly, not through the handler's executor, which makes its
+  // traceparent current (trace.hpp).
+  return here.inline_ok() && detail::current_traceparent().empty() ? &here : nullptr;
+}
+
 peer_pool& client::impl::pool_here() const noexcept {
   for (const auto& p : pools)
     if (p->inline_ok()) return *p;
@@ -225,7 +234,7 @@ namespace {
 void record_send(const client::impl& self, const std::string& action, std::string_view traceparent,
                  const send_report& report, const error* failure,
                  std::chrono::steady_clock::time_point began) {
-  const auto took = std::chrono::steady_clock::now() - began;
+  const auto took = detail::answer_time_or_now() - began;
   const std::optional<errc> code =
       failure ? std::optional(static_cast<errc>(failure->code().value())) : std::nullopt;
   const client::impl& via = report.via ? *report.via : self;
@@ -258,18 +267,23 @@ asio::awaitable<json::value> client::impl::send(std::shared_ptr<impl> self, std:
   const auto timeout = self->timeout_of(options);
   const std::string& traceparent = *options.traceparent;  // client::traced() set it
   detail::check_send_traceparent(traceparent);
-  const auto began = std::chrono::steady_clock::now();
+  const auto began = detail::answer_time_or_now();
   send_report report;
   std::optional<error> failure;
   // One co_await a statement, and no co_return inside the try: GCC 12
   // destroys the answer twice otherwise.
   json::value answer;
   try {
-    if (self->set)
+    if (self->set) {
       answer = co_await self->set->send(action, value, timeout, options.idempotent, traceparent,
                                         report);
-    else
+    } else if (peer_pool* here = self->inline_pool()) {
+      // transmit()'s inline case, without its coroutine frame.
+      report.via = self.get();
+      answer = co_await here->send(action, value, timeout, false, traceparent, report);
+    } else {
       answer = co_await transmit(self, action, value, timeout, traceparent, report);
+    }
   } catch (const error& e) {
     failure = e;
   }
@@ -297,12 +311,9 @@ asio::awaitable<json::value> client::impl::transmit(std::shared_ptr<impl> self,
                                                     send_report& report) {
   report.via = self.get();
   if (self->pool) {
+    if (peer_pool* inline_here = self->inline_pool())
+      co_return co_await inline_here->send(action, value, timeout, false, traceparent, report);
     peer_pool& here = self->pool_here();
-    // Not inline in a traced handler: the pool resumes an inline send
-    // directly, not through the handler's executor, which makes its
-    // traceparent current (trace.hpp).
-    if (here.inline_ok() && detail::current_traceparent().empty())
-      co_return co_await here.send(action, value, timeout, false, traceparent, report);
     co_return co_await asio::co_spawn(here.strand(),
                                       here.send(action, value, timeout, true, traceparent, report),
                                       asio::use_awaitable);

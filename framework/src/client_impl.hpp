@@ -66,6 +66,16 @@ class send_tracker {
 
 // What one send met, for its metrics and its observer: filled in by the
 // layers it goes through (the last attempt's, for an endpoint list).
+namespace detail {
+// While a pool settles the answers of one read on this thread (resuming
+// their sends inline): when that read completed. A send that starts or
+// ends then takes it as its time: no clock read per send in a busy pool.
+inline thread_local const std::chrono::steady_clock::time_point* answers_read_at = nullptr;
+inline std::chrono::steady_clock::time_point answer_time_or_now() noexcept {
+  return answers_read_at ? *answers_read_at : std::chrono::steady_clock::now();
+}
+}  // namespace detail
+
 struct send_report {
   std::size_t request_bytes = 0;  // the request's content
   std::size_t answer_bytes = 0;   // the answer's content, once one came
@@ -112,6 +122,9 @@ struct client::impl {
   std::vector<std::shared_ptr<peer_pool>> pools;
   // The pool of the context this thread runs, else the first.
   peer_pool& pool_here() const noexcept;
+  // pool_here() when a send on this thread may run in the caller's
+  // coroutine (peer_pool::inline_ok(), and no traceparent current); else null.
+  peer_pool* inline_pool() const noexcept;
   // The pools' stats, summed.
   client_stats pool_stats() const noexcept;
   std::vector<endpoint> entries;     // client::endpoints()

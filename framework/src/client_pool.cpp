@@ -46,13 +46,23 @@ bool found_no_host(const error& e) {
 }  // namespace
 
 // Marks the pool as handling a read's answers (see connection::submit).
+// The sends it resumes read the read's time, not the clock
+// (detail::answers_read_at).
 struct peer_pool::batch_guard {
-  batch_guard(peer_pool& p, connection& c) : pool(p), outer(p.answering_) { pool.answering_ = &c; }
-  ~batch_guard() { pool.answering_ = outer; }
+  batch_guard(peer_pool& p, connection& c)
+      : pool(p), outer(p.answering_), outer_time(detail::answers_read_at) {
+    pool.answering_ = &c;
+    detail::answers_read_at = &pool.answers_read_at_;
+  }
+  ~batch_guard() {
+    pool.answering_ = outer;
+    detail::answers_read_at = outer_time;
+  }
   batch_guard(const batch_guard&) = delete;
   batch_guard& operator=(const batch_guard&) = delete;
   peer_pool& pool;
   connection* outer;
+  const std::chrono::steady_clock::time_point* outer_time;
 };
 
 class peer_pool::connection : public std::enable_shared_from_this<connection> {
