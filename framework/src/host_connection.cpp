@@ -72,6 +72,9 @@ host_connection::host_connection(tcp::socket socket, asio::any_io_executor stran
       arrived_(accepted_) {
   age_limit_ = age_limit(host_->options.max_connection_age, accepted_);
   boost::system::error_code ec;
+  // flush() and the read loop try the socket first (a plain one), and
+  // must not block on it.
+  if (!stream_.secure()) stream_.socket().non_blocking(true, ec);
   const auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) {
     peer_ = endpoint{remote.address().to_string(), remote.port()};
@@ -213,7 +216,15 @@ void host_connection::retire() {
                             ": the connection reached max_connection_age; closing it gracefully");
   session_.retire();
   flush();
-  close_if_drained();
+  // Not closed from here: the read loop, which called this, decides first
+  // whether to read on (a peer told it is going away is read until it
+  // closes), as it would have with the answers still being written.
+  close_if_drained_later();
+}
+
+void host_connection::close_if_drained_later() {
+  if (!draining()) return;
+  asio::post(strand_, [self = shared_from_this()] { self->close_if_drained(); });
 }
 
 // A peer connects to send a request: one accepted just before a stop (or
@@ -325,18 +336,32 @@ asio::awaitable<void> host_connection::read_loop() {
     // one from the thread's pool. (A TLS stream may hold decrypted bytes the
     // socket does not show: it reads as it did.)
     boost::system::error_code ec;
+    bool waited = false;
     if (in_.empty() && !stream_.secure()) {
       in_.release();
       reading_ = true;
       std::tie(ec) = co_await stream_.socket().async_wait(tcp::socket::wait_read, use_tuple);
       reading_ = false;
+      waited = true;
     }
     std::size_t n = 0;
     if (!ec) {
       auto [room, size] = in_.prepare(session_.bytes_needed());
-      reading_ = true;
-      std::tie(ec, n) = co_await stream_.async_read_some(asio::buffer(room, size), use_tuple);
-      reading_ = false;
+      bool read_now = waited;
+      if (read_now) {
+        // The socket is readable: read it here, with no trip through the
+        // scheduler (non-blocking: nothing there after all reads as before).
+        n = stream_.socket().read_some(asio::buffer(room, size), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+          ec = {};
+          read_now = false;
+        }
+      }
+      if (!read_now) {
+        reading_ = true;
+        std::tie(ec, n) = co_await stream_.async_read_some(asio::buffer(room, size), use_tuple);
+        reading_ = false;
+      }
     }
     if (ec) {
       if (!in_.empty() && !closed_ && ec != asio::error::operation_aborted)
@@ -363,6 +388,7 @@ asio::awaitable<void> host_connection::read_loop() {
   // Answer what is in flight, then close.
   while (!closed_ && !idle()) {
     flush();
+    if (closed_ || idle()) break;  // written at once: no wake to wait for
     co_await wait_for_wake();
   }
   close_now();
@@ -557,24 +583,48 @@ void host_connection::flush() {
   if (closed_) return;
   const auto bytes = session_.prepare_write();
   if (bytes.empty()) return;
-  stream_.async_write(asio::buffer(bytes.data(), bytes.size()),
-                      [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                        self->host_->metrics.sent(n);
-                        self->last_progress_ = std::chrono::steady_clock::now();
-                        if (ec) {
-                          if (!self->closed_)
-                            log(log_level::warn, "host: cannot answer " + self->peer_.to_string() +
-                                                     ": " + ec.message());
-                          self->session_.write_failed();
-                          self->close_now();
-                          return;
-                        }
-                        self->session_.commit_write();
-                        self->flush();
-                        self->stream_room();
-                        self->wake();
-                        self->close_if_drained();
+  std::size_t done = 0;
+  if (!stream_.secure() && !in_written_) {
+    // The answers usually fit the socket's buffer: written here, with no
+    // trip through the scheduler for the completion (the socket is in
+    // non-blocking mode: what it cannot take goes out asynchronously).
+    boost::system::error_code ec;
+    done = stream_.socket().write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      done = 0;
+    } else if (ec || done == bytes.size()) {
+      const auto self = shared_from_this();  // written() may close it
+      return written(ec, done, true);
+    }
+  }
+  stream_.async_write(asio::buffer(bytes.data() + done, bytes.size() - done),
+                      [self = shared_from_this(), done](boost::system::error_code ec, std::size_t n) {
+                        self->written(ec, done + n, false);
                       });
+}
+
+void host_connection::written(boost::system::error_code ec, std::size_t n, bool at_once) {
+  host_->metrics.sent(n);
+  last_progress_ = std::chrono::steady_clock::now();
+  if (ec) {
+    if (!closed_) log(log_level::warn, "host: cannot answer " + peer_.to_string() + ": " + ec.message());
+    session_.write_failed();
+    close_now();
+    return;
+  }
+  session_.commit_write();
+  const bool outer = std::exchange(in_written_, true);
+  flush();
+  stream_room();
+  wake();
+  // Written at once, from within the read loop or a handler's completion:
+  // whether a draining connection closes is decided once they have run
+  // on, as it was when every write completed later.
+  if (at_once)
+    close_if_drained_later();
+  else
+    close_if_drained();
+  in_written_ = outer;
 }
 
 }  // namespace comet

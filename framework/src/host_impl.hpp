@@ -254,7 +254,12 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   void count_batch();
   void log_answer(std::string_view action, const encoded_response& response,
                   std::chrono::steady_clock::time_point arrived) const;
+  // Writes what the session has to send: at once where the socket takes
+  // it all (a plain connection, not from within a write's completion),
+  // else with an async write. written() is the write's completion.
   void flush();
+  void written(boost::system::error_code ec, std::size_t n, bool at_once);
+  void close_if_drained_later();
   void wake();
   void watch_peer();
   void peer_gone();
@@ -330,6 +335,7 @@ class host_connection : public std::enable_shared_from_this<host_connection>,
   };
   std::vector<batch_answer> batch_answers_;
   bool consuming_ = false;
+  bool in_written_ = false;  // written() runs: a flush from it writes asynchronously
 };
 
 }  // namespace comet
